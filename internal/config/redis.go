@@ -1,0 +1,116 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisConfig says how to reach Redis: one URL for a single server, or
+// cluster_addrs / sentinel for production topologies.
+type RedisConfig struct {
+	// URL is redis://[user:password@]host:port/db, rediss:// for TLS, or
+	// unix://[user:password@]/path/to/redis.sock?db=N.
+	URL string `yaml:"url"`
+	// ClusterAddrs, when set, connects to a Redis Cluster through these seed
+	// nodes; user, password and TLS come from URL.
+	ClusterAddrs []string `yaml:"cluster_addrs,omitempty"`
+	// Sentinel, when set, connects to the master Sentinel names.
+	Sentinel *SentinelConfig `yaml:"sentinel,omitempty"`
+	// Password overrides the password of URL (for secrets kept apart).
+	Password string `yaml:"password,omitempty"`
+}
+
+// SentinelConfig names a Sentinel-managed master.
+type SentinelConfig struct {
+	MasterName string   `yaml:"master_name"`
+	Addrs      []string `yaml:"addrs"`
+	Password   string   `yaml:"password,omitempty"`
+}
+
+func (r *RedisConfig) validate() error {
+	if _, err := r.Options(); err != nil {
+		return err
+	}
+	if r.Sentinel != nil && len(r.ClusterAddrs) > 0 {
+		return errors.New("redis: set cluster_addrs or sentinel, not both")
+	}
+	if r.Sentinel != nil && (r.Sentinel.MasterName == "" || len(r.Sentinel.Addrs) == 0) {
+		return errors.New("redis.sentinel needs master_name and at least one address in addrs")
+	}
+	return nil
+}
+
+// Options parses URL into go-redis options for a single server.
+func (r *RedisConfig) Options() (*redis.Options, error) {
+	if r.URL == "" {
+		return nil, errors.New("redis.url is empty; set it (or CACHEKEEPER_REDIS_URL) to redis://host:6379/0")
+	}
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url %q: %v (expected redis://[user:password@]host:port/db, rediss://... or unix:///path.sock)", RedactURL(r.URL), err)
+	}
+	if r.Password != "" {
+		opt.Password = r.Password
+	}
+	return opt, nil
+}
+
+// ConnOpt returns the asynq connection option for this configuration.
+func (r *RedisConfig) ConnOpt() (asynq.RedisConnOpt, error) {
+	opt, err := r.Options()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(r.ClusterAddrs) > 0:
+		return asynq.RedisClusterClientOpt{Addrs: r.ClusterAddrs, Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig}, nil
+	case r.Sentinel != nil:
+		return asynq.RedisFailoverClientOpt{MasterName: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
+			SentinelPassword: r.Sentinel.Password, Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig}, nil
+	}
+	return asynq.RedisClientOpt{Network: opt.Network, Addr: opt.Addr, Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig}, nil
+}
+
+// NewClient opens a go-redis client for cachekeeper's own commands (cluster
+// aware when cluster_addrs is set). The caller closes it.
+func (r *RedisConfig) NewClient() (redis.UniversalClient, error) {
+	opt, err := r.Options()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(r.ClusterAddrs) > 0:
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.ClusterAddrs, Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig}), nil
+	case r.Sentinel != nil:
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
+			SentinelPassword: r.Sentinel.Password, Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig}), nil
+	}
+	return redis.NewClient(opt), nil
+}
+
+var dsnPassword = regexp.MustCompile(`^([^:@/]*):([^@]*)@`)
+
+// RedactURL hides the password of a URL or of a MySQL-style DSN
+// (user:password@tcp(host)/db).
+func RedactURL(s string) string {
+	if s == "" {
+		return s
+	}
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), Redaction)
+			return strings.Replace(u.String(), url.QueryEscape(Redaction), Redaction, 1)
+		}
+		return s
+	}
+	if m := dsnPassword.FindStringSubmatchIndex(s); m != nil && m[5] > m[4] {
+		return s[:m[4]] + Redaction + s[m[5]:]
+	}
+	return s
+}

@@ -1,0 +1,90 @@
+// Package keys builds every Redis key and channel name cachekeeper uses, and
+// renders the key templates of users' data ("user:{id}", "session:{token}").
+//
+// Keys that must be touched together in one Lua script or one BLMOVE (a cache
+// key and its fence, the inbox and its processing list) are built to hash to
+// the same Redis Cluster slot.
+package keys
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix starts every key cachekeeper owns.
+const DefaultPrefix = "cachekeeper:"
+
+// Keys builds cachekeeper's own key names under one prefix.
+type Keys struct {
+	prefix string
+}
+
+// New returns a key builder; an empty prefix means DefaultPrefix.
+func New(prefix string) (Keys, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(prefix, "{}*?[] \t\n") {
+		return Keys{}, fmt.Errorf("key prefix %q must not contain braces, glob characters or spaces", prefix)
+	}
+	return Keys{prefix: prefix}, nil
+}
+
+// Default is the builder with DefaultPrefix.
+func Default() Keys { return Keys{prefix: DefaultPrefix} }
+
+// Prefix returns the prefix.
+func (k Keys) Prefix() string { return k.prefix }
+
+// Fence is the fence of a cache key, in the same cluster slot as the key.
+func (k Keys) Fence(key string) string { return k.prefix + "fence:" + SameSlot(key) }
+
+// Tag is the set of keys carrying tag.
+func (k Keys) Tag(tag string) string { return k.prefix + "tag:" + tag }
+
+// TagPattern matches every tag set.
+func (k Keys) TagPattern() string { return k.prefix + "tag:*" }
+
+// WarmAllCheckpoint holds the position of a whole-table warm of cache.
+func (k Keys) WarmAllCheckpoint(cache string) string { return k.prefix + "warm_all:" + cache }
+
+// EventsChannel is the default pub/sub channel of cache events.
+func (k Keys) EventsChannel() string { return k.prefix + "events" }
+
+// Inbox is the default list that producers in any language LPUSH jobs to.
+func (k Keys) Inbox() string { return k.prefix + "inbox" }
+
+// Processing is the list an inbox entry sits in between BLMOVE and enqueue,
+// in the same slot as inbox.
+func Processing(inbox string) string { return SameSlot(inbox) + ":processing" }
+
+// DeadLetter is where invalid inbox entries go, with the reason attached.
+func DeadLetter(inbox string) string { return SameSlot(inbox) + ":dead" }
+
+// SameSlot returns a string that, used as a key or a key prefix, hashes to the
+// same Redis Cluster slot as key: key itself when it has a hash tag, else key
+// wrapped in braces. Keys that contain braces but no valid tag cannot be
+// wrapped safely and are returned as they are.
+func SameSlot(key string) string {
+	if _, ok := HashTag(key); ok {
+		return key
+	}
+	if strings.ContainsAny(key, "{}") {
+		return key
+	}
+	return "{" + key + "}"
+}
+
+// HashTag returns the hash tag of key as Redis Cluster defines it: the text
+// between the first '{' and the next '}', when it is not empty.
+func HashTag(key string) (string, bool) {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return "", false
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return "", false
+	}
+	return key[open+1 : open+1+end], true
+}

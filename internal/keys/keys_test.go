@@ -1,0 +1,82 @@
+package keys
+
+import "testing"
+
+func TestSameSlotAndFence(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ key, fence string }{
+		{"user:42", "cachekeeper:fence:{user:42}"},
+		{"{user}:42", "cachekeeper:fence:{user}:42"},
+		{"a{b}c", "cachekeeper:fence:a{b}c"},
+	}
+	for _, c := range cases {
+		if got := Default().Fence(c.key); got != c.fence {
+			t.Errorf("Fence(%q) = %q, want %q", c.key, got, c.fence)
+		}
+		tagKey, _ := HashTag(c.key)
+		if tagKey == "" {
+			tagKey = c.key
+		}
+		tagFence, ok := HashTag(c.fence)
+		if !ok || tagFence != tagKey {
+			t.Errorf("fence %q hashes %q, key %q hashes %q", c.fence, tagFence, c.key, tagKey)
+		}
+	}
+	if got := Processing("cachekeeper:inbox"); got != "{cachekeeper:inbox}:processing" {
+		t.Errorf("Processing = %q", got)
+	}
+}
+
+func TestNewRejectsBadPrefix(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"a{b", "x*", "has space"} {
+		if _, err := New(p); err == nil {
+			t.Errorf("New(%q) accepted", p)
+		}
+	}
+	k, err := New("")
+	if err != nil || k.Prefix() != DefaultPrefix {
+		t.Fatalf("New(\"\") = %v, %v", k, err)
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	t.Parallel()
+	tpl, err := ParseTemplate("user:{user_id}:sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tpl.RenderOne("7"); got != "user:7:sessions" {
+		t.Errorf("RenderOne = %q", got)
+	}
+	if got := tpl.Pattern(); got != "user:*:sessions" {
+		t.Errorf("Pattern = %q", got)
+	}
+	m, ok := tpl.Match("user:7:sessions")
+	if !ok || m["user_id"] != "7" {
+		t.Errorf("Match = %v %v", m, ok)
+	}
+	if _, ok := tpl.Match("user:7:other"); ok {
+		t.Error("Match accepted a key of another shape")
+	}
+	s, _ := ParseTemplate("session:{token}")
+	if m, ok := s.Match("session:a:b"); !ok || m["token"] != "a:b" {
+		t.Errorf("trailing placeholder Match = %v %v", m, ok)
+	}
+	if _, err := tpl.RenderMap(map[string]string{}); err == nil {
+		t.Error("RenderMap with a missing value succeeded")
+	}
+	lit, err := ParseTemplate("{{x}}:{id}")
+	if err != nil || lit.RenderOne("1") != "{x}:1" {
+		t.Errorf("literal braces: %v %q", err, lit.RenderOne("1"))
+	}
+}
+
+func TestParseTemplateErrors(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"user:", "user:{id", "user:id}", "user:{}", "user:{a b}", "user:*:{id}"} {
+		if _, err := ParseTemplate(s); err == nil {
+			t.Errorf("ParseTemplate(%q) accepted", s)
+		}
+	}
+}

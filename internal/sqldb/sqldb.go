@@ -1,0 +1,102 @@
+// Package sqldb opens the database cached rows come from, for PostgreSQL
+// (pgx), MySQL/MariaDB and SQLite (modernc.org/sqlite, pure Go), behind sqlx
+// so that queries use bind parameters rebound for each driver.
+package sqldb
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers "sqlite"
+)
+
+func init() {
+	sqlx.BindDriver("sqlite", sqlx.QUESTION)
+}
+
+// Open opens (without connecting) the configured database.
+func Open(cfg config.DatabaseConfig) (*sqlx.DB, error) {
+	kind, err := cfg.DriverName()
+	if err != nil {
+		return nil, err
+	}
+	driver, dsn, err := DSN(kind, cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlx.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", kind, err)
+	}
+	maxOpen := cfg.MaxOpenConns
+	if maxOpen == 0 {
+		maxOpen = 10
+	}
+	db.SetMaxOpenConns(maxOpen)
+	db.SetMaxIdleConns(maxOpen)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// DSN returns the database/sql driver name and data source name for a
+// cachekeeper database URL of the given kind (postgres, mysql or sqlite).
+func DSN(kind, raw string) (driver, dsn string, err error) {
+	switch kind {
+	case "postgres":
+		return "pgx", raw, nil
+	case "mysql":
+		if !strings.Contains(raw, "://") {
+			return "mysql", raw, nil // already a go-sql-driver DSN
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "", "", fmt.Errorf("database.url: %v", err)
+		}
+		c := mysql.NewConfig()
+		c.Net = "tcp"
+		c.Addr = u.Host
+		if u.Port() == "" {
+			c.Addr = u.Hostname() + ":3306"
+		}
+		c.User = u.User.Username()
+		c.Passwd, _ = u.User.Password()
+		c.DBName = strings.TrimPrefix(u.Path, "/")
+		c.Params = map[string]string{}
+		for k, v := range u.Query() {
+			c.Params[k] = v[0]
+		}
+		return "mysql", c.FormatDSN(), nil
+	case "sqlite":
+		path := raw
+		for _, p := range []string{"sqlite3://", "sqlite://", "file://"} {
+			path = strings.TrimPrefix(path, p)
+		}
+		if path == "" {
+			return "", "", fmt.Errorf("database.url %q names no SQLite file; use sqlite://cachekeeper.db", raw)
+		}
+		if path == ":memory:" {
+			return "sqlite", "file::memory:?cache=shared", nil
+		}
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		return "sqlite", "file:" + path + sep + "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)", nil
+	}
+	return "", "", fmt.Errorf("unsupported database kind %q", kind)
+}
+
+// Ping checks that the database answers within the context's deadline.
+func Ping(ctx context.Context, db *sqlx.DB) error {
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	return nil
+}

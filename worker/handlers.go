@@ -1,0 +1,12 @@
+package worker
+
+import "github.com/cachekeeper/cachekeeper/tasks"
+
+// registerHandlers registers every job family this build implements. Only
+// kinds with a real handler are registered: a job of another kind stays in
+// its queue and is retried by asynq until a worker that knows it appears.
+func (w *Worker) registerHandlers() error {
+	Handle(w.mux, w.handleNotify)
+	w.kinds = append(w.kinds, tasks.KindNotifyPublish)
+	return nil
+}

@@ -1,0 +1,177 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+)
+
+// Deps are the connections handlers use. The caller owns them and closes
+// them after Run returns.
+type Deps struct {
+	// Redis runs cachekeeper's own commands (cache writes, scans, pub/sub).
+	Redis redis.UniversalClient
+	// DB is the database cached rows come from; nil when no cache is declared.
+	DB *sqlx.DB
+	// Client enqueues follow-up jobs (for example a rewarm after invalidation).
+	Client *tasks.Client
+	// Registry receives the worker's metrics; nil means not exported.
+	Registry prometheus.Registerer
+}
+
+// Worker runs jobs from the configured queues until its context ends.
+type Worker struct {
+	cfg     config.Config
+	connOpt asynq.RedisConnOpt
+	deps    Deps
+	keys    keys.Keys
+	logger  *slog.Logger
+	metrics *Metrics
+	mux     *asynq.ServeMux
+	kinds   []string
+	// extra are long-running parts started and stopped with the servers.
+	extra   []namedRunner
+	ready   atomic.Bool
+	servers []*asynq.Server
+	mu      sync.Mutex
+}
+
+type namedRunner struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// New builds a worker from a validated configuration. It registers the
+// handler of every kind it can run and fails on a configuration it cannot
+// honour (for example a cache spec whose query does not match its key).
+func New(cfg config.Config, deps Deps, logger *slog.Logger) (*Worker, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Redis == nil {
+		return nil, errors.New("worker: Deps.Redis is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	connOpt, err := cfg.Redis.ConnOpt()
+	if err != nil {
+		return nil, err
+	}
+	k, err := keys.New(cfg.KeyPrefix)
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewMetrics(deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("worker metrics: %w", err)
+	}
+	w := &Worker{cfg: cfg, connOpt: connOpt, deps: deps, keys: k, logger: logger, metrics: m, mux: asynq.NewServeMux()}
+	w.mux.Use(instrument(logger, m), recoverPanics(logger))
+	if err := w.registerHandlers(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Kinds returns the kinds this worker has handlers for.
+func (w *Worker) Kinds() []string { return append([]string(nil), w.kinds...) }
+
+// Metrics returns the worker's collectors.
+func (w *Worker) Metrics() *Metrics { return w.metrics }
+
+// Handler returns the mux with middleware, for tests and benchmarks that
+// drive their own asynq server.
+func (w *Worker) Handler() asynq.Handler { return w.mux }
+
+// Ready reports whether every server has started and none has stopped.
+func (w *Worker) Ready() bool { return w.ready.Load() }
+
+// addRunner adds a long-running part (such as the inbox bridge) that starts
+// and stops with the worker; its error stops the worker.
+func (w *Worker) addRunner(name string, run func(ctx context.Context) error) {
+	w.extra = append(w.extra, namedRunner{name, run})
+}
+
+// serverConfig is the asynq configuration of one of the worker's servers.
+func (w *Worker) serverConfig(concurrency int) asynq.Config {
+	wc := w.cfg.Worker
+	return asynq.Config{
+		Concurrency:       concurrency,
+		Queues:            wc.Queues,
+		StrictPriority:    wc.StrictPriority,
+		ShutdownTimeout:   wc.ShutdownTimeout,
+		TaskCheckInterval: wc.TaskCheckInterval,
+		Logger:            asynqLogger{w.logger},
+		LogLevel:          asynqLevel(w.logger),
+	}
+}
+
+// Run starts the servers and every other part, and blocks until ctx ends or
+// one part fails; then it stops everything, letting running jobs finish
+// within the shutdown timeout.
+func (w *Worker) Run(ctx context.Context) error {
+	wc := w.cfg.Worker
+	w.mu.Lock()
+	for i := 0; i < wc.Servers; i++ {
+		// Spread concurrency: the first servers take the remainder.
+		c := wc.Concurrency / wc.Servers
+		if i < wc.Concurrency%wc.Servers {
+			c++
+		}
+		srv := asynq.NewServer(w.connOpt, w.serverConfig(c))
+		if err := srv.Start(w.mux); err != nil {
+			w.mu.Unlock()
+			w.shutdown()
+			return fmt.Errorf("start worker: %w", err)
+		}
+		w.servers = append(w.servers, srv)
+	}
+	w.mu.Unlock()
+	w.ready.Store(true)
+	w.logger.Info("worker started", slog.Int("servers", wc.Servers), slog.Int("concurrency", wc.Concurrency),
+		slog.Any("queues", wc.Queues), slog.Any("kinds", w.kinds))
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range w.extra {
+		g.Go(func() error {
+			if err := r.run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		w.shutdown()
+		return nil
+	})
+	err := g.Wait()
+	w.logger.Info("worker stopped")
+	return err
+}
+
+func (w *Worker) shutdown() {
+	w.ready.Store(false)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, srv := range w.servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); srv.Shutdown() }()
+	}
+	wg.Wait()
+	w.servers = nil
+}

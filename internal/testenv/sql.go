@@ -140,4 +140,3 @@ func SQLite(t testing.TB) *DB {
 func SQLDatabases(t testing.TB) map[string]func(testing.TB) *DB {
 	return map[string]func(testing.TB) *DB{"postgres": Postgres, "sqlite": SQLite, "mysql": MySQL}
 }
-

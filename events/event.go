@@ -1,0 +1,93 @@
+// Package events carries cache-change events from the worker to application
+// instances over Redis pub/sub, so that an instance can drop its own
+// in-process copies of data the worker changed.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultChannel is the pub/sub channel events go to unless configured.
+const DefaultChannel = "cachekeeper:events"
+
+// Event types.
+const (
+	TypeWarmed         = "cache.warmed"
+	TypeInvalidated    = "cache.invalidated"
+	TypeDeleted        = "cache.deleted" // the row is gone from the database
+	TypeSessionRevoked = "session.revoked"
+)
+
+// Event is one change the worker made. Keys is capped (see KeyCount for the
+// total); Missed is set only on the synthetic event Subscribe delivers after
+// a reconnect, meaning events may have been lost.
+type Event struct {
+	Type     string    `json:"type"`
+	Cache    string    `json:"cache,omitempty"`
+	IDs      []string  `json:"ids,omitempty"`
+	Keys     []string  `json:"keys,omitempty"`
+	KeyCount int       `json:"key_count"`
+	UserID   string    `json:"user_id,omitempty"`
+	TaskID   string    `json:"task_id,omitempty"`
+	Time     time.Time `json:"time"`
+	Missed   bool      `json:"missed,omitempty"`
+}
+
+// Publisher publishes events on one channel.
+type Publisher struct {
+	rdb     redis.UniversalClient
+	channel string
+	maxKeys int
+	sharded bool
+}
+
+// NewPublisher returns a publisher on channel, listing at most maxKeys keys
+// per event. On Redis Cluster it uses sharded pub/sub (SPUBLISH).
+func NewPublisher(rdb redis.UniversalClient, channel string, maxKeys int) (*Publisher, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("events: nil Redis client")
+	}
+	if channel == "" {
+		return nil, fmt.Errorf("events: empty channel name")
+	}
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Publisher{rdb: rdb, channel: channel, maxKeys: maxKeys, sharded: cluster}, nil
+}
+
+// Channel returns the channel name.
+func (p *Publisher) Channel() string { return p.channel }
+
+// Publish sends e, filling Time and KeyCount and capping Keys. A nil
+// Publisher publishes nothing (events disabled).
+func (p *Publisher) Publish(ctx context.Context, e Event) error {
+	if p == nil {
+		return nil
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if e.KeyCount < len(e.Keys) {
+		e.KeyCount = len(e.Keys)
+	}
+	if p.maxKeys >= 0 && len(e.Keys) > p.maxKeys {
+		e.Keys = e.Keys[:p.maxKeys]
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	if p.sharded {
+		err = p.rdb.SPublish(ctx, p.channel, data).Err()
+	} else {
+		err = p.rdb.Publish(ctx, p.channel, data).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("publish event on %q: %w", p.channel, err)
+	}
+	return nil
+}

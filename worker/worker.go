@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
@@ -39,6 +40,8 @@ type Worker struct {
 	keys    keys.Keys
 	logger  *slog.Logger
 	metrics *Metrics
+	// events publishes cache-change events; nil when events are disabled.
+	events *events.Publisher
 	mux     *asynq.ServeMux
 	kinds   []string
 	// extra are long-running parts started and stopped with the servers.
@@ -79,6 +82,11 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger) (*Worker, error) {
 		return nil, fmt.Errorf("worker metrics: %w", err)
 	}
 	w := &Worker{cfg: cfg, connOpt: connOpt, deps: deps, keys: k, logger: logger, metrics: m, mux: asynq.NewServeMux()}
+	if !cfg.Events.Disabled {
+		if w.events, err = events.NewPublisher(deps.Redis, cfg.Events.Channel, cfg.Events.MaxKeys); err != nil {
+			return nil, err
+		}
+	}
 	w.mux.Use(instrument(logger, m), recoverPanics(logger))
 	if err := w.registerHandlers(); err != nil {
 		return nil, err

@@ -42,8 +42,8 @@ type Worker struct {
 	metrics *Metrics
 	// events publishes cache-change events; nil when events are disabled.
 	events *events.Publisher
-	mux     *asynq.ServeMux
-	kinds   []string
+	mux    *asynq.ServeMux
+	kinds  []string
 	// extra are long-running parts started and stopped with the servers.
 	extra   []namedRunner
 	ready   atomic.Bool

@@ -1,0 +1,254 @@
+package fence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Fencer performs fenced writes and fence-advancing invalidations.
+type Fencer struct {
+	rdb     redis.UniversalClient
+	cluster *redis.ClusterClient
+	keys    keys.Keys
+	ttl     time.Duration
+}
+
+// New returns a Fencer. ttl is how long a fence outlives its invalidation;
+// it must exceed the longest database read of a warm.
+func New(rdb redis.UniversalClient, k keys.Keys, ttl time.Duration) (*Fencer, error) {
+	if rdb == nil {
+		return nil, errors.New("fence: nil Redis client")
+	}
+	if ttl < time.Second {
+		return nil, fmt.Errorf("fence: ttl %s is too short (at least 1s)", ttl)
+	}
+	f := &Fencer{rdb: rdb, keys: k, ttl: ttl}
+	f.cluster, _ = rdb.(*redis.ClusterClient)
+	return f, nil
+}
+
+// Stamp is the Redis server clock (microseconds) taken before a database
+// read; on a cluster, one per master address.
+type Stamp struct {
+	single int64
+	byAddr map[string]int64
+}
+
+// Begin takes a stamp. Call it before reading the rows you will write.
+func (f *Fencer) Begin(ctx context.Context) (Stamp, error) {
+	if f.cluster == nil {
+		us, err := serverMicros(ctx, f.rdb)
+		if err != nil {
+			return Stamp{}, err
+		}
+		return Stamp{single: us}, nil
+	}
+	var mu sync.Mutex
+	st := Stamp{byAddr: map[string]int64{}}
+	err := f.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		us, err := serverMicros(ctx, c)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		st.byAddr[c.Options().Addr] = us
+		mu.Unlock()
+		return nil
+	})
+	return st, err
+}
+
+func serverMicros(ctx context.Context, c redis.Cmdable) (int64, error) {
+	t, err := c.Time(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("fence: read Redis clock: %w", err)
+	}
+	return t.UnixMicro(), nil
+}
+
+// Entry is one key to write: the whole hash (Fields alternate name, value)
+// and its TTL. An Entry with no Fields deletes the key (the row is gone).
+type Entry struct {
+	Key    string
+	Fields []string
+	TTL    time.Duration
+}
+
+// Result counts what a Write did.
+type Result struct {
+	Written int
+	Deleted int
+	// Skipped lists keys whose fence refused the write.
+	Skipped []string
+	// TooOld is set when the stamp was older than the fence TTL: every write
+	// was refused; take a new stamp and read again.
+	TooOld bool
+}
+
+// Write applies entries whose fences are older than st, each key replaced
+// whole with its TTL in one atomic step. On a single server the whole batch
+// is one script call; on a cluster one call per hash slot, pipelined.
+func (f *Fencer) Write(ctx context.Context, st Stamp, entries []Entry) (Result, error) {
+	if len(entries) == 0 {
+		return Result{}, nil
+	}
+	groups := [][]Entry{entries}
+	sinces := []int64{st.single}
+	if f.cluster != nil {
+		groups = groupBySlot(entries)
+		sinces = make([]int64, len(groups))
+		for gi, g := range groups {
+			c, err := f.cluster.MasterForKey(ctx, g[0].Key)
+			if err != nil {
+				return Result{}, fmt.Errorf("fence: find master: %w", err)
+			}
+			us, ok := st.byAddr[c.Options().Addr]
+			if !ok {
+				// The slot moved to a master that was not stamped: refuse safely.
+				us = math.MaxInt64 / 2
+			}
+			sinces[gi] = us
+		}
+	}
+	cmds, err := f.pipelined(ctx, writeScript, len(groups), func(pipe redis.Pipeliner, gi int) *redis.Cmd {
+		keyList, args := writeArgs(f.keys, sinces[gi], f.ttl, groups[gi])
+		return writeScript.EvalSha(ctx, pipe, keyList, args...)
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("fence: write: %w", err)
+	}
+	var res Result
+	for gi, cmd := range cmds {
+		vals, err := cmd.Int64Slice()
+		if err != nil {
+			return res, fmt.Errorf("fence: write result: %w", err)
+		}
+		res.Written += int(vals[0])
+		res.Deleted += int(vals[1])
+		if vals[3] == 1 {
+			res.TooOld = true
+		}
+		for _, idx := range vals[4:] {
+			res.Skipped = append(res.Skipped, groups[gi][idx-1].Key)
+		}
+	}
+	return res, nil
+}
+
+func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry) ([]string, []any) {
+	keyList := make([]string, 0, 2*len(g))
+	n := 2
+	for _, e := range g {
+		keyList = append(keyList, e.Key, k.Fence(e.Key))
+		n += 2 + len(e.Fields)
+	}
+	args := make([]any, 0, n)
+	args = append(args, since, fenceTTL.Microseconds())
+	for _, e := range g {
+		ttl := e.TTL.Milliseconds()
+		if ttl < 1 {
+			ttl = 1
+		}
+		args = append(args, ttl, len(e.Fields)/2)
+		for _, v := range e.Fields {
+			args = append(args, v)
+		}
+	}
+	return keyList, args
+}
+
+// Invalidate advances the fence of each key and deletes it, atomically per
+// key (and per batch on a single server). It returns how many keys existed.
+func (f *Fencer) Invalidate(ctx context.Context, keyList []string) (int, error) {
+	if len(keyList) == 0 {
+		return 0, nil
+	}
+	entries := make([]Entry, len(keyList))
+	for i, k := range keyList {
+		entries[i].Key = k
+	}
+	groups := [][]Entry{entries}
+	if f.cluster != nil {
+		groups = groupBySlot(entries)
+	}
+	ttl := strconv.FormatInt(f.ttl.Milliseconds(), 10)
+	cmds, err := f.pipelined(ctx, invalidateScript, len(groups), func(pipe redis.Pipeliner, gi int) *redis.Cmd {
+		kl := make([]string, 0, 2*len(groups[gi]))
+		for _, e := range groups[gi] {
+			kl = append(kl, e.Key, f.keys.Fence(e.Key))
+		}
+		return invalidateScript.EvalSha(ctx, pipe, kl, ttl)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("fence: invalidate: %w", err)
+	}
+	total := 0
+	for _, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// pipelined sends n script calls in one pipeline. When the server does not
+// know the script yet (first use, restart, SCRIPT FLUSH), it loads it on every
+// node and sends the pipeline again.
+func (f *Fencer) pipelined(ctx context.Context, script *redis.Script, n int, call func(redis.Pipeliner, int) *redis.Cmd) ([]*redis.Cmd, error) {
+	send := func() ([]*redis.Cmd, error) {
+		pipe := f.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, n)
+		for i := range cmds {
+			cmds[i] = call(pipe, i)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := send()
+	if err == nil || !isNoScript(err) {
+		return cmds, err
+	}
+	if f.cluster != nil {
+		err = f.cluster.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
+			return script.Load(ctx, c).Err()
+		})
+	} else {
+		err = script.Load(ctx, f.rdb).Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load script: %w", err)
+	}
+	return send()
+}
+
+func isNoScript(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
+
+func groupBySlot(entries []Entry) [][]Entry {
+	idx := map[int]int{}
+	var groups [][]Entry
+	for _, e := range entries {
+		s := slot(e.Key)
+		gi, ok := idx[s]
+		if !ok {
+			gi = len(groups)
+			idx[s] = gi
+			groups = append(groups, nil)
+		}
+		groups[gi] = append(groups[gi], e)
+	}
+	return groups
+}

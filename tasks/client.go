@@ -35,7 +35,8 @@ func NewTask(p Payload, opts ...Option) (*asynq.Task, error) {
 
 // Client enqueues cachekeeper jobs. It is safe for concurrent use.
 type Client struct {
-	c *asynq.Client
+	c      *asynq.Client
+	shared bool // built on the caller's Redis client, which Close leaves open
 }
 
 // NewClient connects to Redis with opt (for example asynq.RedisClientOpt,
@@ -54,11 +55,17 @@ func NewClient(opt asynq.RedisConnOpt) (*Client, error) {
 
 // NewClientFromRedis uses an existing go-redis client. Close does not close it.
 func NewClientFromRedis(rdb redis.UniversalClient) *Client {
-	return &Client{c: asynq.NewClientFromRedisClient(rdb)}
+	return &Client{c: asynq.NewClientFromRedisClient(rdb), shared: true}
 }
 
-// Close releases the client's Redis connections.
-func (c *Client) Close() error { return c.c.Close() }
+// Close releases the client's Redis connections (none when the client was
+// built with NewClientFromRedis).
+func (c *Client) Close() error {
+	if c.shared {
+		return nil
+	}
+	return c.c.Close()
+}
 
 // Enqueue validates p and enqueues it. A payload that does not validate is
 // returned as an error wrapping ErrInvalidPayload and nothing is sent.

@@ -1,0 +1,241 @@
+// Package scan walks the keyspace without blocking Redis: SCAN with MATCH,
+// COUNT and an optional TYPE, never KEYS, on one node or on every master of
+// a Redis Cluster, delivering the keys in batches to a callback, with an
+// optional rate cap in keys per second.
+//
+// SCAN guarantees that a key present during the whole walk is delivered at
+// least once; a key may be delivered more than once (the table may be
+// rehashed between calls) and a key created or deleted during the walk may or
+// may not be. Callbacks must therefore be idempotent, which the jobs that use
+// this package are anyway (at-least-once delivery).
+//
+// Every batch holds keys of one node only. On a cluster, keys of one batch
+// still belong to different hash slots: pipelines of single-key commands are
+// fine, multi-key commands (DEL k1 k2, one Lua script over several keys) must
+// be grouped with SplitBySlot first.
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+)
+
+// Defaults used when an Options field is zero.
+const (
+	DefaultCount     = 1000
+	DefaultBatchSize = 1000
+)
+
+// Options configure a walk. The zero value walks every key of every type in
+// batches of DefaultBatchSize; a caller almost always sets Match.
+type Options struct {
+	// Match is the SCAN MATCH glob, for example "session:*". Empty means
+	// every key.
+	Match string
+	// Count is the SCAN COUNT hint: how many slots of the keyspace one SCAN
+	// call visits (default DefaultCount). Larger is faster and keeps Redis
+	// busy longer per call; each call stays short whatever the value.
+	Count int64
+	// Type keeps only keys of this Redis type ("zset", "hash", "set",
+	// "string", "list", "stream"), filtered by the server (SCAN ... TYPE,
+	// Redis 6.0 or later).
+	Type string
+	// BatchSize is the largest number of keys per callback (default
+	// DefaultBatchSize). A node's last batch may be smaller.
+	BatchSize int
+	// MaxKeysPerSecond caps how fast keys are delivered, summed over every
+	// node; 0 means no cap.
+	MaxKeysPerSecond int
+	// Concurrency is how many cluster masters are walked at once (default
+	// 1: one master after another, and fn is never called concurrently).
+	// Above 1, fn must be safe for concurrent use. It has no effect on a
+	// single node.
+	Concurrency int
+}
+
+// BatchFunc receives one batch of keys, all from one node. The slice is
+// reused after fn returns: copy it to keep it. An error stops the walk and is
+// returned by Each.
+type BatchFunc func(ctx context.Context, keys []string) error
+
+// Each walks the keys that opts selects and calls fn with batches of them. It
+// returns how many keys it delivered. On a *redis.ClusterClient it walks
+// every master (replicas hold the same keys); on any other client, the one
+// node it talks to. Each stops at the first error, from Redis, from fn or
+// from ctx.
+func Each(ctx context.Context, rdb redis.UniversalClient, opts Options, fn BatchFunc) (int64, error) {
+	if rdb == nil {
+		return 0, errors.New("scan: nil Redis client")
+	}
+	if fn == nil {
+		return 0, errors.New("scan: nil batch callback")
+	}
+	if err := opts.validate(); err != nil {
+		return 0, err
+	}
+	opts = opts.withDefaults()
+	w := &walker{opts: opts, fn: fn}
+	if opts.MaxKeysPerSecond > 0 {
+		// The burst must cover the largest batch, or WaitN could never succeed.
+		burst := max(opts.MaxKeysPerSecond, opts.BatchSize)
+		w.limiter = rate.NewLimiter(rate.Limit(opts.MaxKeysPerSecond), burst)
+		// The first batch must not go out at full burst either.
+		w.limiter.AllowN(time.Now(), burst)
+	}
+	cluster, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		err := w.node(ctx, rdb, "")
+		return w.total(), err
+	}
+	masters, err := Masters(ctx, cluster)
+	if err != nil {
+		return 0, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Concurrency)
+	for _, m := range masters {
+		g.Go(func() error { return w.node(gctx, m, m.Options().Addr) })
+	}
+	err = g.Wait()
+	return w.total(), err
+}
+
+// Masters returns the client of every master of a cluster, sorted by
+// address, from the client's current view of the cluster.
+func Masters(ctx context.Context, cluster *redis.ClusterClient) ([]*redis.Client, error) {
+	var mu sync.Mutex
+	var masters []*redis.Client
+	err := cluster.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		masters = append(masters, c)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan: list cluster masters: %w", err)
+	}
+	sort.Slice(masters, func(i, j int) bool { return masters[i].Options().Addr < masters[j].Options().Addr })
+	return masters, nil
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Count < 0:
+		return fmt.Errorf("scan: Count %d must be 0 (default %d) or positive", o.Count, DefaultCount)
+	case o.BatchSize < 0:
+		return fmt.Errorf("scan: BatchSize %d must be 0 (default %d) or positive", o.BatchSize, DefaultBatchSize)
+	case o.MaxKeysPerSecond < 0:
+		return fmt.Errorf("scan: MaxKeysPerSecond %d must be 0 (no cap) or positive", o.MaxKeysPerSecond)
+	case o.Concurrency < 0:
+		return fmt.Errorf("scan: Concurrency %d must be 0 (default 1) or positive", o.Concurrency)
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Count == 0 {
+		o.Count = DefaultCount
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 1
+	}
+	// With a low cap, a huge COUNT would only make each step burstier.
+	// With a low cap, big steps and batches would only make the pace
+	// burstier: keep each to about one second's worth of keys.
+	if o.MaxKeysPerSecond > 0 {
+		o.Count = min(o.Count, int64(o.MaxKeysPerSecond))
+		o.BatchSize = min(o.BatchSize, o.MaxKeysPerSecond)
+	}
+	return o
+}
+
+type walker struct {
+	opts    Options
+	fn      BatchFunc
+	limiter *rate.Limiter
+
+	mu        sync.Mutex
+	delivered int64
+}
+
+func (w *walker) total() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.delivered
+}
+
+// node walks one node from cursor 0 until SCAN returns cursor 0 again.
+func (w *walker) node(ctx context.Context, c redis.Cmdable, addr string) error {
+	where := ""
+	if addr != "" {
+		where = " on " + addr
+	}
+	buf := make([]string, 0, w.opts.BatchSize)
+	var cursor uint64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var cmd *redis.ScanCmd
+		if w.opts.Type != "" {
+			cmd = c.ScanType(ctx, cursor, w.opts.Match, w.opts.Count, w.opts.Type)
+		} else {
+			cmd = c.Scan(ctx, cursor, w.opts.Match, w.opts.Count)
+		}
+		page, next, err := cmd.Result()
+		if err != nil {
+			return fmt.Errorf("scan %q%s: %w", w.opts.Match, where, err)
+		}
+		for len(page) > 0 {
+			n := min(w.opts.BatchSize-len(buf), len(page))
+			buf = append(buf, page[:n]...)
+			page = page[n:]
+			if len(buf) == w.opts.BatchSize {
+				if err := w.deliver(ctx, buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+	}
+	if len(buf) > 0 {
+		return w.deliver(ctx, buf)
+	}
+	return nil
+}
+
+func (w *walker) deliver(ctx context.Context, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if w.limiter != nil {
+		if err := w.limiter.WaitN(ctx, len(keys)); err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			return fmt.Errorf("scan: rate cap: %w", err)
+		}
+	}
+	if err := w.fn(ctx, keys); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.delivered += int64(len(keys))
+	w.mu.Unlock()
+	return nil
+}

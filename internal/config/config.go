@@ -69,8 +69,9 @@ func Default() Config {
 }
 
 // Load reads path (or DefaultFile when path is "" and the file exists), then
-// applies environment overrides, and validates the result.
-func Load(path string, env func(string) string) (Config, error) {
+// applies environment overrides, then overrides (command-line flags), and
+// validates the result.
+func Load(path string, env func(string) string, overrides ...func(*Config)) (Config, error) {
 	cfg := Default()
 	explicit := path != ""
 	if !explicit {
@@ -89,6 +90,9 @@ func Load(path string, env func(string) string) (Config, error) {
 	}
 	if err := cfg.ApplyEnv(env); err != nil {
 		return Config{}, err
+	}
+	for _, o := range overrides {
+		o(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err

@@ -1,0 +1,178 @@
+// Package cli is cachekeeper's command-line interface. It is an importable
+// package so tests drive it in-process: Run takes the arguments, the output
+// writers and the environment, and returns the exit code.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/redis/go-redis/v9"
+	ucli "github.com/urfave/cli/v2"
+)
+
+// IO is what a command may touch of the outside world.
+type IO struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Env looks up environment variables (os.Getenv in production).
+	Env func(string) string
+	// IsTerminal reports whether Stdout is a terminal (for progress bars).
+	IsTerminal bool
+}
+
+// Run runs the CLI with args (without the program name) and returns the exit
+// code. On failure it prints one line to Stderr.
+func Run(ctx context.Context, args []string, io IO) int {
+	if io.Env == nil {
+		io.Env = func(string) string { return "" }
+	}
+	app := newApp(io)
+	err := app.RunContext(ctx, append([]string{"cachekeeper"}, args...))
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "cachekeeper: %s\n", oneLine(message(err)))
+	}
+	return exitCode(err)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+func newApp(io IO) *ucli.App {
+	app := &ucli.App{
+		Name:                 "cachekeeper",
+		Usage:                "keep Redis caches, sessions and rate limits correct and small, as background jobs",
+		Version:              Version,
+		Writer:               io.Stdout,
+		ErrWriter:            io.Stderr,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		ExitErrHandler:       func(*ucli.Context, error) {}, // Run maps errors to exit codes
+		OnUsageError: func(c *ucli.Context, err error, _ bool) error {
+			return usagef("%v (see '%s --help')", err, c.Command.HelpName)
+		},
+		CommandNotFound: func(c *ucli.Context, name string) {
+			// urfave prints nothing and returns nil here; we want exit code 2.
+		},
+		Commands: []*ucli.Command{
+			workerCommand(io),
+			enqueueCommand(io),
+			configCommand(io),
+			versionCommand(io),
+		},
+		Description: "Configuration comes from --config (default ./" + config.DefaultFile + " if present), then the\n" +
+			"environment (" + strings.Join(config.EnvVars, ", ") + "), then flags.\n" +
+			"Exit codes: 0 success, 1 runtime failure, 2 usage or validation error.",
+	}
+	setUsageErrors(app.Commands)
+	app.Before = func(c *ucli.Context) error {
+		if c.Args().Present() && app.Command(c.Args().First()) == nil {
+			return usagef("unknown command %q (commands: %s)", c.Args().First(), commandNames(app))
+		}
+		return nil
+	}
+	return app
+}
+
+// setUsageErrors makes a flag error in any command exit with code 2 and one
+// line, instead of urfave's default of printing the whole help.
+func setUsageErrors(cmds []*ucli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = func(cc *ucli.Context, err error, _ bool) error {
+				return usagef("%v (see '%s --help')", err, cc.Command.HelpName)
+			}
+		}
+		c.HideHelpCommand = true
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+func commandNames(app *ucli.App) string {
+	var names []string
+	for _, c := range app.Commands {
+		if !c.Hidden {
+			names = append(names, c.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// Connection flags, on every command that talks to Redis or the database.
+func connFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file (default ./" + config.DefaultFile + " if it exists)"},
+		&ucli.StringFlag{Name: "redis-url", Usage: "Redis URL: redis://[user:pass@]host:6379/0, rediss://... (TLS), unix:///path.sock (env " + config.EnvRedisURL + ")"},
+		&ucli.StringFlag{Name: "database-url", Usage: "database URL: postgres://..., mysql://user:pass@host:3306/db, sqlite://file.db (env " + config.EnvDatabaseURL + ")"},
+		&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (env " + config.EnvLogLevel + ")"},
+	}
+}
+
+func outputFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table or json"}
+}
+
+// outputFormat returns the validated -o value.
+func outputFormat(c *ucli.Context) (string, error) {
+	switch f := c.String("output"); f {
+	case "table", "json":
+		return f, nil
+	default:
+		return "", usagef("--output %q must be table or json", f)
+	}
+}
+
+// loadConfig reads the configuration: file, environment, then flags.
+func loadConfig(c *ucli.Context, io IO, extra ...func(*config.Config)) (config.Config, error) {
+	overrides := []func(*config.Config){func(cfg *config.Config) {
+		if v := c.String("redis-url"); v != "" {
+			cfg.Redis.URL = v
+		}
+		if v := c.String("database-url"); v != "" {
+			cfg.Database.URL = v
+			cfg.Database.Driver = ""
+		}
+		if v := c.String("log-level"); v != "" {
+			cfg.Log.Level = v
+		}
+	}}
+	return config.Load(c.String("config"), io.Env, append(overrides, extra...)...)
+}
+
+// newLogger builds the process logger; logs go to stderr, never stdout.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	var l *slog.Logger
+	if cfg.Log.Format == "json" {
+		l = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		l = slog.New(slog.NewTextHandler(w, opts))
+	}
+	// go-redis logs dial failures on its own; the command reports them once.
+	redis.SetLogger(redisLogger{l})
+	return l
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Debug(fmt.Sprintf(format, v...), slog.String("component", "go-redis"))
+}
+
+func init() {
+	// Quiet until a command builds its logger.
+	redis.SetLogger(redisLogger{slog.New(slog.DiscardHandler)})
+}
+
+// Main is what cmd/cachekeeper calls.
+func Main(ctx context.Context) int {
+	return Run(ctx, os.Args[1:], IO{Stdout: os.Stdout, Stderr: os.Stderr, Env: os.Getenv, IsTerminal: isTerminal(os.Stdout)})
+}

@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// resultWatcher is told about every new result a running task writes (for
+// example warm_all's progress); it returns a function to call when done.
+// Set per kind by the kinds that report progress.
+var resultWatchers = map[string]func(io IO) (onResult func(result []byte), done func()){}
+
+// waitForTask polls the task until it completes (exit 0) or is archived
+// (exit 1), printing progress results as they change.
+func waitForTask(ctx context.Context, io IO, insp *asynq.Inspector, info *asynq.TaskInfo, timeout time.Duration, format string) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	onResult, done := func([]byte) {}, func() {}
+	if w, ok := resultWatchers[info.Type]; ok {
+		onResult, done = w(io)
+	}
+	defer done()
+	var lastResult []byte
+	lastRetried := 0
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cur, err := insp.GetTaskInfo(info.Queue, info.ID)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound):
+			return fmt.Errorf("task %s vanished from queue %s before it finished (deleted by hand?)", info.ID, info.Queue)
+		case err != nil:
+			return fmt.Errorf("read task %s: %w", info.ID, err)
+		}
+		if len(cur.Result) > 0 && !bytes.Equal(cur.Result, lastResult) {
+			lastResult = append(lastResult[:0], cur.Result...)
+			onResult(cur.Result)
+		}
+		if cur.Retried > lastRetried {
+			lastRetried = cur.Retried
+			fmt.Fprintf(io.Stderr, "attempt %d failed: %s (will retry, %d of %d)\n", cur.Retried, cur.LastErr, cur.Retried, cur.MaxRetry)
+		}
+		switch cur.State {
+		case asynq.TaskStateCompleted:
+			done()
+			done = func() {}
+			return printTaskInfo(io, format, "finished", cur)
+		case asynq.TaskStateArchived:
+			done()
+			done = func() {}
+			_ = printTaskInfo(io, format, "archived", cur)
+			return fmt.Errorf("task %s failed and was archived after %d retries: %s", cur.ID, cur.Retried, cur.LastErr)
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("task %s still %s after --wait-timeout %s (is a worker running?)", cur.ID, cur.State, timeout)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

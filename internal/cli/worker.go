@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/internal/httpapi"
+	"github.com/cachekeeper/cachekeeper/worker"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	ucli "github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+)
+
+func workerCommand(io IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "worker",
+		Usage: "run jobs from the queues until interrupted (SIGINT/SIGTERM stop it gracefully)",
+		Flags: append([]ucli.Flag{
+			&ucli.IntFlag{Name: "concurrency", Usage: "jobs run at once in this process (env " + config.EnvConcurrency + ")"},
+			&ucli.IntFlag{Name: "servers", Usage: "asynq servers in this process; more servers dequeue faster (env " + config.EnvServers + ")"},
+			&ucli.StringFlag{Name: "metrics-addr", Usage: "address for /metrics, /healthz, /readyz; empty disables (env " + config.EnvMetricsAddr + ")"},
+		}, connFlags()...),
+		Action: func(c *ucli.Context) error {
+			cfg, err := loadConfig(c, io, func(cfg *config.Config) {
+				if c.IsSet("concurrency") {
+					cfg.Worker.Concurrency = c.Int("concurrency")
+				}
+				if c.IsSet("servers") {
+					cfg.Worker.Servers = c.Int("servers")
+				}
+				if c.IsSet("metrics-addr") {
+					cfg.Worker.MetricsAddr = c.String("metrics-addr")
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return runWorker(c.Context, cfg, io)
+		},
+	}
+}
+
+// runWorker runs the worker and its HTTP endpoints together until ctx ends;
+// the first failure stops both.
+func runWorker(ctx context.Context, cfg config.Config, io IO) error {
+	logger := newLogger(cfg, io.Stderr)
+	svc, err := connect(ctx, cfg, len(cfg.Caches) > 0)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := worker.New(cfg, worker.Deps{Redis: svc.redis, DB: svc.db, Client: svc.client, Registry: reg}, logger)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.Worker.MetricsAddr != "" {
+		hs, err := httpapi.New(cfg.Worker.MetricsAddr, reg, func(ctx context.Context) error {
+			if !w.Ready() {
+				return errors.New("worker not started")
+			}
+			return svc.redis.Ping(ctx).Err()
+		}, logger, nil)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		g.Go(func() error { return hs.Run(gctx) })
+	}
+	g.Go(func() error { return w.Run(gctx) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	if err == nil {
+		logger.Info("shut down cleanly", slog.String("reason", "interrupted"))
+	}
+	return err
+}

@@ -64,6 +64,7 @@ func newApp(io IO) *ucli.App {
 			workerCommand(io),
 			enqueueCommand(io),
 			configCommand(io),
+			devCommand(io),
 			versionCommand(io),
 		},
 		Description: "Configuration comes from --config (default ./" + config.DefaultFile + " if present), then the\n" +

@@ -1,0 +1,204 @@
+// Package devmode runs the whole product on one machine with no services:
+// an embedded Redis (miniredis with wall-clock TTLs), an SQLite demo database
+// seeded with users, the worker, and a small producer that enqueues demo jobs
+// and narrates what happens. `cachekeeper dev` runs it until Ctrl-C.
+package devmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/internal/sqldb"
+	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/cachekeeper/cachekeeper/worker"
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+)
+
+// Options configure a dev run. Empty URLs mean the embedded services.
+type Options struct {
+	// RedisURL uses a real Redis instead of the embedded one.
+	RedisURL string
+	// DatabaseURL uses a real database instead of a temporary SQLite file.
+	DatabaseURL string
+	// Out receives the narration (stdout).
+	Out io.Writer
+	// Logger receives the worker's logs (stderr).
+	Logger *slog.Logger
+	// Interval is the pause between demo rounds.
+	Interval time.Duration
+	// Rounds stops after this many demo rounds (0: run until ctx ends).
+	Rounds int
+	// Ready, when set, is called once everything has started.
+	Ready func(Env)
+}
+
+// Env is what a demo step can use.
+type Env struct {
+	Client   *tasks.Client
+	Redis    redis.UniversalClient
+	DB       *sqlx.DB
+	Config   config.Config
+	Out      io.Writer
+	RedisURL string
+}
+
+// Step is one demonstration: it enqueues jobs and prints what they did.
+type Step struct {
+	Name string
+	Run  func(ctx context.Context, env Env) error
+}
+
+// steps are run in order, one round after another.
+func steps() []Step {
+	return []Step{
+		{Name: "notify", Run: demoNotify},
+	}
+}
+
+// Run starts everything, runs demo rounds, and stops cleanly when ctx ends.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 10 * time.Second
+	}
+	cfg := config.Default()
+	cfg.Worker.MetricsAddr = ""
+	cfg.Worker.Servers = 2
+	cfg.Worker.Concurrency = 8
+	cfg.Worker.ShutdownTimeout = 5 * time.Second
+	cfg.Caches = demoCaches()
+
+	redisURL := opts.RedisURL
+	if redisURL == "" {
+		m := miniredis.NewMiniRedis()
+		// asynq and session TTLs need TTLs that expire on wall-clock time.
+		m.ClockTTL(true)
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded Redis: %w", err)
+		}
+		defer m.Close()
+		redisURL = "redis://" + m.Addr() + "/0"
+		fmt.Fprintf(opts.Out, "embedded Redis (miniredis) listening on %s — look inside with: redis-cli -p %s\n", m.Addr(), m.Port())
+	} else {
+		fmt.Fprintf(opts.Out, "using Redis at %s\n", config.RedactURL(redisURL))
+	}
+	cfg.Redis = config.RedisConfig{URL: redisURL}
+
+	dbURL := opts.DatabaseURL
+	if dbURL == "" {
+		dir, err := os.MkdirTemp("", "cachekeeper-dev")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		dbURL = "sqlite://" + filepath.Join(dir, "demo.db")
+		fmt.Fprintf(opts.Out, "demo SQLite database at %s\n", filepath.Join(dir, "demo.db"))
+	} else {
+		fmt.Fprintf(opts.Out, "using database at %s\n", config.RedactURL(dbURL))
+	}
+	cfg.Database = config.DatabaseConfig{URL: dbURL}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	db, err := sqldb.Open(cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := seedUsers(ctx, db)
+	if err != nil {
+		return fmt.Errorf("seed demo users: %w", err)
+	}
+	fmt.Fprintf(opts.Out, "users table ready (%d rows)\n", n)
+
+	rdb, err := cfg.Redis.NewClient()
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis at %s: %w", config.RedactURL(redisURL), err)
+	}
+	client := tasks.NewClientFromRedis(rdb)
+	w, err := worker.New(cfg, worker.Deps{Redis: rdb, DB: db, Client: client}, opts.Logger)
+	if err != nil {
+		return err
+	}
+	env := Env{Client: client, Redis: rdb, DB: db, Config: cfg, Out: opts.Out, RedisURL: redisURL}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(gctx) })
+	g.Go(func() error {
+		if err := waitReady(gctx, w); err != nil {
+			return err
+		}
+		fmt.Fprintf(opts.Out, "worker running (kinds: %v); demo rounds every %s — Ctrl-C to stop\n", w.Kinds(), opts.Interval)
+		if opts.Ready != nil {
+			opts.Ready(env)
+		}
+		return produce(gctx, env, opts)
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) || errors.Is(err, errRoundsDone) {
+		err = nil
+	}
+	fmt.Fprintln(opts.Out, "stopped cleanly")
+	return err
+}
+
+var errRoundsDone = errors.New("demo rounds done")
+
+func waitReady(ctx context.Context, w *worker.Worker) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !w.Ready() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// produce runs the demo steps round after round.
+func produce(ctx context.Context, env Env, opts Options) error {
+	for round := 1; ; round++ {
+		fmt.Fprintf(env.Out, "\n== demo round %d ==\n", round)
+		for _, s := range steps() {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := s.Run(sctx, env)
+			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				fmt.Fprintf(env.Out, "[%s] failed: %v\n", s.Name, err)
+			}
+		}
+		if opts.Rounds > 0 && round >= opts.Rounds {
+			return errRoundsDone
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(opts.Interval):
+		}
+	}
+}

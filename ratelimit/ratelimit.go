@@ -1,0 +1,153 @@
+// Package ratelimit is a sliding-window-log rate limiter on Redis, in the
+// layout cachekeeper's ratelimit:prune job maintains: one sorted set per
+// client, "rate_limit:{client}", whose scores are request times in Unix
+// seconds (or milliseconds) and whose key expires one window after the last
+// accepted request.
+//
+// The usual version (the FastAPI guide's) runs TIME, ZREMRANGEBYSCORE,
+// ZCARD, ZADD and EXPIRE as separate calls, with the current second as the
+// member. That has two bugs: two requests can both read a count under the
+// limit before either adds itself, so both pass (check-then-add race); and
+// requests within the same second share one member, so they are counted
+// once (under-counting). Allow runs trim, count, add and expire in one Lua
+// script, atomically, with a member unique to each request.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultKey is the FastAPI guide's key template.
+const DefaultKey = "rate_limit:{client}"
+
+// Config describes one limit: at most Limit requests per client in any
+// Window.
+type Config struct {
+	// Key is the sorted set's template; its one placeholder is the client
+	// (default DefaultKey).
+	Key string
+	// Limit is the number of requests allowed per window (required).
+	Limit int
+	// Window is the length of the sliding window, at least 1ms (required).
+	Window time.Duration
+	// ScoreUnit is "s" (Unix seconds, the guide's, default) or "ms"; it must
+	// match the prune job's rate_limits.score_unit.
+	ScoreUnit string
+}
+
+// Result is the outcome of one request.
+type Result struct {
+	// Allowed is true when the request fits in the window and was counted.
+	Allowed bool
+	// Limit is the configured limit.
+	Limit int
+	// Remaining is how many more requests fit in the window now.
+	Remaining int
+	// RetryAfter is, for a refused request, how long until the oldest
+	// request leaves the window; 0 when allowed.
+	RetryAfter time.Duration
+}
+
+// Limiter applies one Config. It is safe for concurrent use.
+type Limiter struct {
+	rdb    redis.UniversalClient
+	tmpl   keys.Template
+	limit  int
+	window time.Duration
+	unitUS int64
+}
+
+// New returns a limiter on rdb.
+func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
+	if rdb == nil {
+		return nil, errors.New("ratelimit: nil Redis client")
+	}
+	if cfg.Key == "" {
+		cfg.Key = DefaultKey
+	}
+	tmpl, err := keys.ParseSingle("ratelimit: Key", cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Limit <= 0 {
+		return nil, fmt.Errorf("ratelimit: Limit %d must be positive", cfg.Limit)
+	}
+	if cfg.Window < time.Millisecond {
+		return nil, fmt.Errorf("ratelimit: Window %s must be at least 1ms", cfg.Window)
+	}
+	l := &Limiter{rdb: rdb, tmpl: tmpl, limit: cfg.Limit, window: cfg.Window}
+	switch cfg.ScoreUnit {
+	case "", "s":
+		l.unitUS = 1e6
+	case "ms":
+		l.unitUS = 1e3
+	default:
+		return nil, fmt.Errorf("ratelimit: ScoreUnit %q must be s or ms", cfg.ScoreUnit)
+	}
+	return l, nil
+}
+
+// Key returns the sorted set of client.
+func (l *Limiter) Key(client string) string { return l.tmpl.RenderOne(client) }
+
+// allowScript is the whole decision, atomically. Time is the Redis
+// server's (TIME), the same clock the prune job uses.
+//
+// KEYS[1] the set. ARGV[1] limit, ARGV[2] window in microseconds, ARGV[3]
+// microseconds per score unit, ARGV[4] a random member suffix.
+// Returns {allowed (0/1), remaining, retry-after in microseconds}.
+var allowScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local unit = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = math.ceil(window / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', (now - window) / unit)
+local count = redis.call('ZCARD', KEYS[1])
+if count < limit then
+  redis.call('ZADD', KEYS[1], now / unit, t[1] .. '.' .. t[2] .. '-' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {1, limit - count - 1, 0}
+end
+if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ttl) end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local retry = math.ceil(tonumber(oldest[2]) * unit + window - now)
+if retry < 1 then retry = 1 end
+return {0, 0, retry}`)
+
+// Allow counts one request of client, if it fits, and reports the outcome.
+func (l *Limiter) Allow(ctx context.Context, client string) (Result, error) {
+	key := l.Key(client)
+	suffix := strconv.FormatUint(rand.Uint64(), 36)
+	v, err := allowScript.Run(ctx, l.rdb, []string{key}, l.limit, l.window.Microseconds(), l.unitUS, suffix).Int64Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("ratelimit: %s: %w", key, err)
+	}
+	if len(v) != 3 {
+		return Result{}, fmt.Errorf("ratelimit: %s: script returned %d values, want 3", key, len(v))
+	}
+	return Result{
+		Allowed:    v[0] == 1,
+		Limit:      l.limit,
+		Remaining:  int(v[1]),
+		RetryAfter: time.Duration(v[2]) * time.Microsecond,
+	}, nil
+}
+
+// Reset forgets every request of client.
+func (l *Limiter) Reset(ctx context.Context, client string) error {
+	if err := l.rdb.Del(ctx, l.Key(client)).Err(); err != nil {
+		return fmt.Errorf("ratelimit: reset %s: %w", l.Key(client), err)
+	}
+	return nil
+}

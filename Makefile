@@ -1,0 +1,36 @@
+# cachekeeper — run `make help` for the targets.
+GO        ?= go
+BIN       ?= bin/cachekeeper
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/cachekeeper/cachekeeper/internal/cli.Version=$(VERSION)
+STATICCHECK_VERSION ?= v0.8.2
+
+.DEFAULT_GOAL := help
+.PHONY: help build dev test test-short lint bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/cachekeeper
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cachekeeper
+
+dev: build ## run worker + demo on embedded Redis and SQLite (no services needed); Ctrl-C stops
+	./$(BIN) dev
+
+test: ## go vet, then every test with the race detector (real Redis via private redis-server, PostgreSQL schema per test)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 8m ./...
+
+test-short: ## tests without the race detector, quicker feedback
+	$(GO) test -count=1 ./...
+
+lint: ## go vet and staticcheck
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+bench: build ## every `cachekeeper bench` scenario on a private Redis, plus Go benchmarks
+	./$(BIN) bench queue --tasks 20000
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./internal/...
+
+clean: ## remove build output
+	rm -rf bin

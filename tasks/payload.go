@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +30,7 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: field %q %s", e.Kind, e.Field, e.Msg)
+	return fmt.Sprintf("%s: field %q: %s", e.Kind, e.Field, e.Msg)
 }
 
 // Unwrap lets errors.Is(err, ErrInvalidPayload) match.
@@ -78,6 +79,8 @@ func describeJSONError(kind string, err error) error {
 		return &FieldError{Kind: kind, Field: field, Msg: fmt.Sprintf("must be %s, got JSON %s", jsonTypeName(typeErr), typeErr.Value)}
 	case errors.As(err, &syntaxErr):
 		return fmt.Errorf("%w: %s: malformed JSON at byte %d: %v", ErrInvalidPayload, kind, syntaxErr.Offset, err)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: %s: malformed JSON: the payload ends early", ErrInvalidPayload, kind)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
 		return &FieldError{Kind: kind, Field: strings.Trim(name, `"`), Msg: "is not a field of this kind"}

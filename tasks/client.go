@@ -81,13 +81,25 @@ func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...Option) (*asynq
 	return info, nil
 }
 
+// WarmGroupPrefix starts the asynq group name of a cache's coalesced warms.
+const WarmGroupPrefix = "cache:"
+
+// WarmGroup is the asynq group that single-id warms of cache wait in until
+// the worker merges them into one batched cache:warm task.
+func WarmGroup(cache string) string { return WarmGroupPrefix + cache }
+
 // WarmCache refreshes one cached row, for example WarmCache(ctx, "user", 42).
+// Calls for the same cache are coalesced: they wait in the cache's group
+// (see WarmGroup) and the worker runs them as one batch, reading each id
+// once, after the configured grace period. Use WarmCacheIDs to skip the wait.
 func (c *Client) WarmCache(ctx context.Context, cache string, id any, opts ...Option) (*asynq.TaskInfo, error) {
 	s, err := ID(id)
 	if err != nil {
 		return nil, err
 	}
-	return c.WarmCacheIDs(ctx, cache, []string{s}, opts...)
+	all := make([]Option, 0, len(opts)+1)
+	all = append(all, asynq.Group(WarmGroup(cache)))
+	return c.Enqueue(ctx, &WarmArgs{Cache: cache, IDs: IDs{s}}, append(all, opts...)...)
 }
 
 // WarmCacheIDs refreshes the cached rows of ids.

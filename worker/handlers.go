@@ -8,5 +8,8 @@ import "github.com/cachekeeper/cachekeeper/tasks"
 func (w *Worker) registerHandlers() error {
 	Handle(w.mux, w.handleNotify)
 	w.kinds = append(w.kinds, tasks.KindNotifyPublish)
+	if err := w.registerWarm(); err != nil { // warm.go, warm_all.go
+		return err
+	}
 	return nil
 }

@@ -44,6 +44,10 @@ type Worker struct {
 	events *events.Publisher
 	mux    *asynq.ServeMux
 	kinds  []string
+
+	// warm is the cache warming family's state; nil when no cache is declared.
+	warm *warmer
+
 	// extra are long-running parts started and stopped with the servers.
 	extra   []namedRunner
 	ready   atomic.Bool
@@ -116,7 +120,7 @@ func (w *Worker) addRunner(name string, run func(ctx context.Context) error) {
 // serverConfig is the asynq configuration of one of the worker's servers.
 func (w *Worker) serverConfig(concurrency int) asynq.Config {
 	wc := w.cfg.Worker
-	return asynq.Config{
+	c := asynq.Config{
 		Concurrency:       concurrency,
 		Queues:            wc.Queues,
 		StrictPriority:    wc.StrictPriority,
@@ -131,6 +135,8 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 // one part fails; then it stops everything, letting running jobs finish
 // within the shutdown timeout.
 func (w *Worker) Run(ctx context.Context) error {
+	w.groupConfig(&c) // coalescing of single-id warms (coalesce.go)
+	return c
 	wc := w.cfg.Worker
 	w.mu.Lock()
 	for i := 0; i < wc.Servers; i++ {

@@ -26,11 +26,40 @@ type CacheSpec struct {
 	ByIDs string `yaml:"by_ids"`
 	// All pages through the table by keyset: "SELECT ... WHERE id > ? ORDER BY id LIMIT ?".
 	All string `yaml:"all,omitempty"`
-	// Tags are key templates of tag sets the cached key joins ("org:{org_id}").
+	// AllStart is the value the first keyset page of All starts after. Empty
+	// means detected at start-up from the id column's type: the type's
+	// smallest value for integers, "" for text, the nil UUID for uuid.
+	AllStart string `yaml:"all_start,omitempty"`
+	// Tags are templates of tag names the cached key joins ("org:{org_id}");
+	// placeholders are result columns. A row whose tag column is NULL does not
+	// join that tag.
 	Tags []string `yaml:"tags,omitempty"`
 }
 
+// DemoCaches returns the cache of the demo users table (dev mode and the
+// example configuration): user:{id} hashes with id, email and name, as in the
+// FastAPI guide.
+func DemoCaches() map[string]CacheSpec {
+	return map[string]CacheSpec{
+		"user": {
+			Key:   "user:{id}",
+			TTL:   time.Hour,
+			ByIDs: "SELECT id, email, full_name AS name FROM users WHERE id IN (?)",
+			All:   "SELECT id, email, full_name AS name FROM users WHERE id > ? ORDER BY id LIMIT ?",
+		},
+	}
+}
+
 // WarmConfig tunes warming.
+//
+// Coalescing uses asynq's group aggregation: single-id warms of one cache
+// wait in the group "cache:<name>", and every asynq server of the worker
+// checks its groups once per CoalesceGracePeriod (at most every 7s). A check
+// turns up to CoalesceMaxSize waiting warms into one batched task when the
+// group holds at least CoalesceMaxSize, or its newest warm is older than the
+// grace period, or its oldest is older than CoalesceMaxDelay (asynq compares
+// these in whole seconds). One check makes at most one batch per group, so a
+// worker coalesces at most servers x CoalesceMaxSize ids per grace period.
 type WarmConfig struct {
 	// ChunkSize is how many ids one SQL query and one Redis pipeline carry.
 	ChunkSize int `yaml:"chunk_size"`
@@ -51,7 +80,7 @@ func (w *WarmConfig) setDefaults() {
 	w.PageSize = 2000
 	w.CoalesceGracePeriod = time.Second
 	w.CoalesceMaxDelay = 5 * time.Second
-	w.CoalesceMaxSize = 500
+	w.CoalesceMaxSize = 2000
 }
 
 func (w *WarmConfig) validate() error {
@@ -64,8 +93,8 @@ func (w *WarmConfig) validate() error {
 	if w.MaxKeysPerSecond < 0 {
 		return fmt.Errorf("warm.max_keys_per_second must be 0 (no cap) or positive, got %d", w.MaxKeysPerSecond)
 	}
-	if err := positive("warm.coalesce_grace_period", w.CoalesceGracePeriod); err != nil {
-		return err
+	if w.CoalesceGracePeriod < time.Second {
+		return fmt.Errorf("warm.coalesce_grace_period must be at least 1s (asynq's minimum), got %s", w.CoalesceGracePeriod)
 	}
 	if w.CoalesceMaxDelay < w.CoalesceGracePeriod {
 		return fmt.Errorf("warm.coalesce_max_delay (%s) must be at least warm.coalesce_grace_period (%s)", w.CoalesceMaxDelay, w.CoalesceGracePeriod)
@@ -105,11 +134,9 @@ func (s CacheSpec) validate(name string) error {
 	if name == "" || strings.ContainsAny(name, " {}*?") {
 		return fmt.Errorf("caches: name %q must be a plain word such as \"user\"", name)
 	}
-	tpl, err := keys.ParseTemplate(s.Key)
-	if err != nil {
+	if _, err := keys.ParseTemplate(s.Key); err != nil {
 		return fmt.Errorf("caches.%s.key: %v", name, err)
 	}
-	_ = tpl
 	if s.TTL <= 0 {
 		return fmt.Errorf("caches.%s.ttl must be a positive duration such as 1h (a cached key never lives without a TTL)", name)
 	}
@@ -121,6 +148,12 @@ func (s CacheSpec) validate(name string) error {
 	}
 	if s.All != "" && strings.Count(s.All, "?") != 2 {
 		return fmt.Errorf("caches.%s.all must have two ? bind parameters (last id, page size), got %d", name, strings.Count(s.All, "?"))
+	}
+	if s.AllStart != "" && s.All == "" {
+		return fmt.Errorf("caches.%s.all_start is set but caches.%s.all is empty; give the keyset query or drop all_start", name, name)
+	}
+	if s.TTLJitter < 0 || s.TTLJitter >= 1 {
+		return fmt.Errorf("caches.%s.ttl_jitter must be between 0%% and 99%%, got %v", name, float64(s.TTLJitter))
 	}
 	for i, t := range s.Tags {
 		if _, err := keys.ParseTemplate(t); err != nil {

@@ -94,17 +94,34 @@ type Result struct {
 	TooOld bool
 }
 
+// MaxScriptKeys is the most keys one write script call carries. A larger
+// batch is split into several calls sent in the same pipeline (one round
+// trip), so that no single script blocks Redis for long.
+const MaxScriptKeys = 1000
+
 // Write applies entries whose fences are older than st, each key replaced
-// whole with its TTL in one atomic step. On a single server the whole batch
-// is one script call; on a cluster one call per hash slot, pipelined.
+// whole with its TTL in one atomic step. On a single server the batch is one
+// script call per MaxScriptKeys keys; on a cluster one call per hash slot (and
+// per MaxScriptKeys keys); all calls go in one pipeline.
 func (f *Fencer) Write(ctx context.Context, st Stamp, entries []Entry) (Result, error) {
+	return f.WriteWith(ctx, st, entries, nil)
+}
+
+// WriteWith is Write with extra commands queued in the same pipeline before
+// the write scripts (for example adding the keys to tag sets), so that they
+// cost no extra round trip. They are sent again if the scripts had to be
+// loaded, so they must be idempotent; their errors are returned.
+func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, before func(redis.Pipeliner)) (Result, error) {
 	if len(entries) == 0 {
 		return Result{}, nil
 	}
-	groups := [][]Entry{entries}
-	sinces := []int64{st.single}
+	groups := splitGroups([][]Entry{entries})
+	sinces := make([]int64, len(groups))
+	for i := range sinces {
+		sinces[i] = st.single
+	}
 	if f.cluster != nil {
-		groups = groupBySlot(entries)
+		groups = splitGroups(groupBySlot(entries))
 		sinces = make([]int64, len(groups))
 		for gi, g := range groups {
 			c, err := f.cluster.MasterForKey(ctx, g[0].Key)
@@ -119,7 +136,7 @@ func (f *Fencer) Write(ctx context.Context, st Stamp, entries []Entry) (Result, 
 			sinces[gi] = us
 		}
 	}
-	cmds, err := f.pipelined(ctx, writeScript, len(groups), func(pipe redis.Pipeliner, gi int) *redis.Cmd {
+	cmds, err := f.pipelinedWith(ctx, writeScript, len(groups), before, func(pipe redis.Pipeliner, gi int) *redis.Cmd {
 		keyList, args := writeArgs(f.keys, sinces[gi], f.ttl, groups[gi])
 		return writeScript.EvalSha(ctx, pipe, keyList, args...)
 	})
@@ -206,8 +223,15 @@ func (f *Fencer) Invalidate(ctx context.Context, keyList []string) (int, error) 
 // know the script yet (first use, restart, SCRIPT FLUSH), it loads it on every
 // node and sends the pipeline again.
 func (f *Fencer) pipelined(ctx context.Context, script *redis.Script, n int, call func(redis.Pipeliner, int) *redis.Cmd) ([]*redis.Cmd, error) {
+	return f.pipelinedWith(ctx, script, n, nil, call)
+}
+
+func (f *Fencer) pipelinedWith(ctx context.Context, script *redis.Script, n int, before func(redis.Pipeliner), call func(redis.Pipeliner, int) *redis.Cmd) ([]*redis.Cmd, error) {
 	send := func() ([]*redis.Cmd, error) {
 		pipe := f.rdb.Pipeline()
+		if before != nil {
+			before(pipe)
+		}
 		cmds := make([]*redis.Cmd, n)
 		for i := range cmds {
 			cmds[i] = call(pipe, i)
@@ -235,6 +259,19 @@ func (f *Fencer) pipelined(ctx context.Context, script *redis.Script, n int, cal
 func isNoScript(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
+
+// splitGroups cuts every group into pieces of at most MaxScriptKeys entries.
+func splitGroups(groups [][]Entry) [][]Entry {
+	out := groups[:0:0]
+	for _, g := range groups {
+		for len(g) > MaxScriptKeys {
+			out = append(out, g[:MaxScriptKeys])
+			g = g[MaxScriptKeys:]
+		}
+		out = append(out, g)
+	}
+	return out
 }
 
 func groupBySlot(entries []Entry) [][]Entry {

@@ -1,0 +1,289 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/events"
+	"github.com/cachekeeper/cachekeeper/internal/cachespec"
+	"github.com/cachekeeper/cachekeeper/internal/fence"
+	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// specValidationTimeout bounds the start-up check of every cache spec
+// against the database.
+const specValidationTimeout = 30 * time.Second
+
+// warmer is the state of the cache:warm and cache:warm_all handlers.
+type warmer struct {
+	specs map[string]*cachespec.Spec
+	names []string
+	fence *fence.Fencer
+	// forward enqueues tasks the coalescing aggregator could not merge.
+	forward *asynq.Client
+}
+
+// newWarmer compiles the configured cache specs and checks each against the
+// database, so that a spec whose query fails or whose key or tags name a
+// column the query does not return stops the worker at start-up with an
+// error naming the spec.
+func (w *Worker) newWarmer() (*warmer, error) {
+	if w.deps.DB == nil {
+		return nil, errors.New("worker: caches are configured but Deps.DB is nil; set database.url")
+	}
+	specs, err := cachespec.CompileAll(w.cfg.Caches)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), specValidationTimeout)
+	defer cancel()
+	wm := &warmer{specs: specs}
+	for name := range specs {
+		wm.names = append(wm.names, name)
+	}
+	sort.Strings(wm.names)
+	for _, name := range wm.names {
+		if err := specs[name].Validate(ctx, w.deps.DB); err != nil {
+			return nil, err
+		}
+	}
+	if wm.fence, err = fence.New(w.deps.Redis, w.keys, w.cfg.Fence.TTL); err != nil {
+		return nil, err
+	}
+	wm.forward = asynq.NewClientFromRedisClient(w.deps.Redis)
+	return wm, nil
+}
+
+// registerWarm registers the warming family when caches are configured.
+func (w *Worker) registerWarm() error {
+	if len(w.cfg.Caches) == 0 {
+		return nil
+	}
+	wm, err := w.newWarmer()
+	if err != nil {
+		return err
+	}
+	w.warm = wm
+	Handle(w.mux, w.handleWarm)
+	Handle(w.mux, w.handleWarmAll)
+	w.kinds = append(w.kinds, tasks.KindWarm, tasks.KindWarmAll)
+	return nil
+}
+
+func (wm *warmer) spec(name string) (*cachespec.Spec, error) {
+	s, ok := wm.specs[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown cache %q (configured: %s): %w", name, strings.Join(wm.names, ", "), asynq.SkipRetry)
+	}
+	return s, nil
+}
+
+// warmStats counts what a warm did.
+type warmStats struct {
+	Rows     int `json:"rows"`
+	Written  int `json:"written"`
+	Deleted  int `json:"deleted"`
+	Skipped  int `json:"skipped"`
+	Unkeyed  int `json:"unkeyed,omitempty"`
+	Unmapped int `json:"unmapped,omitempty"`
+	Invalid  int `json:"invalid,omitempty"`
+	Queries  int `json:"queries"`
+}
+
+func (a *warmStats) add(b warmStats) {
+	a.Rows += b.Rows
+	a.Written += b.Written
+	a.Deleted += b.Deleted
+	a.Skipped += b.Skipped
+	a.Unkeyed += b.Unkeyed
+	a.Unmapped += b.Unmapped
+	a.Invalid += b.Invalid
+	a.Queries += b.Queries
+}
+
+// handleWarm refreshes the cached hashes of ids: one SQL query and one Redis
+// round trip per chunk of ids, each write fenced by a stamp taken before the
+// chunk's query.
+func (w *Worker) handleWarm(ctx context.Context, job *Job[tasks.WarmArgs]) error {
+	spec, err := w.warm.spec(job.Args.Cache)
+	if err != nil {
+		return err
+	}
+	ids := cachespec.Dedupe(job.Args.IDs)
+	var total warmStats
+	for _, chunk := range cachespec.Chunks(ids, w.cfg.Warm.ChunkSize) {
+		st, err := w.warmChunk(ctx, spec, chunk, job.ID)
+		total.add(st)
+		if err != nil {
+			return err
+		}
+	}
+	if rw := job.Task.ResultWriter(); rw != nil {
+		if data, err := json.Marshal(total); err == nil {
+			_, _ = rw.Write(data)
+		}
+	}
+	return nil
+}
+
+// warmChunk reads and writes one chunk of ids. The stamp is taken before the
+// query; if the fence says the stamp is older than the fence TTL (the read
+// was that slow), it takes a new stamp and reads again, once.
+func (w *Worker) warmChunk(ctx context.Context, spec *cachespec.Spec, ids []string, taskID string) (warmStats, error) {
+	var st warmStats
+	for attempt := 0; ; attempt++ {
+		stamp, err := w.warm.fence.Begin(ctx)
+		if err != nil {
+			return st, err
+		}
+		b, err := spec.ReadIDs(ctx, w.deps.DB, ids)
+		if err != nil {
+			return st, err
+		}
+		st.Queries++
+		res, err := w.writeBatch(ctx, spec, stamp, b, tasks.KindWarm, taskID)
+		if err != nil {
+			return st, err
+		}
+		if res.TooOld {
+			if attempt == 0 {
+				w.logger.LogAttrs(ctx, slog.LevelWarn, "warm read took longer than the fence TTL; reading again",
+					slog.String("cache", spec.Name()), slog.Duration("fence_ttl", w.cfg.Fence.TTL))
+				continue
+			}
+			return st, fmt.Errorf("cache %q: database read took longer than fence.ttl (%s) twice; raise fence.ttl or shrink warm.chunk_size", spec.Name(), w.cfg.Fence.TTL)
+		}
+		st.Rows += b.Rows
+		st.Written += res.Written
+		st.Deleted += res.Deleted
+		st.Skipped += len(res.Skipped)
+		st.Unkeyed += b.Unkeyed
+		st.Unmapped += len(b.Unmapped)
+		st.Invalid += len(b.Invalid)
+		if len(b.Invalid) > 0 {
+			w.logger.LogAttrs(ctx, slog.LevelWarn, "ids rejected by the database as values of the id column; skipped",
+				slog.String("cache", spec.Name()), slog.Any("ids", capList(b.Invalid, 20)))
+		}
+		if b.Unkeyed > 0 {
+			w.logger.LogAttrs(ctx, slog.LevelWarn, "rows with a NULL key column skipped",
+				slog.String("cache", spec.Name()), slog.Int("rows", b.Unkeyed))
+		}
+		if len(b.Unmapped) > 0 {
+			w.logger.LogAttrs(ctx, slog.LevelDebug, "ids with no row whose key cannot be rendered from the id; nothing deleted",
+				slog.String("cache", spec.Name()), slog.Any("ids", capList(b.Unmapped, 20)))
+		}
+		return st, nil
+	}
+}
+
+// tagAddScript adds members to a tag set and makes its TTL at least ARGV[1]
+// milliseconds (never shorter than it was). It is sent with EVAL, not EVALSHA,
+// so it needs no loading.
+//
+// KEYS: tag set. ARGV: ttl_ms, member...
+var tagAddScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+local ttl = tonumber(ARGV[1])
+local cur = redis.call('PTTL', KEYS[1])
+if cur == -1 or cur < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`)
+
+// maxTagMembersPerCall keeps unpack() well under Lua's stack limit.
+const maxTagMembersPerCall = 1000
+
+// writeBatch applies a batch with one fenced write (one round trip): tag
+// memberships go first in the same pipeline, so a key is in its tag sets
+// before it exists (an invalidation of the tag in between advances the key's
+// fence and the write is refused). It then counts, logs and publishes.
+func (w *Worker) writeBatch(ctx context.Context, spec *cachespec.Spec, stamp fence.Stamp, b *cachespec.Batch, kind, taskID string) (fence.Result, error) {
+	var before func(redis.Pipeliner)
+	if len(b.Tags) > 0 {
+		ttl := spec.MaxTTL().Milliseconds()
+		before = func(pipe redis.Pipeliner) {
+			for tag, members := range b.Tags {
+				setKey := w.keys.Tag(tag)
+				for len(members) > 0 {
+					n := min(len(members), maxTagMembersPerCall)
+					args := make([]any, 0, n+1)
+					args = append(args, ttl)
+					for _, m := range members[:n] {
+						args = append(args, m)
+					}
+					tagAddScript.Eval(ctx, pipe, []string{setKey}, args...)
+					members = members[n:]
+				}
+			}
+		}
+	}
+	res, err := w.warm.fence.WriteWith(ctx, stamp, b.Entries, before)
+	if err != nil {
+		return res, fmt.Errorf("cache %q: %w", spec.Name(), err)
+	}
+	if res.TooOld {
+		return res, nil
+	}
+	w.metrics.Keys.WithLabelValues(kind, "written").Add(float64(res.Written))
+	w.metrics.Keys.WithLabelValues(kind, "deleted").Add(float64(res.Deleted))
+	if len(res.Skipped) > 0 {
+		w.metrics.Skipped.WithLabelValues(spec.Name()).Add(float64(len(res.Skipped)))
+		w.logger.LogAttrs(ctx, slog.LevelDebug, "fenced writes skipped: invalidated after the read began",
+			slog.String("cache", spec.Name()), slog.Int("skipped", len(res.Skipped)), slog.Any("keys", capList(res.Skipped, 20)))
+	}
+	w.publishBatch(ctx, spec.Name(), b, res, taskID)
+	return res, nil
+}
+
+// publishBatch sends one warmed event (and one deleted event when rows are
+// gone) for a batch; skipped keys are left out.
+func (w *Worker) publishBatch(ctx context.Context, cache string, b *cachespec.Batch, res fence.Result, taskID string) {
+	if w.events == nil {
+		return
+	}
+	var skipped map[string]struct{}
+	if len(res.Skipped) > 0 {
+		skipped = make(map[string]struct{}, len(res.Skipped))
+		for _, k := range res.Skipped {
+			skipped[k] = struct{}{}
+		}
+	}
+	warmed := events.Event{Type: events.TypeWarmed, Cache: cache, TaskID: taskID}
+	gone := events.Event{Type: events.TypeDeleted, Cache: cache, TaskID: taskID}
+	for i, e := range b.Entries {
+		if _, ok := skipped[e.Key]; ok {
+			continue
+		}
+		ev := &warmed
+		if len(e.Fields) == 0 {
+			ev = &gone
+		}
+		ev.IDs = append(ev.IDs, b.IDs[i])
+		ev.Keys = append(ev.Keys, e.Key) // the publisher caps the list it sends
+		ev.KeyCount++
+	}
+	for _, ev := range []events.Event{warmed, gone} {
+		if ev.KeyCount == 0 {
+			continue
+		}
+		if err := w.events.Publish(ctx, ev); err != nil {
+			w.logger.LogAttrs(ctx, slog.LevelWarn, "publish cache event", slog.String("cache", cache), slog.String("error", err.Error()))
+		}
+	}
+}
+
+func capList(s []string, n int) []string {
+	if len(s) <= n {
+		return s
+	}
+	out := append([]string(nil), s[:n]...)
+	return append(out, "... "+strconv.Itoa(len(s)-n)+" more")
+}

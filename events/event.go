@@ -26,16 +26,24 @@ const (
 // Event is one change the worker made. Keys is capped (see KeyCount for the
 // total); Missed is set only on the synthetic event Subscribe delivers after
 // a reconnect, meaning events may have been lost.
+//
+// A receiver drops its copies of Keys, of the IDs of Cache, and, when Keys is
+// capped (KeyCount > len(Keys)), of every key matching Pattern or carrying
+// Tag.
 type Event struct {
-	Type     string    `json:"type"`
-	Cache    string    `json:"cache,omitempty"`
-	IDs      []string  `json:"ids,omitempty"`
-	Keys     []string  `json:"keys,omitempty"`
-	KeyCount int       `json:"key_count"`
-	UserID   string    `json:"user_id,omitempty"`
-	TaskID   string    `json:"task_id,omitempty"`
-	Time     time.Time `json:"time"`
-	Missed   bool      `json:"missed,omitempty"`
+	Type     string   `json:"type"`
+	Cache    string   `json:"cache,omitempty"`
+	IDs      []string `json:"ids,omitempty"`
+	Keys     []string `json:"keys,omitempty"`
+	KeyCount int      `json:"key_count"`
+	// Pattern is the glob of a pattern invalidation (Redis MATCH syntax).
+	Pattern string `json:"pattern,omitempty"`
+	// Tag is the tag of a tag invalidation.
+	Tag    string    `json:"tag,omitempty"`
+	UserID string    `json:"user_id,omitempty"`
+	TaskID string    `json:"task_id,omitempty"`
+	Time   time.Time `json:"time"`
+	Missed bool      `json:"missed,omitempty"`
 }
 
 // Publisher publishes events on one channel.

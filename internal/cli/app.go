@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/cachekeeper/cachekeeper/internal/config"
 	"github.com/redis/go-redis/v9"
@@ -32,7 +33,14 @@ func Run(ctx context.Context, args []string, io IO) int {
 	if io.Env == nil {
 		io.Env = func(string) string { return "" }
 	}
-	app := newApp(io)
+	// urfave/cli v2 writes its package-level HelpFlag while parsing flags, so
+	// two Runs in one process (tests, dev tools) must not parse at the same
+	// time. The lock is held until the command's flags are parsed.
+	var once sync.Once
+	parseMu.Lock()
+	unlock := func() { once.Do(parseMu.Unlock) }
+	defer unlock()
+	app := newApp(io, unlock)
 	err := app.RunContext(ctx, append([]string{"cachekeeper"}, args...))
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "cachekeeper: %s\n", oneLine(message(err)))
@@ -44,7 +52,9 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
-func newApp(io IO) *ucli.App {
+var parseMu sync.Mutex
+
+func newApp(io IO, parsed func()) *ucli.App {
 	app := &ucli.App{
 		Name:                 "cachekeeper",
 		Usage:                "keep Redis caches, sessions and rate limits correct and small, as background jobs",
@@ -62,6 +72,7 @@ func newApp(io IO) *ucli.App {
 		},
 		Commands: []*ucli.Command{
 			workerCommand(io),
+			schedulerCommand(io), scheduleCommand(io),
 			enqueueCommand(io),
 			configCommand(io),
 			devCommand(io),
@@ -71,7 +82,7 @@ func newApp(io IO) *ucli.App {
 			"environment (" + strings.Join(config.EnvVars, ", ") + "), then flags.\n" +
 			"Exit codes: 0 success, 1 runtime failure, 2 usage or validation error.",
 	}
-	setUsageErrors(app.Commands)
+	setCommandDefaults(app.Commands, parsed)
 	app.Before = func(c *ucli.Context) error {
 		if c.Args().Present() && app.Command(c.Args().First()) == nil {
 			return usagef("unknown command %q (commands: %s)", c.Args().First(), commandNames(app))
@@ -81,17 +92,28 @@ func newApp(io IO) *ucli.App {
 	return app
 }
 
-// setUsageErrors makes a flag error in any command exit with code 2 and one
-// line, instead of urfave's default of printing the whole help.
-func setUsageErrors(cmds []*ucli.Command) {
+// setCommandDefaults makes a flag error in any command exit with code 2 and
+// one line, instead of urfave's default of printing the whole help, and calls
+// parsed once a leaf command's flags are parsed.
+func setCommandDefaults(cmds []*ucli.Command, parsed func()) {
 	for _, c := range cmds {
+		if len(c.Subcommands) == 0 {
+			before := c.Before
+			c.Before = func(cc *ucli.Context) error {
+				parsed()
+				if before != nil {
+					return before(cc)
+				}
+				return nil
+			}
+		}
 		if c.OnUsageError == nil {
 			c.OnUsageError = func(cc *ucli.Context, err error, _ bool) error {
 				return usagef("%v (see '%s --help')", err, cc.Command.HelpName)
 			}
 		}
 		c.HideHelpCommand = true
-		setUsageErrors(c.Subcommands)
+		setCommandDefaults(c.Subcommands, parsed)
 	}
 }
 

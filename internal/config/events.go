@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // EventsConfig sets where cache-change events are published.
@@ -32,17 +33,38 @@ func (e *EventsConfig) validate() error {
 
 // InboxConfig sets the Redis list that producers in any language push jobs to.
 type InboxConfig struct {
-	// Key is the list (default "cachekeeper:inbox").
+	// Key is the list (default "cachekeeper:inbox"). Its processing and
+	// dead-letter lists are "{<key>}:processing" and "{<key>}:dead".
 	Key string `yaml:"key"`
 	// Disabled stops the worker from watching the inbox.
 	Disabled bool `yaml:"disabled,omitempty"`
+	// BlockTimeout is how long one BLMOVE waits for an entry (default 1s).
+	BlockTimeout time.Duration `yaml:"block_timeout"`
+	// RecoverAfter is how long an entry may sit in the processing list
+	// before a running worker takes it for abandoned (its worker crashed)
+	// and enqueues it; entries found there when a worker starts are taken at
+	// once (default 1m).
+	RecoverAfter time.Duration `yaml:"recover_after"`
 }
 
-func (i *InboxConfig) setDefaults(prefix string) { i.Key = prefix + "inbox" }
+func (i *InboxConfig) setDefaults(prefix string) {
+	i.Key = prefix + "inbox"
+	i.BlockTimeout = time.Second
+	i.RecoverAfter = time.Minute
+}
 
 func (i *InboxConfig) validate() error {
-	if i.Key == "" && !i.Disabled {
+	if i.Disabled {
+		return nil
+	}
+	if i.Key == "" {
 		return errors.New("inbox.key must not be empty (or set inbox.disabled: true)")
+	}
+	if i.BlockTimeout < 10*time.Millisecond || i.BlockTimeout > time.Minute {
+		return fmt.Errorf("inbox.block_timeout must be between 10ms and 1m, got %s", i.BlockTimeout)
+	}
+	if i.RecoverAfter < time.Second {
+		return fmt.Errorf("inbox.recover_after must be at least 1s, got %s", i.RecoverAfter)
 	}
 	return nil
 }

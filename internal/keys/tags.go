@@ -1,0 +1,29 @@
+package keys
+
+// TagHold holds the members of a tag set while an invalidation of the tag
+// deletes them (the set itself is emptied at once, so that keys tagged from
+// then on go to a fresh set). It is in the tag set's cluster slot and named
+// after the invalidating job, so that a retry of the job finds it again.
+func (k Keys) TagHold(tag, job string) string { return SameSlot(k.Tag(tag)) + ":invalidating:" + job }
+
+// TagFence is the fence of a tag: the Redis server time (microseconds) of
+// the tag's last invalidation, in the tag set's cluster slot.
+func (k Keys) TagFence(tag string) string { return k.Fence(k.Tag(tag)) }
+
+// TagPruneMarker is set (with a TTL of the prune interval) by the worker
+// that prunes the tag sets, so that one worker of a fleet does it per
+// interval.
+func (k Keys) TagPruneMarker() string { return k.prefix + "tag_prune" }
+
+// Internal reports whether key belongs to cachekeeper or to the asynq queue
+// rather than to the application: its own keys (prefix), keys built with
+// SameSlot from them ("{cachekeeper:inbox}:processing") and asynq's keys.
+// Pattern invalidation never deletes these.
+func (k Keys) Internal(key string) bool {
+	return hasPrefix(key, k.prefix) || hasPrefix(key, "{"+k.prefix) || hasPrefix(key, AsynqPrefix)
+}
+
+// AsynqPrefix starts every key of the asynq queue.
+const AsynqPrefix = "asynq:"
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

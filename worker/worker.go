@@ -129,14 +129,14 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 		Logger:            asynqLogger{w.logger},
 		LogLevel:          asynqLevel(w.logger),
 	}
+	w.groupConfig(&c) // coalescing of single-id warms (coalesce.go)
+	return c
 }
 
 // Run starts the servers and every other part, and blocks until ctx ends or
 // one part fails; then it stops everything, letting running jobs finish
 // within the shutdown timeout.
 func (w *Worker) Run(ctx context.Context) error {
-	w.groupConfig(&c) // coalescing of single-id warms (coalesce.go)
-	return c
 	wc := w.cfg.Worker
 	w.mu.Lock()
 	for i := 0; i < wc.Servers; i++ {

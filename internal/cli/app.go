@@ -74,9 +74,12 @@ func newApp(io IO, parsed func()) *ucli.App {
 			workerCommand(io),
 			schedulerCommand(io), scheduleCommand(io),
 			enqueueCommand(io),
+			queuesCommand(io),
+			taskCommand(io),
 			configCommand(io),
 			devCommand(io),
 			versionCommand(io),
+			benchCommand(io),
 		},
 		Description: "Configuration comes from --config (default ./" + config.DefaultFile + " if present), then the\n" +
 			"environment (" + strings.Join(config.EnvVars, ", ") + "), then flags.\n" +

@@ -1,0 +1,258 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/hibiken/asynq"
+	ucli "github.com/urfave/cli/v2"
+)
+
+func queuesCommand(io IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "queues",
+		Usage: "show every queue with its task counts by state",
+		Flags: append([]ucli.Flag{outputFlag()}, connFlags()...),
+		Action: func(c *ucli.Context) error {
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			svc, err := connectFromFlags(c, io)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			insp := svc.inspector()
+			names, err := insp.Queues()
+			if err != nil {
+				return fmt.Errorf("list queues: %w", err)
+			}
+			sort.Strings(names)
+			var infos []*asynq.QueueInfo
+			for _, q := range names {
+				info, err := insp.GetQueueInfo(q)
+				if err != nil {
+					return fmt.Errorf("queue %s: %w", q, err)
+				}
+				infos = append(infos, info)
+			}
+			if format == "json" {
+				enc := json.NewEncoder(io.Stdout)
+				for _, i := range infos {
+					if err := enc.Encode(map[string]any{"queue": i.Queue, "paused": i.Paused, "size": i.Size,
+						"pending": i.Pending, "active": i.Active, "scheduled": i.Scheduled, "retry": i.Retry,
+						"archived": i.Archived, "completed": i.Completed, "aggregating": i.Aggregating,
+						"processed_today": i.Processed, "failed_today": i.Failed, "latency_ms": i.Latency.Milliseconds()}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "QUEUE\tPENDING\tACTIVE\tSCHEDULED\tRETRY\tARCHIVED\tCOMPLETED\tAGGREGATING\tPROCESSED TODAY\tFAILED TODAY\tLATENCY")
+			for _, i := range infos {
+				q := i.Queue
+				if i.Paused {
+					q += " (paused)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", q, i.Pending, i.Active, i.Scheduled, i.Retry,
+					i.Archived, i.Completed, i.Aggregating, i.Processed, i.Failed, i.Latency.Round(1e6))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+var taskStates = []string{"pending", "active", "scheduled", "retry", "archived", "completed"}
+
+func taskCommand(io IO) *ucli.Command {
+	queueFlag := &ucli.StringFlag{Name: "queue", Usage: "queue of the task (default: look in every queue)"}
+	return &ucli.Command{
+		Name:  "task",
+		Usage: "inspect tasks: show one, list a queue, run an archived or retrying task again",
+		Subcommands: []*ucli.Command{
+			{
+				Name: "show", Usage: "show one task by id", ArgsUsage: "ID",
+				Flags: append([]ucli.Flag{queueFlag, outputFlag()}, connFlags()...),
+				Action: func(c *ucli.Context) error {
+					format, err := outputFormat(c)
+					if err != nil {
+						return err
+					}
+					id, err := oneArg(c, "task id")
+					if err != nil {
+						return err
+					}
+					svc, err := connectFromFlags(c, io)
+					if err != nil {
+						return err
+					}
+					defer svc.Close()
+					info, err := findTask(svc.inspector(), c.String("queue"), id)
+					if err != nil {
+						return err
+					}
+					if format == "json" {
+						return json.NewEncoder(io.Stdout).Encode(toTaskJSON(info))
+					}
+					t := toTaskJSON(info)
+					tw := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintf(tw, "id\t%s\nkind\t%s\nqueue\t%s\nstate\t%s\nretried\t%d of %d\n", t.ID, t.Kind, t.Queue, t.State, t.Retried, t.MaxRetry)
+					if t.NextProcessAt != nil {
+						fmt.Fprintf(tw, "next run\t%s\n", t.NextProcessAt.Format("2006-01-02T15:04:05Z07:00"))
+					}
+					if t.LastError != "" {
+						fmt.Fprintf(tw, "last error\t%s\n", t.LastError)
+					}
+					fmt.Fprintf(tw, "payload\t%s\n", info.Payload)
+					if len(t.Result) > 0 {
+						fmt.Fprintf(tw, "result\t%s\n", t.Result)
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name: "list", Usage: "list tasks of a queue in one state",
+				Flags: append([]ucli.Flag{
+					&ucli.StringFlag{Name: "queue", Value: "default", Usage: "queue name"},
+					&ucli.StringFlag{Name: "state", Value: "pending", Usage: strings.Join(taskStates, ", ")},
+					&ucli.IntFlag{Name: "limit", Value: 20, Usage: "at most this many tasks"},
+					outputFlag()}, connFlags()...),
+				Action: func(c *ucli.Context) error {
+					format, err := outputFormat(c)
+					if err != nil {
+						return err
+					}
+					if c.Int("limit") < 1 {
+						return usagef("--limit must be at least 1")
+					}
+					svc, err := connectFromFlags(c, io)
+					if err != nil {
+						return err
+					}
+					defer svc.Close()
+					tasks, err := listTasks(svc.inspector(), c.String("queue"), c.String("state"), c.Int("limit"))
+					if err != nil {
+						return err
+					}
+					if format == "json" {
+						enc := json.NewEncoder(io.Stdout)
+						for _, t := range tasks {
+							if err := enc.Encode(toTaskJSON(t)); err != nil {
+								return err
+							}
+						}
+						return nil
+					}
+					tw := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tKIND\tSTATE\tRETRIED\tLAST ERROR")
+					for _, t := range tasks {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", t.ID, t.Type, t.State, t.Retried, t.MaxRetry, oneLine(t.LastErr))
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name: "run", Usage: "run an archived, retrying or scheduled task now", ArgsUsage: "ID",
+				Flags: append([]ucli.Flag{queueFlag}, connFlags()...),
+				Action: func(c *ucli.Context) error {
+					id, err := oneArg(c, "task id")
+					if err != nil {
+						return err
+					}
+					svc, err := connectFromFlags(c, io)
+					if err != nil {
+						return err
+					}
+					defer svc.Close()
+					insp := svc.inspector()
+					info, err := findTask(insp, c.String("queue"), id)
+					if err != nil {
+						return err
+					}
+					if err := insp.RunTask(info.Queue, info.ID); err != nil {
+						return usagef("task %s is %s and cannot be run now: %v", id, info.State, err)
+					}
+					fmt.Fprintf(io.Stdout, "task %s (%s) moved to pending on queue %s\n", info.ID, info.Type, info.Queue)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func oneArg(c *ucli.Context, what string) (string, error) {
+	for _, a := range c.Args().Slice()[min(1, c.NArg()):] {
+		if strings.HasPrefix(a, "-") {
+			return "", usagef("flag %s comes after the %s: put flags first (cachekeeper %s [flags] %s)", a, what, c.Command.FullName(), strings.ToUpper(strings.ReplaceAll(what, " ", "_")))
+		}
+	}
+	if c.NArg() != 1 || strings.TrimSpace(c.Args().First()) == "" {
+		return "", usagef("give exactly one %s (see '%s --help')", what, c.Command.HelpName)
+	}
+	return c.Args().First(), nil
+}
+
+func connectFromFlags(c *ucli.Context, io IO) (*services, error) {
+	cfg, err := loadConfig(c, io)
+	if err != nil {
+		return nil, err
+	}
+	return connect(c.Context, cfg, false)
+}
+
+// findTask looks the task up in queue, or in every queue when queue is "".
+func findTask(insp *asynq.Inspector, queue, id string) (*asynq.TaskInfo, error) {
+	queues := []string{queue}
+	if queue == "" {
+		var err error
+		if queues, err = insp.Queues(); err != nil {
+			return nil, fmt.Errorf("list queues: %w", err)
+		}
+	}
+	for _, q := range queues {
+		info, err := insp.GetTaskInfo(q, id)
+		if err == nil {
+			return info, nil
+		}
+		if !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+			return nil, fmt.Errorf("read task %s: %w", id, err)
+		}
+	}
+	where := "any queue"
+	if queue != "" {
+		where = "queue " + queue
+	}
+	return nil, usagef("no task %q in %s (finished tasks are kept only with a retention)", id, where)
+}
+
+func listTasks(insp *asynq.Inspector, queue, state string, limit int) ([]*asynq.TaskInfo, error) {
+	opts := []asynq.ListOption{asynq.PageSize(limit)}
+	var tasks []*asynq.TaskInfo
+	var err error
+	switch state {
+	case "pending":
+		tasks, err = insp.ListPendingTasks(queue, opts...)
+	case "active":
+		tasks, err = insp.ListActiveTasks(queue, opts...)
+	case "scheduled":
+		tasks, err = insp.ListScheduledTasks(queue, opts...)
+	case "retry":
+		tasks, err = insp.ListRetryTasks(queue, opts...)
+	case "archived":
+		tasks, err = insp.ListArchivedTasks(queue, opts...)
+	case "completed":
+		tasks, err = insp.ListCompletedTasks(queue, opts...)
+	default:
+		return nil, usagef("--state %q must be one of %s", state, strings.Join(taskStates, ", "))
+	}
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		return nil, usagef("queue %q does not exist (see 'cachekeeper queues')", queue)
+	}
+	return tasks, err
+}

@@ -1,0 +1,54 @@
+package cli_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/cachekeeper/cachekeeper/internal/cli"
+	"github.com/cachekeeper/cachekeeper/internal/testenv"
+)
+
+func TestInspectCommands(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	ctx := context.Background()
+	env := map[string]string{"CACHEKEEPER_REDIS_URL": r.URL}
+	res := run(t, ctx, env, "enqueue", "notify", "--channel", "c", "--message", "m", "--in", "1h", "--task-id", "t1")
+	if res.code != 0 {
+		t.Fatalf("enqueue: %+v", res)
+	}
+	res = run(t, ctx, env, "queues", "-o", "json")
+	if res.code != 0 || !strings.Contains(res.stdout, `"queue":"default"`) || !strings.Contains(res.stdout, `"scheduled":1`) {
+		t.Fatalf("queues: %+v", res)
+	}
+	res = run(t, ctx, env, "task", "show", "t1")
+	if res.code != 0 || !strings.Contains(res.stdout, "scheduled") || !strings.Contains(res.stdout, `{"channel":"c","message":"m"}`) {
+		t.Fatalf("task show: %+v", res)
+	}
+	res = run(t, ctx, env, "task", "list", "--queue", "default", "--state", "scheduled")
+	if res.code != 0 || !strings.Contains(res.stdout, "t1") {
+		t.Fatalf("task list: %+v", res)
+	}
+	res = run(t, ctx, env, "task", "run", "t1")
+	if res.code != 0 || !strings.Contains(res.stdout, "moved to pending") {
+		t.Fatalf("task run: %+v", res)
+	}
+	res = run(t, ctx, env, "task", "show", "-o", "json", "t1")
+	if res.code != 0 || !strings.Contains(res.stdout, `"state":"pending"`) {
+		t.Fatalf("after run: %+v", res)
+	}
+	for _, bad := range [][]string{
+		{"task", "show"},
+		{"task", "show", "nope"},
+		{"task", "show", "t1", "-o", "json"},
+		{"task", "list", "--state", "sleeping"},
+		{"task", "list", "--queue", "missing"},
+		{"task", "list", "--limit", "0"},
+	} {
+		res = run(t, ctx, env, bad...)
+		if res.code != cli.ExitUsage || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+			t.Errorf("%v: %+v, want exit 2 with one line", bad, res)
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package invalidate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/scan"
+	"github.com/redis/go-redis/v9"
+)
+
+// PatternOptions say what a pattern invalidation deletes and how fast.
+type PatternOptions struct {
+	// Pattern is the SCAN MATCH glob ("user:*"). The caller refuses
+	// match-everything patterns unless the user confirmed them
+	// (tasks.MatchesEverything).
+	Pattern string
+	// MaxKeysPerSecond caps the keys deleted per second, summed over every
+	// master; 0 means no cap.
+	MaxKeysPerSecond int
+	// Sample is how many of the deleted keys to return in Result.Sample
+	// (for the event); 0 returns none.
+	Sample int
+	// Progress, when set, is called after every batch with the totals so far.
+	Progress func(PatternResult)
+}
+
+// PatternResult counts what a pattern invalidation did.
+type PatternResult struct {
+	// Scanned is how many keys matched the pattern.
+	Scanned int64 `json:"scanned"`
+	// Deleted is how many of them were deleted (a key that expired or was
+	// deleted by someone else between SCAN and UNLINK is not counted).
+	Deleted int64 `json:"deleted"`
+	// Fenced is how many matched a declared cache's key template and were
+	// deleted with their fence advanced, so no in-flight warm writes them
+	// back.
+	Fenced int64 `json:"fenced"`
+	// Internal is how many belonged to cachekeeper or to the asynq queue and
+	// were left alone.
+	Internal int64 `json:"internal,omitempty"`
+	// Elapsed is the duration of the walk.
+	Elapsed time.Duration `json:"-"`
+	// Sample lists up to PatternOptions.Sample matched keys.
+	Sample []string `json:"-"`
+}
+
+// Pattern deletes every key matching opts.Pattern, walking the keyspace with
+// SCAN (never KEYS) on one node or on every master of a cluster, in batches
+// of BatchSize:
+//
+//   - keys of cachekeeper itself and of the asynq queue are never deleted
+//     (use invalidate_tag for tag sets; the queue is not a cache);
+//   - keys shaped like a declared cache's keys are deleted with their fence
+//     advanced (one Lua script per batch), so that a warm whose database
+//     read began before this invalidation cannot write its stale value back;
+//   - any other key is deleted with UNLINK (memory reclaimed off the main
+//     thread), one command per batch (per hash slot on a cluster).
+//
+// SCAN may return a key twice and may miss keys created during the walk; a
+// retry of the whole job is harmless.
+func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (PatternResult, error) {
+	if opts.Pattern == "" {
+		return PatternResult{}, fmt.Errorf("%w: empty pattern", ErrInvalidRequest)
+	}
+	var res PatternResult
+	start := time.Now()
+	plain := make([]string, 0, BatchSize)
+	fenced := make([]string, 0, BatchSize)
+	_, err := scan.Each(ctx, v.rdb, scan.Options{
+		Match:            opts.Pattern,
+		Count:            BatchSize,
+		BatchSize:        BatchSize,
+		MaxKeysPerSecond: opts.MaxKeysPerSecond,
+	}, func(ctx context.Context, batch []string) error {
+		plain, fenced = plain[:0], fenced[:0]
+		for _, k := range batch {
+			switch {
+			case v.keys.Internal(k):
+				res.Internal++
+				continue
+			case len(v.caches) > 0 && v.isCacheKey(k):
+				fenced = append(fenced, k)
+			default:
+				plain = append(plain, k)
+			}
+			if len(res.Sample) < opts.Sample {
+				res.Sample = append(res.Sample, k)
+			}
+		}
+		res.Scanned += int64(len(batch))
+		if len(fenced) > 0 {
+			n, err := v.Keys(ctx, fenced)
+			res.Deleted += int64(n)
+			res.Fenced += int64(len(fenced))
+			if err != nil {
+				return err
+			}
+		}
+		if len(plain) > 0 {
+			n, err := v.unlink(ctx, plain)
+			res.Deleted += n
+			if err != nil {
+				return err
+			}
+		}
+		if opts.Progress != nil {
+			res.Elapsed = time.Since(start)
+			opts.Progress(res)
+		}
+		return nil
+	})
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		return res, fmt.Errorf("invalidate pattern %q: %w", opts.Pattern, err)
+	}
+	return res, nil
+}
+
+// unlink deletes keys with UNLINK: one command on a single server, one per
+// hash slot (pipelined) on a cluster.
+func (v *Invalidator) unlink(ctx context.Context, keyList []string) (int64, error) {
+	groups := scan.SplitBySlot(v.rdb, keyList)
+	if len(groups) == 1 {
+		return v.rdb.Unlink(ctx, groups[0]...).Result()
+	}
+	pipe := v.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(groups))
+	for i, g := range groups {
+		cmds[i] = pipe.Unlink(ctx, g...)
+	}
+	_, err := pipe.Exec(ctx)
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, err
+}

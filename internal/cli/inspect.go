@@ -189,7 +189,7 @@ func taskCommand(io IO) *ucli.Command {
 func oneArg(c *ucli.Context, what string) (string, error) {
 	for _, a := range c.Args().Slice()[min(1, c.NArg()):] {
 		if strings.HasPrefix(a, "-") {
-			return "", usagef("flag %s comes after the %s: put flags first (cachekeeper %s [flags] %s)", a, what, c.Command.FullName(), strings.ToUpper(strings.ReplaceAll(what, " ", "_")))
+			return "", usagef("flag %s comes after the %s: put flags first (%s [flags] %s)", a, what, c.Command.HelpName, strings.ToUpper(strings.ReplaceAll(what, " ", "_")))
 		}
 	}
 	if c.NArg() != 1 || strings.TrimSpace(c.Args().First()) == "" {

@@ -11,5 +11,8 @@ func (w *Worker) registerHandlers() error {
 	if err := w.registerWarm(); err != nil { // warm.go, warm_all.go
 		return err
 	}
+	if err := w.registerInvalidate(); err != nil { // invalidate*.go
+		return err
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/redis/go-redis/v9"
@@ -188,4 +189,20 @@ func randomID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// PruneTagsIfDue runs PruneTags unless another caller did within every: a
+// marker key (keys.TagPruneMarker) living every is set first, so a fleet of
+// workers prunes once per interval whichever worker gets there. It reports
+// whether it ran.
+func (v *Invalidator) PruneTagsIfDue(ctx context.Context, every time.Duration, maxMembersPerSecond int) (PruneResult, bool, error) {
+	ok, err := v.rdb.SetNX(ctx, v.keys.TagPruneMarker(), time.Now().UTC().Format(time.RFC3339), every).Result()
+	if err != nil {
+		return PruneResult{}, false, fmt.Errorf("prune tag sets: %w", err)
+	}
+	if !ok {
+		return PruneResult{}, false, nil
+	}
+	res, err := v.PruneTags(ctx, maxMembersPerSecond)
+	return res, true, err
 }

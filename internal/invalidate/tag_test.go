@@ -118,3 +118,23 @@ func TestPruneTagRemovesOnlyMembersWhoseKeyIsGone(t *testing.T) {
 		t.Fatalf("second prune = %+v, %v", res, err)
 	}
 }
+
+func TestPruneTagsIfDueRunsOncePerInterval(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	b := setup(t, r.Client, userCache)
+	ctx := context.Background()
+	k := keys.Default()
+	r.Client.SAdd(ctx, k.Tag("org:1"), "user:1", "user:2")
+	res, ran, err := b.inv.PruneTagsIfDue(ctx, time.Hour, 0)
+	if err != nil || !ran || res.Pruned != 2 {
+		t.Fatalf("first = %+v, ran %v, %v; want 2 pruned", res, ran, err)
+	}
+	r.Client.SAdd(ctx, k.Tag("org:1"), "user:3")
+	if _, ran, err := b.inv.PruneTagsIfDue(ctx, time.Hour, 0); err != nil || ran {
+		t.Fatalf("second within the interval ran=%v err=%v, want skipped", ran, err)
+	}
+	if ttl := r.Client.PTTL(ctx, k.TagPruneMarker()).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("marker TTL = %s", ttl)
+	}
+}

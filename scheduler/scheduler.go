@@ -37,7 +37,9 @@ type Config struct {
 	Keys keys.Keys
 	// Registerer receives the scheduler's metrics; nil registers none.
 	Registerer prometheus.Registerer
-	// EnqueueTimeout bounds one enqueue (default DefaultEnqueueTimeout).
+	// EnqueueTimeout bounds one enqueue (default DefaultEnqueueTimeout). It
+	// bites only when the go-redis client has ContextTimeoutEnabled; otherwise
+	// the client's own read/write timeouts bound a stuck command.
 	EnqueueTimeout time.Duration
 }
 

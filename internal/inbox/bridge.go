@@ -1,0 +1,405 @@
+// Package inbox lets producers in any language enqueue jobs with the Redis
+// client they already have: they LPUSH a JSON Entry onto a list, and the
+// Bridge, running inside the worker, moves each entry into asynq.
+//
+// No entry is lost by a crash: the bridge moves an entry atomically from
+// the inbox to a processing list (BLMOVE RIGHT LEFT), gives it an id there
+// (one Lua script replaces the raw entry by an envelope holding the id),
+// enqueues it with asynq task id "inbox:<id>", and only then removes the
+// envelope. Entries left in the processing list by a crashed bridge are
+// recovered when a bridge starts, and by running bridges once they are
+// older than RecoverAfter. Because the task id is fixed before the enqueue,
+// re-enqueueing a recovered envelope is refused by asynq as a duplicate
+// while the first task is still known to it (pending, scheduled, active,
+// retrying, or retained after completion): a crash between enqueue and
+// removal does not double the job in that window. Past it (the job already
+// finished and was deleted before recovery ran) the job runs again: the
+// guarantee is at-least-once, and every handler is idempotent. Identical
+// entries pushed twice get distinct ids and both run, unless the producer
+// gave options.task_id, which makes the second a duplicate on purpose.
+//
+// An entry that does not parse or validate goes to the dead-letter list,
+// as {"entry": <the raw entry, as a string>, "error": <why>, "time":
+// <RFC 3339>}; it is never silently dropped.
+package inbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults used when a Config field is zero.
+const (
+	DefaultBlockTimeout = time.Second
+	DefaultRecoverAfter = time.Minute
+	// maxRecoverBatch bounds one recovery pass over the processing list.
+	maxRecoverBatch = 10000
+)
+
+// Outcomes reported to Config.OnOutcome.
+const (
+	OutcomeEnqueued     = "enqueued"
+	OutcomeDuplicate    = "duplicate"
+	OutcomeDeadLettered = "dead_lettered"
+	OutcomeRecovered    = "recovered"
+)
+
+// Enqueuer is what the bridge needs of *tasks.Client.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, p tasks.Payload, opts ...tasks.Option) (*asynq.TaskInfo, error)
+}
+
+// Config configures a Bridge.
+type Config struct {
+	// Redis runs the bridge's commands (required).
+	Redis redis.UniversalClient
+	// NewBlocking, when set, opens the client that runs the blocking
+	// BLMOVE; Run closes it when ctx ends, which ends a wait at once. When
+	// nil, Redis runs BLMOVE too and stopping waits for up to BlockTimeout.
+	NewBlocking func() (redis.UniversalClient, error)
+	// Enqueuer enqueues the jobs (required), normally a *tasks.Client.
+	Enqueuer Enqueuer
+	// Key is the inbox list (default keys.Default().Inbox()).
+	Key string
+	// BlockTimeout is how long one BLMOVE waits (default DefaultBlockTimeout).
+	BlockTimeout time.Duration
+	// RecoverAfter is how long an entry may sit in the processing list
+	// before a running bridge recovers it (default DefaultRecoverAfter).
+	RecoverAfter time.Duration
+	// Queues, when not empty, are the queues options.queue may name.
+	Queues []string
+	// Logger (default: discard).
+	Logger *slog.Logger
+	// OnOutcome, when set, is called once per entry handled with one of the
+	// Outcome constants (for metrics), plus OutcomeRecovered for each entry
+	// taken from the processing list by a recovery pass.
+	OnOutcome func(outcome string)
+
+	// hooks for crash tests: called before the enqueue and before the
+	// final removal of an entry.
+	beforeEnqueue, beforeRemove func()
+}
+
+// Bridge moves inbox entries into asynq. Run it with the worker.
+type Bridge struct {
+	cfg        Config
+	processing string
+	dead       string
+	// rawSeen holds raw entries a periodic recovery found in the processing
+	// list; still there at the next pass, they are recovered.
+	rawSeen map[string]int
+}
+
+// New checks cfg and returns a bridge.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("inbox: Config.Redis is required")
+	}
+	if cfg.Enqueuer == nil {
+		return nil, errors.New("inbox: Config.Enqueuer is required")
+	}
+	if cfg.Key == "" {
+		cfg.Key = keys.Default().Inbox()
+	}
+	if cfg.BlockTimeout == 0 {
+		cfg.BlockTimeout = DefaultBlockTimeout
+	}
+	if cfg.BlockTimeout < 10*time.Millisecond {
+		return nil, fmt.Errorf("inbox: BlockTimeout %s is below 10ms", cfg.BlockTimeout)
+	}
+	if cfg.RecoverAfter == 0 {
+		cfg.RecoverAfter = DefaultRecoverAfter
+	}
+	if cfg.RecoverAfter < time.Second {
+		return nil, fmt.Errorf("inbox: RecoverAfter %s is below 1s", cfg.RecoverAfter)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.OnOutcome == nil {
+		cfg.OnOutcome = func(string) {}
+	}
+	return &Bridge{cfg: cfg, processing: keys.Processing(cfg.Key), dead: keys.DeadLetter(cfg.Key)}, nil
+}
+
+// Run recovers what the processing list holds, then moves entries until ctx
+// ends; it returns nil then. Redis failures are logged and retried with
+// backoff; they do not stop the bridge.
+func (b *Bridge) Run(ctx context.Context) error {
+	blocking := b.cfg.Redis
+	if b.cfg.NewBlocking != nil {
+		c, err := b.cfg.NewBlocking()
+		if err != nil {
+			return fmt.Errorf("inbox: open blocking client: %w", err)
+		}
+		stop := make(chan struct{})
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			select {
+			case <-ctx.Done():
+			case <-stop:
+			}
+			_ = c.Close()
+		}()
+		defer func() { close(stop); <-closed }()
+		blocking = c
+	}
+	b.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "inbox bridge started", slog.String("inbox", b.cfg.Key),
+		slog.String("processing", b.processing), slog.String("dead_letter", b.dead))
+	var lastRecovery time.Time
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		// At start everything left in the processing list is a crashed
+		// bridge's; later only what has sat there for RecoverAfter.
+		if time.Since(lastRecovery) >= b.cfg.RecoverAfter/2 {
+			olderThan := b.cfg.RecoverAfter
+			if lastRecovery.IsZero() {
+				olderThan = 0
+			}
+			if err := b.recover(ctx, olderThan); err != nil {
+				b.retryLater(ctx, backoff, "recover the processing list", err)
+				continue
+			}
+			lastRecovery = time.Now()
+		}
+		entry, err := blocking.BLMove(ctx, b.cfg.Key, b.processing, "RIGHT", "LEFT", b.cfg.BlockTimeout).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue
+		case err != nil:
+			b.retryLater(ctx, backoff, "wait for an inbox entry", err)
+			continue
+		}
+		backoff.reset()
+		b.handleUntilDone(ctx, entry)
+	}
+	return nil
+}
+
+// handleUntilDone handles one processing-list element, retrying a Redis
+// failure with backoff until it succeeds or ctx ends (the element then
+// stays in the processing list for recovery).
+func (b *Bridge) handleUntilDone(ctx context.Context, s string) {
+	backoff := newBackoff()
+	for {
+		err := b.handle(ctx, s)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
+	}
+}
+
+func (b *Bridge) retryLater(ctx context.Context, bo *backoff, what string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	d := bo.next()
+	b.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "inbox: cannot "+what+"; retrying",
+		slog.String("inbox", b.cfg.Key), slog.Duration("in", d), slog.String("error", err.Error()))
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// handle takes one element of the processing list (a raw entry or an
+// envelope) through to asynq. It returns an error only when Redis or the
+// enqueue failed and the element is still in the processing list.
+func (b *Bridge) handle(ctx context.Context, s string) error {
+	env, isEnvelope := parseEnvelope(s)
+	if !isEnvelope {
+		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
+	}
+	job, err := Parse([]byte(env.Entry), b.cfg.Queues)
+	if err != nil {
+		return b.deadLetter(ctx, s, env.Entry, err)
+	}
+	if !isEnvelope {
+		wrapped := env.encode()
+		ok, err := wrapScript.Run(ctx, b.cfg.Redis, []string{b.processing}, s, wrapped).Bool()
+		if err != nil {
+			return fmt.Errorf("inbox: give the entry an id: %w", err)
+		}
+		if !ok {
+			return nil // another bridge's recovery took it
+		}
+		s = wrapped
+	}
+	if b.cfg.beforeEnqueue != nil {
+		b.cfg.beforeEnqueue()
+	}
+	taskID := job.TaskID
+	opts := job.Options
+	if taskID == "" {
+		taskID = "inbox:" + env.ID
+		opts = append(opts, tasks.TaskID(taskID))
+	}
+	outcome := OutcomeEnqueued
+	info, err := b.cfg.Enqueuer.Enqueue(ctx, job.Payload, opts...)
+	switch {
+	case errors.Is(err, tasks.ErrDuplicateTask):
+		outcome = OutcomeDuplicate
+	case errors.Is(err, tasks.ErrInvalidPayload):
+		return b.deadLetter(ctx, s, env.Entry, err)
+	case err != nil:
+		return err
+	}
+	if b.cfg.beforeRemove != nil {
+		b.cfg.beforeRemove()
+	}
+	if err := b.cfg.Redis.LRem(ctx, b.processing, 1, s).Err(); err != nil {
+		return fmt.Errorf("inbox: remove enqueued entry from %s: %w", b.processing, err)
+	}
+	b.cfg.OnOutcome(outcome)
+	attrs := []slog.Attr{slog.String("kind", job.Payload.Kind()), slog.String("task_id", taskID), slog.String("outcome", outcome)}
+	if info != nil {
+		attrs = append(attrs, slog.String("queue", info.Queue))
+	}
+	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox entry enqueued", attrs...)
+	return nil
+}
+
+// deadLetter moves s from the processing list to the dead-letter list with
+// the reason, atomically.
+func (b *Bridge) deadLetter(ctx context.Context, s, raw string, reason error) error {
+	rec, err := json.Marshal(DeadLetter{Entry: raw, Error: reason.Error(), Time: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("inbox: encode dead letter: %w", err)
+	}
+	moved, err := deadScript.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec).Bool()
+	if err != nil {
+		return fmt.Errorf("inbox: dead-letter an invalid entry: %w", err)
+	}
+	if moved {
+		b.cfg.OnOutcome(OutcomeDeadLettered)
+		b.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "inbox entry rejected; moved to the dead-letter list",
+			slog.String("dead_letter", b.dead), slog.String("error", reason.Error()))
+	}
+	return nil
+}
+
+// recover handles the elements of the processing list, oldest first: all of
+// them when olderThan is 0, else envelopes moved longer than olderThan ago
+// and raw entries already seen by the previous pass.
+func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
+	items, err := b.cfg.Redis.LRange(ctx, b.processing, -maxRecoverBatch, -1).Result()
+	if err != nil {
+		return fmt.Errorf("inbox: read %s: %w", b.processing, err)
+	}
+	seen := map[string]int{}
+	for i := len(items) - 1; i >= 0; i-- {
+		s := items[i]
+		if olderThan > 0 {
+			if env, ok := parseEnvelope(s); ok {
+				if time.Since(env.MovedAt) < olderThan {
+					continue
+				}
+			} else if b.rawSeen[s] == 0 {
+				seen[s]++ // a bridge may be about to wrap it: next pass
+				continue
+			} else {
+				b.rawSeen[s]--
+			}
+		}
+		b.cfg.OnOutcome(OutcomeRecovered)
+		b.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "inbox: recovering an entry left in the processing list",
+			slog.String("processing", b.processing))
+		if err := b.handle(ctx, s); err != nil {
+			return err
+		}
+	}
+	b.rawSeen = seen
+	return nil
+}
+
+// wrapScript replaces a raw entry in the processing list by its envelope.
+// KEYS: processing. ARGV: raw, envelope. Returns 1 if it was there.
+var wrapScript = redis.NewScript(`
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// deadScript moves an element from the processing list to the dead-letter
+// list. KEYS: processing, dead. ARGV: element, record. Returns 1 if moved.
+var deadScript = redis.NewScript(`
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// DeadLetter is one element of the dead-letter list.
+type DeadLetter struct {
+	// Entry is the rejected entry exactly as it was pushed.
+	Entry string `json:"entry"`
+	// Error says why it was rejected.
+	Error string    `json:"error"`
+	Time  time.Time `json:"time"`
+}
+
+// envelope is a processing-list element that has its id.
+type envelope struct {
+	ID      string    `json:"cachekeeper_inbox_id"`
+	MovedAt time.Time `json:"moved_at"`
+	Entry   string    `json:"entry"`
+}
+
+func (e envelope) encode() string {
+	data, _ := json.Marshal(e) // strings and a time: cannot fail
+	return string(data)
+}
+
+// parseEnvelope recognises an envelope; a producer's entry never is one
+// (entries reject unknown fields such as cachekeeper_inbox_id).
+func parseEnvelope(s string) (envelope, bool) {
+	if len(s) == 0 || s[0] != '{' {
+		return envelope{}, false
+	}
+	var e envelope
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil || e.ID == "" {
+		return envelope{}, false
+	}
+	return e, true
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// backoff doubles from 50ms to 5s.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{} }
+
+func (b *backoff) next() time.Duration {
+	if b.d == 0 {
+		b.d = 50 * time.Millisecond
+	} else {
+		b.d = min(2*b.d, 5*time.Second)
+	}
+	return b.d
+}
+
+func (b *backoff) reset() { b.d = 0 }

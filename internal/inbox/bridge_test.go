@@ -1,0 +1,299 @@
+package inbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/inbox"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/testenv"
+	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+const inboxKey = "cachekeeper:inbox"
+
+var (
+	processingKey = keys.Processing(inboxKey)
+	deadKey       = keys.DeadLetter(inboxKey)
+)
+
+type bundle struct {
+	r       *testenv.Redis
+	client  *tasks.Client
+	inspect *asynq.Inspector
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	r := testenv.NewRedis(t)
+	return &bundle{r: r, client: tasks.NewClientFromRedis(r.Client), inspect: asynq.NewInspectorFromRedisClient(r.Client)}
+}
+
+func (b *bundle) config() inbox.Config {
+	return inbox.Config{
+		Redis:        b.r.Client,
+		NewBlocking:  func() (redis.UniversalClient, error) { return redis.NewClient(b.r.Client.Options()), nil },
+		Enqueuer:     b.client,
+		Key:          inboxKey,
+		BlockTimeout: 50 * time.Millisecond,
+		Queues:       tasks.Queues(),
+	}
+}
+
+// run starts a bridge and returns a function that stops it and waits.
+func run(t *testing.T, cfg inbox.Config) (stop func()) {
+	t.Helper()
+	br, err := inbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("bridge did not stop within 5s")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (b *bundle) push(t *testing.T, entries ...string) {
+	t.Helper()
+	for _, e := range entries {
+		if err := b.r.Client.LPush(context.Background(), inboxKey, e).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tasksIn returns the tasks of queue in the given state.
+func (b *bundle) tasksIn(t *testing.T, queue string, state asynq.TaskState) []*asynq.TaskInfo {
+	t.Helper()
+	var list []*asynq.TaskInfo
+	var err error
+	switch state {
+	case asynq.TaskStatePending:
+		list, err = b.inspect.ListPendingTasks(queue)
+	case asynq.TaskStateScheduled:
+		list, err = b.inspect.ListScheduledTasks(queue)
+	}
+	if err != nil && !strings.Contains(err.Error(), "not found") {
+		t.Fatal(err)
+	}
+	return list
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (b *bundle) listLen(key string) int64 { return b.r.Client.LLen(context.Background(), key).Val() }
+
+const invalidateUser1 = `{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [1]}}`
+
+func TestBridgeEnqueuesEveryEntry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	run(t, b.config())
+	b.push(t,
+		invalidateUser1,
+		invalidateUser1, // pushed twice on purpose: runs twice
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7"]}, "options": {"queue": "low", "task_id": "warm-7"}}`,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7"]}, "options": {"queue": "low", "task_id": "warm-7"}}`, // a duplicate by task id
+		`{"kind": "notify:publish", "args": {"channel": "c", "message": "m"}, "options": {"process_in": "1h"}}`,
+	)
+	waitFor(t, "every entry moved", func() bool {
+		return b.listLen(inboxKey) == 0 && b.listLen(processingKey) == 0 &&
+			len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) == 2 && len(b.tasksIn(t, tasks.QueueLow, asynq.TaskStatePending)) == 1 &&
+			len(b.tasksIn(t, tasks.QueueDefault, asynq.TaskStateScheduled)) == 1
+	})
+	crit := b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)
+	for _, ti := range crit {
+		if ti.Type != tasks.KindInvalidate || !strings.HasPrefix(ti.ID, "inbox:") {
+			t.Errorf("task %s %s", ti.Type, ti.ID)
+		}
+		var a tasks.InvalidateArgs
+		if err := json.Unmarshal(ti.Payload, &a); err != nil || a.Cache != "user" || a.IDs[0] != "1" {
+			t.Errorf("payload %s (%v)", ti.Payload, err)
+		}
+	}
+	if crit[0].ID == crit[1].ID {
+		t.Error("identical entries got the same task id")
+	}
+	if low := b.tasksIn(t, tasks.QueueLow, asynq.TaskStatePending); low[0].ID != "warm-7" {
+		t.Errorf("task id %q, want the producer's warm-7", low[0].ID)
+	}
+	if n := b.listLen(deadKey); n != 0 {
+		t.Errorf("%d entries dead-lettered", n)
+	}
+}
+
+func TestBridgeDeadLettersMalformedEntriesWithReason(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	run(t, b.config())
+	bad := map[string]string{
+		`{"kind": "cache:invalidate", "args": {"cache": "user", "idz": [1]}}`: `"idz"`,
+		`hello`:                            "not valid JSON",
+		`{"kind": "cache:nuke", "args": {}}`: `unknown kind "cache:nuke"`,
+	}
+	for e := range bad {
+		b.push(t, e)
+	}
+	b.push(t, invalidateUser1)
+	waitFor(t, "entries handled", func() bool {
+		return b.listLen(inboxKey) == 0 && b.listLen(processingKey) == 0 && b.listLen(deadKey) == 3
+	})
+	recs, err := b.r.Client.LRange(context.Background(), deadKey, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range recs {
+		var dl inbox.DeadLetter
+		if err := json.Unmarshal([]byte(s), &dl); err != nil {
+			t.Fatalf("dead letter %q is not JSON: %v", s, err)
+		}
+		want, ok := bad[dl.Entry]
+		if !ok || !strings.Contains(dl.Error, want) || dl.Time.IsZero() {
+			t.Errorf("dead letter %+v: want the raw entry, an error containing %q and a time", dl, want)
+		}
+		delete(bad, dl.Entry)
+	}
+	if len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) != 1 {
+		t.Error("the valid entry was not enqueued")
+	}
+}
+
+func TestBridgeRecoversEntryLeftBetweenMoveAndEnqueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// The first bridge "dies" after moving and wrapping the entry, before
+	// its enqueue reaches Redis.
+	ctx, crash := context.WithCancel(context.Background())
+	cfg := b.config()
+	inbox.SetCrashHooks(&cfg, crash, nil)
+	br, err := inbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.push(t, invalidateUser1)
+	if err := br.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.listLen(inboxKey) != 0 || b.listLen(processingKey) != 1 || len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) != 0 {
+		t.Fatalf("after the crash: inbox %d, processing %d, want the entry in processing and nothing enqueued", b.listLen(inboxKey), b.listLen(processingKey))
+	}
+	// Restart: the entry is recovered and runs once.
+	run(t, b.config())
+	waitFor(t, "recovered", func() bool {
+		return b.listLen(processingKey) == 0 && len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) == 1
+	})
+}
+
+func TestBridgeRecoversRawEntryInProcessingList(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// A bridge died right after BLMOVE: the raw entry sits in processing.
+	b.r.Client.LPush(context.Background(), processingKey, invalidateUser1, "garbage")
+	run(t, b.config())
+	waitFor(t, "recovered", func() bool {
+		return b.listLen(processingKey) == 0 && len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) == 1 && b.listLen(deadKey) == 1
+	})
+}
+
+func TestBridgeCrashAfterEnqueueDoesNotDoubleTheJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, crash := context.WithCancel(context.Background())
+	cfg := b.config()
+	inbox.SetCrashHooks(&cfg, nil, crash) // dies after the enqueue, before removing the entry
+	br, err := inbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.push(t, invalidateUser1)
+	if err := br.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.listLen(processingKey) != 1 || len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) != 1 {
+		t.Fatalf("after the crash: processing %d, want 1 entry left and 1 task", b.listLen(processingKey))
+	}
+	run(t, b.config())
+	waitFor(t, "recovered", func() bool { return b.listLen(processingKey) == 0 })
+	if n := len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)); n != 1 {
+		t.Fatalf("%d tasks after recovery, want still 1", n)
+	}
+}
+
+func TestBridgeRecoversAbandonedEntriesWhileRunning(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.config()
+	cfg.RecoverAfter = time.Second
+	run(t, cfg)
+	// Another worker moved this entry long ago and died; this bridge is
+	// already running, so only its periodic pass can find it.
+	time.Sleep(50 * time.Millisecond)
+	old := fmt.Sprintf(`{"cachekeeper_inbox_id":"deadbeef","moved_at":%q,"entry":%q}`, time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano), invalidateUser1)
+	b.r.Client.LPush(context.Background(), processingKey, old)
+	waitFor(t, "recovered", func() bool {
+		list := b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)
+		return b.listLen(processingKey) == 0 && len(list) == 1 && list[0].ID == "inbox:deadbeef"
+	})
+}
+
+func TestBridgeStopsAtOnceWhileWaiting(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.config()
+	cfg.BlockTimeout = 30 * time.Second
+	stop := run(t, cfg)
+	time.Sleep(50 * time.Millisecond) // let it block in BLMOVE
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("stopping took %s with a 30s BLMOVE in flight", d)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for name, mutate := range map[string]func(*inbox.Config){
+		"no redis":    func(c *inbox.Config) { c.Redis = nil },
+		"no enqueuer": func(c *inbox.Config) { c.Enqueuer = nil },
+		"tiny block":  func(c *inbox.Config) { c.BlockTimeout = time.Millisecond },
+	} {
+		cfg := b.config()
+		mutate(&cfg)
+		if _, err := inbox.New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package inbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/tasks"
+)
+
+// Entry is one job as a producer pushes it onto the inbox:
+//
+//	{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [1]},
+//	 "options": {"queue": "critical", "process_in": "30s", "task_id": "user-1-v7"}}
+//
+// kind is a task kind (cache:warm, cache:invalidate, ...), args its payload
+// exactly as the Go client would send it, options optional. Unknown fields
+// are rejected, so that a misspelt name is never silently ignored.
+type Entry struct {
+	Kind    string          `json:"kind"`
+	Args    json.RawMessage `json:"args"`
+	Options *Options        `json:"options,omitempty"`
+}
+
+// Options are the per-job settings a producer may give.
+type Options struct {
+	// Queue replaces the kind's default queue; it must be a queue the
+	// workers serve.
+	Queue string `json:"queue,omitempty"`
+	// TaskID names the job; a second job with the same id is dropped as a
+	// duplicate while asynq still knows the first. Without it, every entry
+	// becomes its own job.
+	TaskID string `json:"task_id,omitempty"`
+	// ProcessIn delays the job ("30s", or a number of seconds).
+	ProcessIn *tasks.Duration `json:"process_in,omitempty"`
+	// ProcessAt runs the job no earlier than this time (RFC 3339).
+	ProcessAt *time.Time `json:"process_at,omitempty"`
+	// MaxRetry replaces the kind's retry budget.
+	MaxRetry *int `json:"max_retry,omitempty"`
+	// Timeout replaces the kind's timeout for one run ("5m").
+	Timeout *tasks.Duration `json:"timeout,omitempty"`
+	// Retention keeps the finished job (and its result) this long ("1h").
+	Retention *tasks.Duration `json:"retention,omitempty"`
+}
+
+// Job is a parsed, validated entry, ready to enqueue.
+type Job struct {
+	Payload tasks.Payload
+	Options []tasks.Option
+	// TaskID is the id the producer chose, or "".
+	TaskID string
+}
+
+// Parse decodes and validates one inbox entry. queues, when not empty, are
+// the queues options.queue may name. The error says what is wrong in one
+// line; it wraps tasks.ErrInvalidPayload.
+func Parse(raw []byte, queues []string) (Job, error) {
+	var e Entry
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return Job{}, invalid("%s", describe(err))
+	}
+	if dec.More() {
+		return Job{}, invalid("trailing data after the JSON object")
+	}
+	if e.Kind == "" {
+		return Job{}, invalid(`"kind" is required, for example "cache:invalidate"`)
+	}
+	if _, ok := tasks.Lookup(e.Kind); !ok {
+		var names []string
+		for _, k := range tasks.Kinds() {
+			names = append(names, k.Kind)
+		}
+		return Job{}, invalid("unknown kind %q (known: %s)", e.Kind, strings.Join(names, ", "))
+	}
+	if len(e.Args) == 0 || string(e.Args) == "null" {
+		return Job{}, invalid(`"args" is required: the job's arguments as an object, for example {"cache": "user", "ids": [1]}`)
+	}
+	p, err := tasks.Decode(e.Kind, e.Args)
+	if err != nil {
+		return Job{}, fmt.Errorf("args: %w", err)
+	}
+	job := Job{Payload: p}
+	if e.Options != nil {
+		if job.Options, err = e.Options.build(queues); err != nil {
+			return Job{}, err
+		}
+		job.TaskID = e.Options.TaskID
+	}
+	return job, nil
+}
+
+func (o *Options) build(queues []string) ([]tasks.Option, error) {
+	var out []tasks.Option
+	if o.Queue != "" {
+		if len(queues) > 0 && !slices.Contains(queues, o.Queue) {
+			return nil, invalid("options.queue %q is not served by the workers (queues: %s)", o.Queue, strings.Join(queues, ", "))
+		}
+		out = append(out, tasks.Queue(o.Queue))
+	}
+	if o.TaskID != "" {
+		if strings.TrimSpace(o.TaskID) != o.TaskID {
+			return nil, invalid("options.task_id %q must not start or end with spaces", o.TaskID)
+		}
+		out = append(out, tasks.TaskID(o.TaskID))
+	}
+	if o.ProcessIn != nil && o.ProcessAt != nil {
+		return nil, invalid("options.process_in and options.process_at cannot both be set; give one")
+	}
+	if o.ProcessIn != nil {
+		if o.ProcessIn.D() < 0 {
+			return nil, invalid("options.process_in must not be negative, got %s", o.ProcessIn.D())
+		}
+		out = append(out, tasks.ProcessIn(o.ProcessIn.D()))
+	}
+	if o.ProcessAt != nil {
+		out = append(out, tasks.ProcessAt(*o.ProcessAt))
+	}
+	if o.MaxRetry != nil {
+		if *o.MaxRetry < 0 {
+			return nil, invalid("options.max_retry must be 0 or more, got %d", *o.MaxRetry)
+		}
+		out = append(out, tasks.MaxRetry(*o.MaxRetry))
+	}
+	if o.Timeout != nil {
+		if o.Timeout.D() <= 0 {
+			return nil, invalid("options.timeout must be positive, got %s", o.Timeout.D())
+		}
+		out = append(out, tasks.Timeout(o.Timeout.D()))
+	}
+	if o.Retention != nil {
+		if o.Retention.D() < 0 {
+			return nil, invalid("options.retention must not be negative, got %s", o.Retention.D())
+		}
+		out = append(out, tasks.Retention(o.Retention.D()))
+	}
+	return out, nil
+}
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: inbox entry: %s", tasks.ErrInvalidPayload, fmt.Sprintf(format, a...))
+}
+
+// describe turns a JSON decoding error of an entry into one line naming
+// the field.
+func describe(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var fe *tasks.FieldError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not valid JSON (at byte %d: %v); push an object such as {\"kind\": \"cache:invalidate\", \"args\": {...}}", syn.Offset, err)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return fmt.Sprintf("must be a JSON object, got JSON %s", typ.Value)
+		}
+		return fmt.Sprintf("field %q must not be JSON %s", field, typ.Value)
+	case errors.As(err, &fe):
+		return fmt.Sprintf("options: %s", fe.Msg)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Sprintf("unknown field %s (fields: kind, args, options; options: queue, task_id, process_in, process_at, max_retry, timeout, retention)",
+			strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case errors.Is(err, io.EOF):
+		return "empty entry"
+	}
+	return err.Error()
+}

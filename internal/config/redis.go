@@ -86,11 +86,16 @@ func (r *RedisConfig) NewClient() (redis.UniversalClient, error) {
 	}
 	switch {
 	case len(r.ClusterAddrs) > 0:
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.ClusterAddrs, Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig}), nil
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.ClusterAddrs, Username: opt.Username, Password: opt.Password,
+			TLSConfig: opt.TLSConfig, ContextTimeoutEnabled: true}), nil
 	case r.Sentinel != nil:
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
-			SentinelPassword: r.Sentinel.Password, Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig}), nil
+			SentinelPassword: r.Sentinel.Password, Username: opt.Username, Password: opt.Password, DB: opt.DB,
+			TLSConfig: opt.TLSConfig, ContextTimeoutEnabled: true}), nil
 	}
+	// Honour context deadlines on every command, so a stuck Redis cannot hang
+	// a job past its timeout.
+	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
 }
 

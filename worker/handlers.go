@@ -14,5 +14,8 @@ func (w *Worker) registerHandlers() error {
 	if err := w.registerInvalidate(); err != nil { // invalidate*.go
 		return err
 	}
+	if err := w.registerInbox(); err != nil { // inbox.go: the bridge, unless inbox.disabled
+		return err
+	}
 	return nil
 }

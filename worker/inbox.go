@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cachekeeper/cachekeeper/internal/inbox"
+	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// registerInbox adds the inbox bridge (internal/inbox) as a part of the
+// worker unless inbox.disabled is set: it moves the JSON jobs that
+// producers in any language LPUSH onto the inbox list into asynq.
+func (w *Worker) registerInbox() error {
+	if w.cfg.Inbox.Disabled {
+		return nil
+	}
+	client := w.deps.Client
+	if client == nil {
+		client = tasks.NewClientFromRedis(w.deps.Redis)
+	}
+	queues := make([]string, 0, len(w.cfg.Worker.Queues))
+	for q := range w.cfg.Worker.Queues {
+		queues = append(queues, q)
+	}
+	sort.Strings(queues)
+	entries, err := inboxCounter(w.deps.Registry)
+	if err != nil {
+		return err
+	}
+	b, err := inbox.New(inbox.Config{
+		Redis: w.deps.Redis,
+		// BLMOVE waits on a connection of its own, closed on stop, so that
+		// stopping the worker does not wait for the block timeout.
+		NewBlocking: func() (redis.UniversalClient, error) {
+			c, ok := w.connOpt.MakeRedisClient().(redis.UniversalClient)
+			if !ok {
+				return nil, fmt.Errorf("unsupported Redis connection option %T", w.connOpt)
+			}
+			return c, nil
+		},
+		Enqueuer:     client,
+		Key:          w.cfg.Inbox.Key,
+		BlockTimeout: w.cfg.Inbox.BlockTimeout,
+		RecoverAfter: w.cfg.Inbox.RecoverAfter,
+		Queues:       queues,
+		Logger:       w.logger,
+		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },
+	})
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	w.addRunner("inbox bridge", b.Run)
+	return nil
+}
+
+// inboxCounter counts inbox entries by outcome (enqueued, duplicate,
+// dead_lettered, recovered), registered with reg when it is not nil.
+func inboxCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "cachekeeper", Name: "inbox_entries_total",
+		Help: "Inbox entries handled by the bridge, by outcome (enqueued, duplicate, dead_lettered, recovered).",
+	}, []string{"outcome"})
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("worker metrics: %w", err)
+	}
+	return c, nil
+}

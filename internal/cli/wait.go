@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -27,7 +28,10 @@ func waitForTask(ctx context.Context, io IO, insp *asynq.Inspector, info *asynq.
 	if w, ok := resultWatchers[info.Type]; ok {
 		onResult, done = w(io)
 	}
-	defer done()
+	// finish ends the progress display once, before the final line.
+	var once sync.Once
+	finish := func() { once.Do(done) }
+	defer finish()
 	var lastResult []byte
 	lastRetried := 0
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -50,12 +54,10 @@ func waitForTask(ctx context.Context, io IO, insp *asynq.Inspector, info *asynq.
 		}
 		switch cur.State {
 		case asynq.TaskStateCompleted:
-			done()
-			done = func() {}
+			finish()
 			return printTaskInfo(io, format, "finished", cur)
 		case asynq.TaskStateArchived:
-			done()
-			done = func() {}
+			finish()
 			_ = printTaskInfo(io, format, "archived", cur)
 			return fmt.Errorf("task %s failed and was archived after %d retries: %s", cur.ID, cur.Retried, cur.LastErr)
 		}

@@ -30,6 +30,7 @@ type warmBundle struct {
 	client  *tasks.Client
 	worker  *worker.Worker
 	inspect *asynq.Inspector
+	reg     *prometheus.Registry
 	stop    func()
 }
 
@@ -51,7 +52,8 @@ func warmSetup(t *testing.T, db *testenv.DB, start bool, edit func(*config.Confi
 		edit(&cfg)
 	}
 	client := tasks.NewClientFromRedis(r.Client)
-	w, err := worker.New(cfg, worker.Deps{Redis: r.Client, DB: db.DB, Client: client, Registry: prometheus.NewRegistry()},
+	reg := prometheus.NewRegistry()
+	w, err := worker.New(cfg, worker.Deps{Redis: r.Client, DB: db.DB, Client: client, Registry: reg},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func warmSetup(t *testing.T, db *testenv.DB, start bool, edit func(*config.Confi
 	opt, _ := cfg.Redis.ConnOpt()
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	b := &warmBundle{redis: r, db: db, cfg: cfg, client: client, worker: w, inspect: insp, stop: func() {}}
+	b := &warmBundle{redis: r, db: db, cfg: cfg, client: client, worker: w, inspect: insp, reg: reg, stop: func() {}}
 	if start {
 		b.start(t)
 	}

@@ -76,6 +76,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 			enqueueCommand(io),
 			queuesCommand(io),
 			taskCommand(io),
+			eventsCommand(io),
 			configCommand(io),
 			devCommand(io),
 			versionCommand(io),

@@ -51,6 +51,17 @@ func warmSetup(t *testing.T, db *testenv.DB, start bool, edit func(*config.Confi
 	if edit != nil {
 		edit(&cfg)
 	}
+	b := warmSetupOn(t, r, db, cfg)
+	if start {
+		b.start(t)
+	}
+	return b
+}
+
+// warmSetupOn builds a worker on an existing Redis server (a second worker
+// process, for example), not started.
+func warmSetupOn(t *testing.T, r *testenv.Redis, db *testenv.DB, cfg config.Config) *warmBundle {
+	t.Helper()
 	client := tasks.NewClientFromRedis(r.Client)
 	reg := prometheus.NewRegistry()
 	w, err := worker.New(cfg, worker.Deps{Redis: r.Client, DB: db.DB, Client: client, Registry: reg},
@@ -61,11 +72,7 @@ func warmSetup(t *testing.T, db *testenv.DB, start bool, edit func(*config.Confi
 	opt, _ := cfg.Redis.ConnOpt()
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	b := &warmBundle{redis: r, db: db, cfg: cfg, client: client, worker: w, inspect: insp, reg: reg, stop: func() {}}
-	if start {
-		b.start(t)
-	}
-	return b
+	return &warmBundle{redis: r, db: db, cfg: cfg, client: client, worker: w, inspect: insp, reg: reg, stop: func() {}}
 }
 
 // start runs the worker until the test ends or stop is called.

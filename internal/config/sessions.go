@@ -7,21 +7,44 @@ import (
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 )
 
+// DefaultScanBatch is how many keys the session and rate-limit jobs handle
+// per pipeline when batch_size is not set.
+const DefaultScanBatch = 1000
+
+// DefaultMemorySample is rate_limits.memory_sample's default: MEMORY USAGE
+// before and after on one pruned key in this many. Measuring every key
+// costs about a quarter more Redis time.
+const DefaultMemorySample = 100
+
 // SessionsConfig describes the application's session layout. The defaults
-// match the FastAPI guide: hash session:{token} with user_id and created_at.
+// match the FastAPI guide: hash session:{token} with user_id and created_at,
+// index set user:{user_id}:sessions.
 type SessionsConfig struct {
-	Key            string `yaml:"key"`
+	// Key is the session hash template; its one placeholder is the token.
+	Key string `yaml:"key"`
+	// Index is the per-user token set template; "" when the application
+	// keeps no index (revocation then scans every session).
 	Index          string `yaml:"index"`
 	UserIDField    string `yaml:"user_id_field"`
 	CreatedAtField string `yaml:"created_at_field"`
 	LastSeenField  string `yaml:"last_seen_field"`
-	// TTL is given to sessions found without one (default 24h).
+	// TTL is given to sessions found without one (default 24h), shortened
+	// to what is left of max_age or idle_timeout when that is sooner.
 	TTL time.Duration `yaml:"ttl"`
 	// MaxAge deletes sessions created longer ago (0: never by age).
 	MaxAge time.Duration `yaml:"max_age"`
 	// IdleTimeout deletes sessions not seen for this long (0: never by idleness).
 	IdleTimeout      time.Duration `yaml:"idle_timeout"`
 	MaxKeysPerSecond int           `yaml:"max_keys_per_second"`
+	// BatchSize is how many keys go in one pipeline (default DefaultScanBatch).
+	BatchSize int `yaml:"batch_size"`
+}
+
+// DefaultSessions returns the sessions section's defaults.
+func DefaultSessions() SessionsConfig {
+	var s SessionsConfig
+	s.setDefaults()
+	return s
 }
 
 func (s *SessionsConfig) setDefaults() {
@@ -32,22 +55,27 @@ func (s *SessionsConfig) setDefaults() {
 	s.LastSeenField = "last_seen"
 	s.TTL = 24 * time.Hour
 	s.MaxAge = 24 * time.Hour
+	s.BatchSize = DefaultScanBatch
 }
 
+// Validate checks the section alone (Config.Validate checks every section).
+func (s SessionsConfig) Validate() error { return s.validate() }
+
 func (s *SessionsConfig) validate() error {
-	if _, err := keys.ParseTemplate(s.Key); err != nil {
-		return fmt.Errorf("sessions.key: %v", err)
-	}
-	if s.Index != "" {
-		if _, err := keys.ParseTemplate(s.Index); err != nil {
-			return fmt.Errorf("sessions.index: %v", err)
-		}
+	if _, err := keys.NewSessionLayout(s.Key, s.Index); err != nil {
+		return err
 	}
 	if s.UserIDField == "" || s.CreatedAtField == "" {
 		return fmt.Errorf("sessions.user_id_field and sessions.created_at_field must not be empty")
 	}
+	if s.UserIDField == s.CreatedAtField || s.UserIDField == s.LastSeenField || s.CreatedAtField == s.LastSeenField {
+		return fmt.Errorf("sessions.user_id_field, created_at_field and last_seen_field must be distinct")
+	}
 	if err := positive("sessions.ttl", s.TTL); err != nil {
 		return err
+	}
+	if s.TTL < time.Second {
+		return fmt.Errorf("sessions.ttl must be at least 1s, got %s", s.TTL)
 	}
 	if s.MaxAge < 0 || s.IdleTimeout < 0 {
 		return fmt.Errorf("sessions.max_age and sessions.idle_timeout must not be negative")
@@ -55,29 +83,52 @@ func (s *SessionsConfig) validate() error {
 	if s.MaxKeysPerSecond < 0 {
 		return fmt.Errorf("sessions.max_keys_per_second must be 0 (no cap) or positive")
 	}
+	if s.BatchSize < 0 {
+		return fmt.Errorf("sessions.batch_size must be 0 (default %d) or positive", DefaultScanBatch)
+	}
 	return nil
 }
 
 // RateLimitsConfig describes sliding-window rate-limit sets: sorted sets
 // whose scores are request times.
 type RateLimitsConfig struct {
+	// Key is the sorted set template; its one placeholder is the client.
 	Key string `yaml:"key"`
 	// Window is the sliding window; older entries are pruned.
 	Window time.Duration `yaml:"window"`
 	// ScoreUnit is "s" (Unix seconds, the FastAPI guide) or "ms".
 	ScoreUnit        string `yaml:"score_unit"`
 	MaxKeysPerSecond int    `yaml:"max_keys_per_second"`
+	// BatchSize is how many keys one prune script handles (default
+	// DefaultScanBatch).
+	BatchSize int `yaml:"batch_size"`
+	// MemorySample measures MEMORY USAGE before and after pruning on one key
+	// in this many (1: every key; 0: never), for bytes_reclaimed. Servers
+	// without MEMORY USAGE (miniredis) report no bytes.
+	MemorySample int `yaml:"memory_sample"`
+}
+
+// DefaultRateLimits returns the rate_limits section's defaults.
+func DefaultRateLimits() RateLimitsConfig {
+	var r RateLimitsConfig
+	r.setDefaults()
+	return r
 }
 
 func (r *RateLimitsConfig) setDefaults() {
 	r.Key = "rate_limit:{client}"
 	r.Window = time.Minute
 	r.ScoreUnit = "s"
+	r.BatchSize = DefaultScanBatch
+	r.MemorySample = DefaultMemorySample
 }
 
+// Validate checks the section alone (Config.Validate checks every section).
+func (r RateLimitsConfig) Validate() error { return r.validate() }
+
 func (r *RateLimitsConfig) validate() error {
-	if _, err := keys.ParseTemplate(r.Key); err != nil {
-		return fmt.Errorf("rate_limits.key: %v", err)
+	if _, err := keys.ParseSingle("rate_limits.key", r.Key); err != nil {
+		return err
 	}
 	if err := positive("rate_limits.window", r.Window); err != nil {
 		return err
@@ -87,6 +138,12 @@ func (r *RateLimitsConfig) validate() error {
 	}
 	if r.MaxKeysPerSecond < 0 {
 		return fmt.Errorf("rate_limits.max_keys_per_second must be 0 (no cap) or positive")
+	}
+	if r.BatchSize < 0 {
+		return fmt.Errorf("rate_limits.batch_size must be 0 (default %d) or positive", DefaultScanBatch)
+	}
+	if r.MemorySample < 0 {
+		return fmt.Errorf("rate_limits.memory_sample must be 0 (off), 1 (every key) or N (one key in N)")
 	}
 	return nil
 }

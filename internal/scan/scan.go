@@ -175,32 +175,38 @@ func (w *walker) total() int64 {
 	return w.delivered
 }
 
-// node walks one node from cursor 0 until SCAN returns cursor 0 again.
+// page is one SCAN reply, or the error that ended the walk of a node.
+type page struct {
+	keys []string
+	err  error
+}
+
+// node walks one node from cursor 0 until SCAN returns cursor 0 again. The
+// next SCAN is sent while fn handles the current batch, so that the server
+// never waits for the client between the two.
 func (w *walker) node(ctx context.Context, c redis.Cmdable, addr string) error {
-	where := ""
-	if addr != "" {
-		where = " on " + addr
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan page, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(pages)
+		w.scanPages(ctx, c, addr, pages)
+	}()
+
 	buf := make([]string, 0, w.opts.BatchSize)
-	var cursor uint64
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+	for p := range pages {
+		if p.err != nil {
+			return p.err
 		}
-		var cmd *redis.ScanCmd
-		if w.opts.Type != "" {
-			cmd = c.ScanType(ctx, cursor, w.opts.Match, w.opts.Count, w.opts.Type)
-		} else {
-			cmd = c.Scan(ctx, cursor, w.opts.Match, w.opts.Count)
-		}
-		page, next, err := cmd.Result()
-		if err != nil {
-			return fmt.Errorf("scan %q%s: %w", w.opts.Match, where, err)
-		}
-		for len(page) > 0 {
-			n := min(w.opts.BatchSize-len(buf), len(page))
-			buf = append(buf, page[:n]...)
-			page = page[n:]
+		keys := p.keys
+		for len(keys) > 0 {
+			n := min(w.opts.BatchSize-len(buf), len(keys))
+			buf = append(buf, keys[:n]...)
+			keys = keys[n:]
 			if len(buf) == w.opts.BatchSize {
 				if err := w.deliver(ctx, buf); err != nil {
 					return err
@@ -208,15 +214,51 @@ func (w *walker) node(ctx context.Context, c redis.Cmdable, addr string) error {
 				buf = buf[:0]
 			}
 		}
-		cursor = next
-		if cursor == 0 {
-			break
-		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if len(buf) > 0 {
 		return w.deliver(ctx, buf)
 	}
 	return nil
+}
+
+// scanPages sends every SCAN reply of one node to pages, then returns; an
+// error is sent as the last page.
+func (w *walker) scanPages(ctx context.Context, c redis.Cmdable, addr string, pages chan<- page) {
+	where := ""
+	if addr != "" {
+		where = " on " + addr
+	}
+	var cursor uint64
+	for {
+		if err := ctx.Err(); err != nil {
+			return
+		}
+		var cmd *redis.ScanCmd
+		if w.opts.Type != "" {
+			cmd = c.ScanType(ctx, cursor, w.opts.Match, w.opts.Count, w.opts.Type)
+		} else {
+			cmd = c.Scan(ctx, cursor, w.opts.Match, w.opts.Count)
+		}
+		keys, next, err := cmd.Result()
+		p := page{keys: keys}
+		if err != nil {
+			p = page{err: fmt.Errorf("scan %q%s: %w", w.opts.Match, where, err)}
+		}
+		if len(p.keys) > 0 || p.err != nil {
+			select {
+			case pages <- p:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err != nil || next == 0 {
+			return
+		}
+		cursor = next
+	}
 }
 
 func (w *walker) deliver(ctx context.Context, keys []string) error {

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"github.com/cachekeeper/cachekeeper/internal/bench"
+	"github.com/cachekeeper/cachekeeper/internal/config"
+	ucli "github.com/urfave/cli/v2"
+)
+
+func benchInvalidateCommand(io IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "invalidate",
+		Usage: "pattern invalidation (SCAN + batched UNLINK / fenced delete) against one DEL per round trip",
+		Description: "Scenario invalidate_pattern: --keys three-field hashes are deleted by cache:invalidate_pattern's code\n" +
+			"(SCAN MATCH, UNLINK per batch of 1,000), against a baseline that SCANs and deletes one key per round\n" +
+			"trip (--baseline-keys of them), in alternating --rounds; medians are printed (keys/s).\n" +
+			"Scenario invalidate_pattern_fenced: the same keys shaped like a declared cache's keys, which pattern\n" +
+			"invalidation deletes with their fences advanced (one Lua script per batch) so that no in-flight\n" +
+			"warm writes them back.",
+		Flags: append([]ucli.Flag{
+			&ucli.IntFlag{Name: "keys", Aliases: []string{"n"}, Value: 200000, Usage: "keys per cachekeeper run"},
+			&ucli.IntFlag{Name: "baseline-keys", Usage: "keys per baseline run (default min(--keys, 20000))"},
+			&ucli.IntFlag{Name: "rounds", Value: 3, Usage: "alternating rounds; medians are printed"},
+		}, benchFlags()...),
+		Action: func(c *ucli.Context) error {
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			for _, name := range []string{"keys", "rounds"} {
+				if c.Int(name) < 1 {
+					return usagef("--%s must be at least 1, got %d", name, c.Int(name))
+				}
+			}
+			logger, err := benchLogger(c, io)
+			if err != nil {
+				return err
+			}
+			url, _, closeRedis, err := benchRedis(c, logger)
+			if err != nil {
+				return err
+			}
+			defer closeRedis()
+			rc := config.RedisConfig{URL: url}
+			rdb, err := rc.NewClient()
+			if err != nil {
+				return usagef("%v", err)
+			}
+			defer rdb.Close()
+			if err := pingRedis(c.Context, rdb, config.Config{Redis: rc}); err != nil {
+				return err
+			}
+			results, err := bench.Invalidate(c.Context, rdb, bench.InvalidateOptions{
+				Keys: c.Int("keys"), BaselineKeys: c.Int("baseline-keys"), Rounds: c.Int("rounds"),
+			})
+			if err != nil {
+				return benchError(err)
+			}
+			return printResults(io, format, results)
+		},
+	}
+}

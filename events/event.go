@@ -27,9 +27,11 @@ const (
 // total); Missed is set only on the synthetic event Subscribe delivers after
 // a reconnect, meaning events may have been lost.
 //
-// A receiver drops its copies of Keys, of the IDs of Cache, and, when Keys is
-// capped (KeyCount > len(Keys)), of every key matching Pattern or carrying
-// Tag.
+// Keys and IDs are capped by the publisher (events.max_keys); KeyCount is
+// always the total. A receiver drops its copies of Keys and of the IDs of
+// Cache; when the lists were capped (KeyCount larger than len(Keys) or
+// len(IDs)), it drops every copy of Cache, or of the keys matching Pattern,
+// or carrying Tag, since it cannot tell which ones changed.
 type Event struct {
 	Type     string   `json:"type"`
 	Cache    string   `json:"cache,omitempty"`
@@ -55,7 +57,7 @@ type Publisher struct {
 }
 
 // NewPublisher returns a publisher on channel, listing at most maxKeys keys
-// per event. On Redis Cluster it uses sharded pub/sub (SPUBLISH).
+// (and ids) per event. On Redis Cluster it uses sharded pub/sub (SPUBLISH).
 func NewPublisher(rdb redis.UniversalClient, channel string, maxKeys int) (*Publisher, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("events: nil Redis client")
@@ -82,8 +84,14 @@ func (p *Publisher) Publish(ctx context.Context, e Event) error {
 	if e.KeyCount < len(e.Keys) {
 		e.KeyCount = len(e.Keys)
 	}
+	if e.KeyCount < len(e.IDs) {
+		e.KeyCount = len(e.IDs)
+	}
 	if p.maxKeys >= 0 && len(e.Keys) > p.maxKeys {
 		e.Keys = e.Keys[:p.maxKeys]
+	}
+	if p.maxKeys >= 0 && len(e.IDs) > p.maxKeys {
+		e.IDs = e.IDs[:p.maxKeys]
 	}
 	data, err := json.Marshal(e)
 	if err != nil {

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -102,7 +103,7 @@ func TestSubscribeDeliversEventsInOrder(t *testing.T) {
 		if e.IDs[0] != id || e.TaskID != "t"+id || e.Cache != "user" {
 			t.Fatalf("event %d = %+v, want ids [%s]", i, e, id)
 		}
-		if len(e.Keys) != 2 || e.KeyCount != 3 {
+		if len(e.Keys) != 2 || e.KeyCount != 3 || len(e.IDs) != 1 {
 			t.Errorf("event %d: keys %v, key_count %d; want 2 keys listed of 3", i, e.Keys, e.KeyCount)
 		}
 		if e.Missed || e.Time.IsZero() {
@@ -231,5 +232,22 @@ func TestSubscribeReturnsWhenRedisIsDownAndCtxEnds(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Run took %s to notice ctx end", d)
+	}
+}
+
+func TestPublisherCapsIDsAndKeys(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	ctx := context.Background()
+	tl := startTail(t, events.Subscriber{Client: r.Client})
+	ids := make([]string, 250)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	if err := publisher(t, r.Client, events.DefaultChannel, 100).Publish(ctx, events.Event{Type: events.TypeInvalidated, Cache: "user", IDs: ids}); err != nil {
+		t.Fatal(err)
+	}
+	if e := tl.next(t); len(e.IDs) != 100 || e.KeyCount != 250 || e.IDs[99] != "99" {
+		t.Fatalf("got %d ids, key_count %d; want the first 100 of 250", len(e.IDs), e.KeyCount)
 	}
 }

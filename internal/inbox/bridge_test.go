@@ -160,7 +160,7 @@ func TestBridgeDeadLettersMalformedEntriesWithReason(t *testing.T) {
 	run(t, b.config())
 	bad := map[string]string{
 		`{"kind": "cache:invalidate", "args": {"cache": "user", "idz": [1]}}`: `"idz"`,
-		`hello`:                            "not valid JSON",
+		`hello`:                              "not valid JSON",
 		`{"kind": "cache:nuke", "args": {}}`: `unknown kind "cache:nuke"`,
 	}
 	for e := range bad {

@@ -39,6 +39,10 @@ func (a SessionCleanupArgs) Validate() error {
 // SessionRevokeArgs deletes every session of one user.
 type SessionRevokeArgs struct {
 	UserID string `json:"user_id"`
+	// Scan also reads every session hash, for applications that do not
+	// keep the per-user index set up to date (slow on a large keyspace).
+	// Without an index set the worker scans anyway.
+	Scan bool `json:"scan,omitempty"`
 }
 
 // Kind implements Payload.

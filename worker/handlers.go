@@ -17,5 +17,11 @@ func (w *Worker) registerHandlers() error {
 	if err := w.registerInbox(); err != nil { // inbox.go: the bridge, unless inbox.disabled
 		return err
 	}
+	if err := w.registerSessions(); err != nil { // session.go
+		return err
+	}
+	if err := w.registerRateLimits(); err != nil { // ratelimit.go
+		return err
+	}
 	return nil
 }

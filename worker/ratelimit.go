@@ -173,49 +173,88 @@ func PruneRateLimits(ctx context.Context, rdb redis.UniversalClient, cfg config.
 
 // runPerSlot runs script over keys, one call per hash slot group (one call in
 // all off a cluster), pipelined, and returns the element-wise sum of the
-// integer arrays the calls return. A NOSCRIPT reply (script cache flushed,
-// failover) loads the script and runs the batch once more; the scripts are
-// idempotent.
+// integer arrays the calls return.
 func runPerSlot(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, keys []string, args ...any) ([]int64, error) {
 	groups := scan.SplitBySlot(rdb, keys)
-	for attempt := 0; ; attempt++ {
-		cmds := make([]*redis.Cmd, len(groups))
-		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, g := range groups {
-				cmds[i] = script.EvalSha(ctx, p, g, args...)
-			}
-			return nil
-		})
-		if err != nil && attempt == 0 && isNoScript(err) {
-			if err := script.Load(ctx, rdb).Err(); err != nil {
-				return nil, fmt.Errorf("load script: %w", err)
-			}
-			continue
-		}
+	calls := make([]scriptCall, len(groups))
+	for i, g := range groups {
+		calls[i] = scriptCall{script: script, keys: g, args: args}
+	}
+	cmds, err := evalAll(ctx, rdb, calls)
+	if err != nil {
+		return nil, err
+	}
+	var sum []int64
+	for _, c := range cmds {
+		v, err := c.Int64Slice()
 		if err != nil {
 			return nil, err
 		}
-		var sum []int64
-		for _, c := range cmds {
-			v, err := c.Int64Slice()
-			if err != nil {
-				return nil, err
-			}
-			if sum == nil {
-				sum = make([]int64, len(v))
-			}
-			for i := range v {
-				if i < len(sum) {
-					sum[i] += v[i]
-				}
-			}
+		if sum == nil {
+			sum = make([]int64, len(v))
 		}
-		return sum, nil
+		for i := 0; i < len(v) && i < len(sum); i++ {
+			sum[i] += v[i]
+		}
 	}
+	return sum, nil
+}
+
+// scriptCall is one EVALSHA of a pipeline.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// evalAll runs calls in one pipeline (each call's keys in one hash slot) and
+// returns their commands, in order; an error of a single call is left in its
+// command. Calls answered NOSCRIPT (script cache flushed, failover) did not
+// run: their scripts are loaded and only those calls run again.
+func evalAll(ctx context.Context, rdb redis.UniversalClient, calls []scriptCall) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		pipe := rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = calls[i].script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		var again []int
+		loaded := map[*redis.Script]bool{}
+		for _, i := range todo {
+			err := cmds[i].Err()
+			switch {
+			case err == nil || errors.Is(err, redis.Nil):
+			case isNoScript(err) && attempt == 0:
+				if s := calls[i].script; !loaded[s] {
+					if err := s.Load(ctx, rdb).Err(); err != nil {
+						return nil, fmt.Errorf("load script: %w", err)
+					}
+					loaded[s] = true
+				}
+				again = append(again, i)
+			case !isServerError(err):
+				return nil, err // no reply at all: connection or context
+			}
+			// Any other server error stays with its command.
+		}
+		todo = again
+	}
+	return cmds, nil
 }
 
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// isServerError reports an error reply from Redis, as opposed to no reply.
+func isServerError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
 }
 
 // memoryUsageSupported reports whether the server answers MEMORY USAGE
@@ -232,11 +271,15 @@ type rateLimitJobs struct {
 	logger *slog.Logger
 }
 
-func (w *Worker) newRateLimitJobs() (*rateLimitJobs, error) {
+// registerRateLimits registers ratelimit:prune.
+func (w *Worker) registerRateLimits() error {
 	if err := w.cfg.RateLimits.Validate(); err != nil {
-		return nil, err
+		return err
 	}
-	return &rateLimitJobs{rdb: w.deps.Redis, cfg: w.cfg.RateLimits, logger: w.logger}, nil
+	j := &rateLimitJobs{rdb: w.deps.Redis, cfg: w.cfg.RateLimits, logger: w.logger}
+	Handle(w.mux, j.handlePrune)
+	w.kinds = append(w.kinds, tasks.KindRateLimitPrune)
+	return nil
 }
 
 func (j *rateLimitJobs) handlePrune(ctx context.Context, job *Job[tasks.RateLimitPruneArgs]) error {

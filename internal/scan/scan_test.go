@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/scan"
+	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )
@@ -154,7 +155,7 @@ func TestEachRejectsBadOptions(t *testing.T) {
 
 func TestEachClusterWalksEveryMasterOneNodePerBatch(t *testing.T) {
 	t.Parallel()
-	cc := newCluster(t)
+	cc := scantest.NewCluster(t)
 	ctx := context.Background()
 	const n = 3000
 	seed(t, cc, n)

@@ -1,4 +1,6 @@
-package scan_test
+// Package scantest starts a private Redis Cluster for tests of code that
+// must work on every master (scans, per-slot scripts).
+package scantest
 
 import (
 	"bytes"
@@ -11,16 +13,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )
 
-// newCluster starts a private three-master Redis Cluster on loopback TCP
-// ports (a cluster cannot run on unix sockets) and stops it when the test
-// ends. It skips the test when redis-server is not installed.
-func newCluster(t *testing.T) *redis.ClusterClient {
+// NewCluster starts a private three-master Redis Cluster (no replicas) on
+// loopback TCP ports, since a cluster cannot run on unix sockets, and stops
+// it when the test ends. It skips the test when redis-server is not on PATH
+// (and fails it when CI=true). Starting takes about two seconds.
+func NewCluster(t testing.TB) *redis.ClusterClient {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
+		if testenv.CI() {
+			t.Fatal("CI=true and redis-server is not on PATH: install it (apt-get install redis-server)")
+		}
 		t.Skip("redis-server not on PATH: cluster test skipped")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -92,7 +99,7 @@ func newCluster(t *testing.T) *redis.ClusterClient {
 	return cc
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,7 +109,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func poll(t *testing.T, ctx context.Context, cond func() bool) {
+func poll(t testing.TB, ctx context.Context, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {

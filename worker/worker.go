@@ -52,7 +52,9 @@ type Worker struct {
 	extra   []namedRunner
 	ready   atomic.Bool
 	servers []*asynq.Server
-	mu      sync.Mutex
+	// lane is the fast lane of the running worker (nil when off).
+	lane *fastLane
+	mu   sync.Mutex
 }
 
 type namedRunner struct {
@@ -63,7 +65,8 @@ type namedRunner struct {
 // New builds a worker from a validated configuration. It registers the
 // handler of every kind it can run and fails on a configuration it cannot
 // honour (for example a cache spec whose query does not match its key).
-func New(cfg config.Config, deps Deps, logger *slog.Logger) (*Worker, error) {
+// Options add handlers of the caller's own (see WithHandler).
+func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Worker, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -93,6 +96,9 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger) (*Worker, error) {
 	}
 	w.mux.Use(instrument(logger, m), recoverPanics(logger))
 	if err := w.registerHandlers(); err != nil {
+		return nil, err
+	}
+	if err := w.apply(opts); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -153,10 +159,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		w.servers = append(w.servers, srv)
 	}
+	if err := w.startFastLane(); err != nil {
+		w.mu.Unlock()
+		w.shutdown()
+		return err
+	}
 	w.mu.Unlock()
 	w.ready.Store(true)
 	w.logger.Info("worker started", slog.Int("servers", wc.Servers), slog.Int("concurrency", wc.Concurrency),
-		slog.Any("queues", wc.Queues), slog.Any("kinds", w.kinds))
+		slog.Any("queues", wc.Queues), slog.String("fast_lane", wc.FastLane.Queue), slog.Any("kinds", w.kinds))
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, r := range w.extra {
@@ -181,6 +192,9 @@ func (w *Worker) shutdown() {
 	w.ready.Store(false)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.lane != nil {
+		w.lane.stop() // end its wait so its server stops at once
+	}
 	var wg sync.WaitGroup
 	for _, srv := range w.servers {
 		wg.Add(1)
@@ -188,4 +202,30 @@ func (w *Worker) shutdown() {
 	}
 	wg.Wait()
 	w.servers = nil
+	w.lane = nil
+}
+
+// startFastLane starts the fast lane's server, when configured: it serves
+// only the lane's queue, with the lane's poll interval and a Redis client
+// whose empty dequeues wait for a job (see fastLane). Called with w.mu held.
+func (w *Worker) startFastLane() error {
+	fl := w.cfg.Worker.FastLane
+	if fl.Queue == "" {
+		return nil
+	}
+	lane, err := newFastLane(fl, w.connOpt, w.logger)
+	if err != nil {
+		return err
+	}
+	w.lane = lane
+	sc := w.serverConfig(fl.Concurrency)
+	sc.Queues = map[string]int{fl.Queue: 1}
+	sc.StrictPriority = false
+	sc.TaskCheckInterval = fl.TaskCheckInterval
+	srv := asynq.NewServer(lane.connOpt(w.connOpt), sc)
+	if err := srv.Start(w.mux); err != nil {
+		return fmt.Errorf("start worker fast lane: %w", err)
+	}
+	w.servers = append(w.servers, srv)
+	return nil
 }

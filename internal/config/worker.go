@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -23,6 +25,42 @@ type WorkerConfig struct {
 	TaskCheckInterval time.Duration `yaml:"task_check_interval"`
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// FastLane gives one latency-sensitive queue (critical by default) its
+	// own server that picks a job up within about a millisecond of its
+	// enqueue, while the Servers above keep polling every queue, by weight.
+	FastLane FastLaneConfig `yaml:"fast_lane"`
+}
+
+// FastLaneConfig shapes the worker's fast lane: one extra asynq server that
+// serves only Queue. When its queue is empty, its dequeue waits on Redis
+// (BLMOVE of the queue's pending list onto itself: a blocking peek that
+// leaves the list as it was) for up to Wait instead of sleeping, so a new job
+// is picked up at once, and an idle lane costs Redis about two commands per
+// Wait. The Servers keep serving Queue with its weight as well, so the lane
+// adds capacity and never takes the queue away from them.
+//
+// asynq polls an empty queue every TaskCheckInterval (about once a second
+// by default, for every queue of every server): that is why a plain server
+// picks an invalidation up after 0.5 to 1.5 s. Measured with
+// `cachekeeper bench queue` on a 2-core machine: fast lane p50 about 0.5 ms,
+// p99 about 1.5 ms, against 920 / 1,450 ms for asynq's defaults.
+type FastLaneConfig struct {
+	// Queue is the queue the lane serves; it must be one of worker.queues.
+	// Empty disables the lane. Default "critical" (invalidations and session
+	// revocations).
+	Queue string `yaml:"queue"`
+	// Concurrency is the number of the lane's jobs run at once, in addition
+	// to worker.concurrency. Default 2.
+	Concurrency int `yaml:"concurrency"`
+	// Wait is how long an idle dequeue waits on Redis for a job before asynq
+	// polls again. Longer costs fewer commands and delays shutdown by
+	// nothing (stopping the worker ends the wait at once). 0 turns the wait
+	// off: the lane then polls every TaskCheckInterval. Default 1s.
+	Wait time.Duration `yaml:"wait"`
+	// TaskCheckInterval is the lane's asynq poll interval when a wait ends
+	// without a job (or when the wait is off or the Redis server is older
+	// than 6.2 and lacks BLMOVE). Default 5ms.
+	TaskCheckInterval time.Duration `yaml:"task_check_interval"`
 }
 
 func (w *WorkerConfig) setDefaults() {
@@ -32,6 +70,7 @@ func (w *WorkerConfig) setDefaults() {
 	w.ShutdownTimeout = 30 * time.Second
 	w.TaskCheckInterval = time.Second
 	w.MetricsAddr = ":9090"
+	w.FastLane = FastLaneConfig{Queue: "critical", Concurrency: 2, Wait: time.Second, TaskCheckInterval: 5 * time.Millisecond}
 }
 
 func (w *WorkerConfig) validate() error {
@@ -60,6 +99,33 @@ func (w *WorkerConfig) validate() error {
 	}
 	if w.TaskCheckInterval < time.Millisecond {
 		return fmt.Errorf("worker.task_check_interval must be at least 1ms, got %s", w.TaskCheckInterval)
+	}
+	return w.FastLane.validate(w.Queues)
+}
+
+func (f *FastLaneConfig) validate(queues map[string]int) error {
+	if f.Queue == "" {
+		return nil
+	}
+	if _, ok := queues[f.Queue]; !ok {
+		names := make([]string, 0, len(queues))
+		for q := range queues {
+			names = append(names, q)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("worker.fast_lane.queue %q is not one of worker.queues (%s): add it there, or set worker.fast_lane.queue to \"\" to turn the fast lane off", f.Queue, strings.Join(names, ", "))
+	}
+	if f.Concurrency < 1 {
+		return fmt.Errorf("worker.fast_lane.concurrency must be at least 1, got %d", f.Concurrency)
+	}
+	if f.Wait < 0 {
+		return fmt.Errorf("worker.fast_lane.wait must be 0 (off) or a positive duration such as 1s, got %s", f.Wait)
+	}
+	if f.Wait > 0 && f.Wait < 10*time.Millisecond {
+		return fmt.Errorf("worker.fast_lane.wait must be at least 10ms (Redis blocks in whole milliseconds), got %s", f.Wait)
+	}
+	if f.TaskCheckInterval < time.Millisecond {
+		return fmt.Errorf("worker.fast_lane.task_check_interval must be at least 1ms, got %s", f.TaskCheckInterval)
 	}
 	return nil
 }

@@ -81,7 +81,6 @@ func newApp(io IO, parsed func()) *ucli.App {
 			devCommand(io),
 			versionCommand(io),
 			benchCommand(io),
-			benchCommand(io),
 		},
 		Description: "Configuration comes from --config (default ./" + config.DefaultFile + " if present), then the\n" +
 			"environment (" + strings.Join(config.EnvVars, ", ") + "), then flags.\n" +

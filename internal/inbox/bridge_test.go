@@ -124,8 +124,9 @@ func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 	b.push(t,
 		invalidateUser1,
 		invalidateUser1, // pushed twice on purpose: runs twice
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7"]}, "options": {"queue": "low", "task_id": "warm-7"}}`,
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7"]}, "options": {"queue": "low", "task_id": "warm-7"}}`, // a duplicate by task id
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7", "8"]}, "options": {"queue": "low", "task_id": "warm-7"}}`,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7", "8"]}, "options": {"queue": "low", "task_id": "warm-7"}}`, // a duplicate by task id
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [9]}}`,                                                          // coalesced with other single-id warms
 		`{"kind": "notify:publish", "args": {"channel": "c", "message": "m"}, "options": {"process_in": "1h"}}`,
 	)
 	waitFor(t, "every entry moved", func() bool {
@@ -133,6 +134,9 @@ func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 			len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) == 2 && len(b.tasksIn(t, tasks.QueueLow, asynq.TaskStatePending)) == 1 &&
 			len(b.tasksIn(t, tasks.QueueDefault, asynq.TaskStateScheduled)) == 1
 	})
+	if agg, err := b.inspect.ListAggregatingTasks(tasks.QueueDefault, tasks.WarmGroup("user")); err != nil || len(agg) != 1 {
+		t.Errorf("single-id warm: %d tasks waiting in group %s (err %v), want 1", len(agg), tasks.WarmGroup("user"), err)
+	}
 	crit := b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)
 	for _, ti := range crit {
 		if ti.Type != tasks.KindInvalidate || !strings.HasPrefix(ti.ID, "inbox:") {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // Entry is one job as a producer pushes it onto the inbox:
@@ -20,7 +21,9 @@ import (
 //
 // kind is a task kind (cache:warm, cache:invalidate, ...), args its payload
 // exactly as the Go client would send it, options optional. Unknown fields
-// are rejected, so that a misspelt name is never silently ignored.
+// are rejected, so that a misspelt name is never silently ignored. A warm of
+// a single id (with no process_in or process_at) is coalesced with other
+// single-id warms of its cache, as tasks.Client.WarmCache does.
 type Entry struct {
 	Kind    string          `json:"kind"`
 	Args    json.RawMessage `json:"args"`
@@ -92,6 +95,11 @@ func Parse(raw []byte, queues []string) (Job, error) {
 			return Job{}, err
 		}
 		job.TaskID = e.Options.TaskID
+	}
+	// A single-id warm waits for company like tasks.Client.WarmCache's, so
+	// that producers warming one row at a time cost few SQL queries.
+	if w, ok := p.(*tasks.WarmArgs); ok && len(w.IDs) == 1 && (e.Options == nil || e.Options.ProcessIn == nil && e.Options.ProcessAt == nil) {
+		job.Options = append([]tasks.Option{asynq.Group(tasks.WarmGroup(w.Cache))}, job.Options...)
 	}
 	return job, nil
 }

@@ -26,7 +26,7 @@ func TestParseValidEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.TaskID != "warm-7" || len(job.Options) != 6 {
+	if job.TaskID != "warm-7" || len(job.Options) != 6 { // process_in: not coalesced
 		t.Fatalf("job = %#v", job)
 	}
 	// The options reach asynq as given.
@@ -77,6 +77,33 @@ func TestParseRejectsWithReason(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "\n") {
 			t.Errorf("Parse(%s): error spans several lines: %q", tc.entry, err)
+		}
+	}
+}
+
+func TestParseCoalescesSingleIDWarms(t *testing.T) {
+	t.Parallel()
+	group := func(job inbox.Job) string {
+		for _, o := range job.Options {
+			if o.Type() == asynq.GroupOpt {
+				return o.Value().(string)
+			}
+		}
+		return ""
+	}
+	for entry, want := range map[string]string{
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                  tasks.WarmGroup("user"),
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:    tasks.WarmGroup("user"),
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7, 8]}}`:                               "",
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"process_in": "1m"}}`: "",
+		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7]}}`:                            "",
+	} {
+		job, err := inbox.Parse([]byte(entry), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := group(job); got != want {
+			t.Errorf("%s: group %q, want %q", entry, got, want)
 		}
 	}
 }

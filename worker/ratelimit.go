@@ -50,7 +50,8 @@ type RateLimitPruneReport struct {
 // server's own clock. Entries with a score at or below now - window are
 // removed (the FastAPI guide's ZREMRANGEBYSCORE 0 window_start); a set left
 // empty is deleted by Redis itself; a set without TTL gets one window.
-// MEMORY USAGE is taken before and after on every ARGV[4]-th key.
+// MEMORY USAGE is taken before and after on every ARGV[4]-th key of the
+// run, starting with the first.
 //
 // ARGV[1] window in microseconds, ARGV[2] microseconds per score unit,
 // ARGV[3] TTL to restore in milliseconds, ARGV[4] memory sample (0: off),
@@ -65,7 +66,7 @@ local every = tonumber(ARGV[4])
 local offset = tonumber(ARGV[5])
 local removed, deleted, fixed, bytes, measured, skipped = 0, 0, 0, 0, 0, 0
 for i, k in ipairs(KEYS) do
-  local measure = every > 0 and (offset + i) % every == 0
+  local measure = every > 0 and (offset + i - 1) % every == 0
   local before = 0
   if measure then before = redis.call('MEMORY', 'USAGE', k) or 0 end
   local n = redis.pcall('ZREMRANGEBYSCORE', k, '-inf', cutoff)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/events"
+	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )
@@ -178,7 +179,7 @@ func TestSubscribeSkipsForeignMessages(t *testing.T) {
 
 func TestSubscribeShardedOnCluster(t *testing.T) {
 	t.Parallel()
-	cc := newCluster(t)
+	cc := scantest.NewCluster(t)
 	ctx := context.Background()
 	tl := startTail(t, events.Subscriber{Client: cc, Channel: "shop:events"})
 	pub := publisher(t, cc, "shop:events", 10)

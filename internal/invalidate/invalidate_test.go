@@ -13,6 +13,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/internal/fence"
 	"github.com/cachekeeper/cachekeeper/internal/invalidate"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )
@@ -239,7 +240,7 @@ func TestPatternHonoursRateCap(t *testing.T) {
 
 func TestPatternOnEveryClusterMaster(t *testing.T) {
 	t.Parallel()
-	cc := newCluster(t)
+	cc := scantest.NewCluster(t)
 	b := setup(t, cc, userCache)
 	ctx := context.Background()
 	seed(t, cc, 3000, func(i int) string { return fmt.Sprintf("user:%d", i) })

@@ -198,6 +198,9 @@ if cur == -1 or cur < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 `)
 
+// tagTTLMargin is how much longer than its keys a tag set lives.
+const tagTTLMargin = time.Minute
+
 // maxTagMembersPerCall keeps unpack() well under Lua's stack limit.
 const maxTagMembersPerCall = 1000
 
@@ -208,7 +211,9 @@ const maxTagMembersPerCall = 1000
 func (w *Worker) writeBatch(ctx context.Context, spec *cachespec.Spec, stamp fence.Stamp, b *cachespec.Batch, kind, taskID string) (fence.Result, error) {
 	var before func(redis.Pipeliner)
 	if len(b.Tags) > 0 {
-		ttl := spec.MaxTTL().Milliseconds()
+		// The set outlives every member: it is written just before the keys
+		// (in the same round trip), so it gets a minute more than their TTL.
+		ttl := (spec.MaxTTL() + tagTTLMargin).Milliseconds()
 		before = func(pipe redis.Pipeliner) {
 			for tag, members := range b.Tags {
 				setKey := w.keys.Tag(tag)

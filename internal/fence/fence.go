@@ -86,6 +86,8 @@ type Entry struct {
 // Result counts what a Write did.
 type Result struct {
 	Written int
+	// Deleted counts delete entries applied (rows gone), whether or not the
+	// key was cached.
 	Deleted int
 	// Skipped lists keys whose fence refused the write.
 	Skipped []string
@@ -162,10 +164,11 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 }
 
 func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry) ([]string, []any) {
-	keyList := make([]string, 0, 2*len(g))
+	keyList := make([]string, 2*len(g))
 	n := 2
-	for _, e := range g {
-		keyList = append(keyList, e.Key, k.Fence(e.Key))
+	for i, e := range g {
+		keyList[i] = e.Key
+		keyList[len(g)+i] = k.Fence(e.Key)
 		n += 2 + len(e.Fields)
 	}
 	args := make([]any, 0, n)

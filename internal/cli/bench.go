@@ -23,6 +23,7 @@ import (
 var benchSubcommands = []func(IO) *ucli.Command{
 	benchQueueCommand,
 	benchInvalidateCommand,
+	benchWarmCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

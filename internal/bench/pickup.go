@@ -81,7 +81,7 @@ func PickupLatency(ctx context.Context, o QueueOptions) (Result, error) {
 // oursPickup measures an idle cachekeeper worker: idle Redis commands first,
 // then Samples single tasks on its critical queue.
 func (e *queueEnv) oursPickup(ctx context.Context) ([]float64, idleCost, error) {
-	prefix := newPrefix()
+	prefix := e.layout()
 	cfg := e.o.workerConfig(prefix)
 	for q := range cfg.Worker.Queues {
 		e.queues = append(e.queues, q)
@@ -115,7 +115,7 @@ func (e *queueEnv) oursPickup(ctx context.Context) ([]float64, idleCost, error) 
 // commands with one server, then BaselineSamples pickups over baselineLanes
 // servers probed in parallel, one queue each.
 func (e *queueEnv) baselinePickup(ctx context.Context) ([]float64, idleCost, error) {
-	prefix := newPrefix()
+	prefix := e.layout()
 	lanes := min(baselineLanes, e.o.BaselineSamples)
 	starts := map[string]chan time.Time{}
 	var queues []string

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,6 +206,8 @@ type queueEnv struct {
 	rdb     redis.UniversalClient
 	client  *asynq.Client
 	insp    *asynq.Inspector
+	prefix  string   // starts every queue name of this run
+	seq     int      // numbers the run's queue layouts
 	queues  []string // every queue used, deleted by close
 }
 
@@ -225,14 +228,24 @@ func newQueueEnv(ctx context.Context, o QueueOptions) (*queueEnv, error) {
 		return nil, fmt.Errorf("redis at %s is unreachable: %w", config.RedactURL(o.RedisURL), err)
 	}
 	return &queueEnv{o: o, connOpt: connOpt, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb),
-		insp: asynq.NewInspectorFromRedisClient(rdb)}, nil
+		insp: asynq.NewInspectorFromRedisClient(rdb), prefix: newPrefix()}, nil
 }
 
-// close deletes every queue the benchmark created (and nothing else).
+// layout returns a fresh queue-name prefix within the run's prefix.
+func (e *queueEnv) layout() string {
+	e.seq++
+	return e.prefix + strconv.Itoa(e.seq) + "-"
+}
+
+// close deletes every queue the benchmark created and asynq's counters of
+// them (keys asynq:{<run prefix>...}), and nothing else.
 func (e *queueEnv) close() {
 	for _, q := range e.queues {
 		_ = e.insp.DeleteQueue(q, true)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = deleteMatching(ctx, e.rdb, "asynq:{"+e.prefix+"*") // prune.go
 	_ = e.rdb.Close()
 }
 
@@ -314,7 +327,7 @@ func processTimeout(n int) time.Duration { return 30*time.Second + time.Duration
 // runOurs enqueues the tasks on the default queue of a fresh queue layout and
 // processes them with cachekeeper's worker.
 func (e *queueEnv) runOurs(ctx context.Context) (side, error) {
-	prefix := newPrefix()
+	prefix := e.layout()
 	cfg := e.o.workerConfig(prefix)
 	for q := range cfg.Worker.Queues {
 		e.queues = append(e.queues, q)
@@ -348,7 +361,7 @@ func (e *queueEnv) runOurs(ctx context.Context) (side, error) {
 
 // runBaseline does the same with one bare asynq server.
 func (e *queueEnv) runBaseline(ctx context.Context) (side, error) {
-	queue := newPrefix() + "raw"
+	queue := e.layout() + "raw"
 	e.queues = append(e.queues, queue)
 	enq, err := e.enqueue(ctx, queue, e.o.Tasks)
 	if err != nil {

@@ -1,0 +1,64 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/config"
+)
+
+func TestFastLaneDefaults(t *testing.T) {
+	t.Parallel()
+	fl := config.Default().Worker.FastLane
+	if fl.Queue != "critical" || fl.Concurrency < 1 || fl.Wait <= 0 || fl.TaskCheckInterval <= 0 {
+		t.Fatalf("default fast lane = %+v, want critical with a wait", fl)
+	}
+}
+
+func TestFastLaneValidation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		adjust func(*config.WorkerConfig)
+		want   string // "" = valid
+	}{
+		{"defaults", func(*config.WorkerConfig) {}, ""},
+		{"off", func(w *config.WorkerConfig) { w.FastLane.Queue = ""; w.Queues = map[string]int{"jobs": 1} }, ""},
+		{"wait off", func(w *config.WorkerConfig) { w.FastLane.Wait = 0 }, ""},
+		{"unknown queue", func(w *config.WorkerConfig) { w.Queues = map[string]int{"default": 1, "low": 1} },
+			`worker.fast_lane.queue "critical" is not one of worker.queues (default, low)`},
+		{"concurrency", func(w *config.WorkerConfig) { w.FastLane.Concurrency = 0 }, "worker.fast_lane.concurrency"},
+		{"negative wait", func(w *config.WorkerConfig) { w.FastLane.Wait = -time.Second }, "worker.fast_lane.wait"},
+		{"tiny wait", func(w *config.WorkerConfig) { w.FastLane.Wait = time.Millisecond }, "at least 10ms"},
+		{"interval", func(w *config.WorkerConfig) { w.FastLane.TaskCheckInterval = 0 }, "worker.fast_lane.task_check_interval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			tc.adjust(&cfg.Worker)
+			err := cfg.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, config.ErrInvalid)):
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFastLaneYAML(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	err := config.Parse([]byte("worker:\n  fast_lane:\n    queue: \"\"\n    wait: 250ms\n"), &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Worker.FastLane.Queue != "" || cfg.Worker.FastLane.Wait != 250*time.Millisecond || cfg.Worker.FastLane.Concurrency != 2 {
+		t.Fatalf("fast lane = %+v", cfg.Worker.FastLane)
+	}
+	if err := config.Parse([]byte("worker:\n  fast_lane:\n    qeue: x\n"), &cfg); err == nil || !strings.Contains(err.Error(), "qeue") {
+		t.Fatalf("misspelt field: err = %v", err)
+	}
+}

@@ -59,31 +59,34 @@ type RateLimitPruneReport struct {
 // Returns {removed, deleted, ttl fixed, bytes reclaimed, measured, skipped}.
 var pruneScript = redis.NewScript(`
 if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
+local call, pcall = redis.call, redis.pcall
+local t = call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cutoff = string.format('%.6f', (now - tonumber(ARGV[1])) / tonumber(ARGV[2]))
+local ttlms = ARGV[3]
 local every = tonumber(ARGV[4])
 local offset = tonumber(ARGV[5])
 local removed, deleted, fixed, bytes, measured, skipped = 0, 0, 0, 0, 0, 0
-for i, k in ipairs(KEYS) do
+for i = 1, #KEYS do
+  local k = KEYS[i]
   local measure = every > 0 and (offset + i - 1) % every == 0
   local before = 0
-  if measure then before = redis.call('MEMORY', 'USAGE', k) or 0 end
-  local n = redis.pcall('ZREMRANGEBYSCORE', k, '-inf', cutoff)
+  if measure then before = call('MEMORY', 'USAGE', k) or 0 end
+  local n = pcall('ZREMRANGEBYSCORE', k, '-inf', cutoff)
   if type(n) == 'table' then
     skipped = skipped + 1
   else
     removed = removed + n
-    local ttl = redis.call('PTTL', k)
+    local ttl = call('PTTL', k)
     if ttl == -2 then
       if n > 0 then deleted = deleted + 1 end
     elseif ttl == -1 then
-      redis.call('PEXPIRE', k, ARGV[3])
+      call('PEXPIRE', k, ttlms)
       fixed = fixed + 1
     end
     if measure then
       local after = 0
-      if ttl ~= -2 then after = redis.call('MEMORY', 'USAGE', k) or 0 end
+      if ttl ~= -2 then after = call('MEMORY', 'USAGE', k) or 0 end
       bytes = bytes + before - after
       measured = measured + 1
     end

@@ -22,11 +22,6 @@ const (
 	demoRateLimitKey = "demo:rate_limit:{client}"
 )
 
-// demoSessions is the dev-mode step for sessions and rate limits.
-func demoSessions(ctx context.Context, env Env) error {
-	return DemoSessions(ctx, env.Redis, env.Out)
-}
-
 // DemoSessions shows the session and rate-limit data cachekeeper maintains:
 // it creates sessions with the session package and, as applications really
 // leave them, one without a TTL, one past max_age and an index with a dead

@@ -95,22 +95,26 @@ func CleanupSessions(ctx context.Context, rdb redis.UniversalClient, cfg config.
 	if err != nil {
 		return SessionCleanupReport{}, err
 	}
-	defer func() { c.rep.DurationMS = time.Since(start).Milliseconds() }()
+	done := func(err error) (SessionCleanupReport, error) {
+		r := c.report()
+		r.DurationMS = time.Since(start).Milliseconds()
+		return r, err
+	}
 	maxRate := cfg.MaxKeysPerSecond
 	if args.MaxKeysPerSecond > 0 {
 		maxRate = args.MaxKeysPerSecond
 	}
 	opts := scan.Options{Match: c.rep.Pattern, Type: "hash", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate}
 	if _, err := scan.Each(ctx, rdb, opts, c.sessions); err != nil {
-		return c.report(), fmt.Errorf("session cleanup %q: %w", c.rep.Pattern, err)
+		return done(fmt.Errorf("session cleanup %q: %w", c.rep.Pattern, err))
 	}
 	if c.layout.HasIndex() {
 		opts.Match, opts.Type = c.layout.IndexPattern(), "set"
 		if _, err := scan.Each(ctx, rdb, opts, c.indexes); err != nil {
-			return c.report(), fmt.Errorf("session cleanup, index sets %q: %w", opts.Match, err)
+			return done(fmt.Errorf("session cleanup, index sets %q: %w", opts.Match, err))
 		}
 	}
-	return c.report(), nil
+	return done(nil)
 }
 
 // sessionCleanup is the state of one CleanupSessions run.
@@ -441,10 +445,10 @@ type SessionRevokeReport struct {
 // empty); by scanning every session hash and reading its user id when there
 // is no index set or scanAll is set. A session created during the
 // revocation may survive it. Running it twice deletes nothing more.
-func RevokeSessions(ctx context.Context, rdb redis.UniversalClient, cfg config.SessionsConfig, userID string, scanAll bool) (SessionRevokeReport, error) {
+func RevokeSessions(ctx context.Context, rdb redis.UniversalClient, cfg config.SessionsConfig, userID string, scanAll bool) (rep SessionRevokeReport, err error) {
 	start := time.Now()
-	rep := SessionRevokeReport{UserID: userID, Via: "index"}
-	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }()
+	rep = SessionRevokeReport{UserID: userID, Via: "index"}
+	defer func() { rep.DurationMS = time.Since(start).Milliseconds() }() // named results: seen by the caller
 	if err := (tasks.SessionRevokeArgs{UserID: userID}).Validate(); err != nil {
 		return rep, err
 	}

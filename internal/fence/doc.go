@@ -10,6 +10,12 @@
 // happened after the warm's database read began, and no key list needs to be
 // known before the read (whole-table warms read pages of unknown ids).
 //
+// A write replaces each hash whole, with its TTL, in one step: by RESTORE of
+// a DUMP payload built in Go (dump.go; one command per key) on servers that
+// load it, by DEL, HSET and PEXPIRE inside the script otherwise (miniredis).
+// Either way one script per batch (per hash slot on a cluster) checks every
+// fence with one MGET, and the whole batch costs one round trip.
+//
 // A fence lives for Config.TTL after its invalidation; a write whose stamp is
 // older than that is refused too, so an expired fence can never let an old
 // read through. On Redis Cluster, stamps are taken on every master and each

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
@@ -20,6 +21,9 @@ type Fencer struct {
 	cluster *redis.ClusterClient
 	keys    keys.Keys
 	ttl     time.Duration
+	// restore says whether writes send DUMP payloads (see dump.go).
+	restore atomic.Int32
+	probeMu sync.Mutex
 }
 
 // New returns a Fencer. ttl is how long a fence outlives its invalidation;
@@ -138,12 +142,22 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 			sinces[gi] = us
 		}
 	}
-	cmds, err := f.pipelinedWith(ctx, writeScript, len(groups), before, func(pipe redis.Pipeliner, gi int) *redis.Cmd {
-		keyList, args := writeArgs(f.keys, sinces[gi], f.ttl, groups[gi])
-		return writeScript.EvalSha(ctx, pipe, keyList, args...)
+	useRestore := f.restoreSupported(ctx)
+	script := writeScript
+	if useRestore {
+		script = restoreScript
+	}
+	cmds, err := f.pipelinedWith(ctx, script, len(groups), before, func(pipe redis.Pipeliner, gi int) *redis.Cmd {
+		keyList, args := writeArgs(f.keys, sinces[gi], f.ttl, groups[gi], useRestore)
+		return script.EvalSha(ctx, pipe, keyList, args...)
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("fence: write: %w", err)
+	}
+	if useRestore && refused(cmds) {
+		// A server that would not load the payload: write with HSET from now on.
+		f.restore.Store(restoreNo)
+		return f.WriteWith(ctx, st, entries, before)
 	}
 	var res Result
 	for gi, cmd := range cmds {
@@ -163,13 +177,19 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 	return res, nil
 }
 
-func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry) ([]string, []any) {
+// writeArgs builds the keys and arguments of writeScript, or with dump of
+// restoreScript (one DUMP payload per key instead of its fields).
+func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry, dump bool) ([]string, []any) {
 	keyList := make([]string, 2*len(g))
 	n := 2
 	for i, e := range g {
 		keyList[i] = e.Key
 		keyList[len(g)+i] = k.Fence(e.Key)
-		n += 2 + len(e.Fields)
+		if dump {
+			n += 2
+		} else {
+			n += 2 + len(e.Fields)
+		}
 	}
 	args := make([]any, 0, n)
 	args = append(args, since, fenceTTL.Microseconds())
@@ -178,12 +198,85 @@ func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry) ([]s
 		if ttl < 1 {
 			ttl = 1
 		}
+		if dump {
+			var payload []byte
+			if len(e.Fields) > 0 {
+				payload = hashDump(e.Fields)
+			}
+			args = append(args, ttl, payload)
+			continue
+		}
 		args = append(args, ttl, len(e.Fields)/2)
 		for _, v := range e.Fields {
 			args = append(args, v)
 		}
 	}
 	return keyList, args
+}
+
+var errNoRestore = errors.New("fence: RESTORE does not yield the hash")
+
+func refused(cmds []*redis.Cmd) bool {
+	for _, c := range cmds {
+		if vals, err := c.Slice(); err == nil && len(vals) > 0 {
+			if n, ok := vals[0].(int64); ok && n == -1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Whether the server loads DUMP payloads (restoreScript) or not (writeScript).
+const (
+	restoreUnknown int32 = iota
+	restoreYes
+	restoreNo
+)
+
+// restoreSupported checks once, on every master, that RESTORE of a hash
+// payload yields that hash (an in-memory stand-in such as miniredis may store
+// it as a string instead); if not, writes use HSET.
+func (f *Fencer) restoreSupported(ctx context.Context) bool {
+	switch f.restore.Load() {
+	case restoreYes:
+		return true
+	case restoreNo:
+		return false
+	}
+	f.probeMu.Lock()
+	defer f.probeMu.Unlock()
+	if v := f.restore.Load(); v != restoreUnknown {
+		return v == restoreYes
+	}
+	probe := func(ctx context.Context, c redis.Cmdable) error {
+		key := f.keys.Prefix() + "fence-restore-probe"
+		if err := c.RestoreReplace(ctx, key, 10*time.Second, string(hashDump([]string{"f", "v"}))).Err(); err != nil {
+			return err
+		}
+		v, err := c.HGet(ctx, key, "f").Result()
+		c.Del(ctx, key)
+		if err != nil || v != "v" {
+			return errNoRestore
+		}
+		return nil
+	}
+	var err error
+	if f.cluster != nil {
+		err = f.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return probe(ctx, c) })
+	} else {
+		err = probe(ctx, f.rdb)
+	}
+	var rerr redis.Error
+	if err != nil && !errors.Is(err, errNoRestore) && !errors.As(err, &rerr) {
+		return false // no answer (network, deadline): decide next time
+	}
+	if err != nil {
+		f.restore.Store(restoreNo)
+		return false
+	}
+	f.restore.Store(restoreYes)
+	return true
 }
 
 // Invalidate advances the fence of each key and deletes it, atomically per

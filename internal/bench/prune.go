@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -41,11 +42,13 @@ type PruneOptions struct {
 	// Prefix starts every key the scenario writes (default
 	// "cachekeeper:bench:ratelimit:"); they are deleted before and after.
 	Prefix string
+	// Logger receives a progress line per variant and round (default: discard).
+	Logger *slog.Logger
 }
 
 func (o PruneOptions) withDefaults() (PruneOptions, error) {
 	if o.Keys < 0 || o.Entries < 0 || o.BaselineKeys < 0 || o.BatchSize < 0 || o.Rounds < 0 || o.MemorySample < -1 {
-		return o, fmt.Errorf("bench prune: keys, entries, baseline keys, batch size and rounds must not be negative")
+		return o, fmt.Errorf("%w: bench prune: --keys, --entries, --baseline-keys, --batch and --rounds must not be negative", ErrInvalidOptions)
 	}
 	if o.Rounds == 0 {
 		o.Rounds = 3
@@ -57,7 +60,7 @@ func (o PruneOptions) withDefaults() (PruneOptions, error) {
 		o.Entries = 20
 	}
 	if o.Entries < 2 {
-		return o, fmt.Errorf("bench prune: --entries must be at least 2 (half of them are old), got %d", o.Entries)
+		return o, fmt.Errorf("%w: bench prune: --entries must be at least 2 (half of them are old), got %d", ErrInvalidOptions, o.Entries)
 	}
 	if o.BaselineKeys == 0 {
 		o.BaselineKeys = min(o.Keys, 20_000)
@@ -73,6 +76,9 @@ func (o PruneOptions) withDefaults() (PruneOptions, error) {
 	}
 	if o.Prefix == "" {
 		o.Prefix = "cachekeeper:bench:ratelimit:"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o, nil
 }
@@ -137,7 +143,7 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, opts PruneOptions) (R
 		}},
 	}
 	rates := make([][]float64, len(variants))
-	for round := 0; round < opts.Rounds; round++ {
+	for r := 0; r < opts.Rounds; r++ {
 		for i, v := range variants {
 			prefix := opts.Prefix + v.name + ":"
 			if err := seedRateLimits(ctx, rdb, prefix, v.keys, opts.Entries, opts.BatchSize); err != nil {
@@ -153,14 +159,16 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, opts PruneOptions) (R
 				return Result{}, fmt.Errorf("bench prune: %s variant handled %d keys, want %d", v.name, n, v.keys)
 			}
 			rates[i] = append(rates[i], float64(n)/d.Seconds())
+			opts.Logger.Info("bench prune round", slog.Int("round", r+1), slog.String("variant", v.name),
+				slog.Int64("keys", n), slog.Float64("keys_per_s", round(float64(n)/d.Seconds())))
 			if err := deleteMatching(ctx, rdb, prefix+"*"); err != nil {
 				return Result{}, err
 			}
 		}
 	}
 
-	r := NewResult(ScenarioPrune, "SCAN + ZREMRANGEBYSCORE, one key per round trip", medianOf(rates[0]), medianOf(rates[1]))
-	r.Extra = map[string]any{
+	res := NewResult(ScenarioPrune, "SCAN + ZREMRANGEBYSCORE, one key per round trip", medianOf(rates[0]), medianOf(rates[1]))
+	res.Extra = map[string]any{
 		"keys":                      opts.Keys,
 		"entries_per_key":           opts.Entries,
 		"baseline_keys":             opts.BaselineKeys,
@@ -178,9 +186,9 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, opts PruneOptions) (R
 		"bytes_measured_keys":       rep.BytesMeasuredKeys,
 	}
 	if rep.BytesReclaimed != nil {
-		r.Extra["bytes_reclaimed"] = *rep.BytesReclaimed
+		res.Extra["bytes_reclaimed"] = *rep.BytesReclaimed
 	}
-	return r, nil
+	return res, nil
 }
 
 func medianOf(v []float64) float64 {

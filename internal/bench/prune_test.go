@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"strconv"
 	"testing"
@@ -39,6 +40,16 @@ func TestPruneSmall(t *testing.T) {
 	}
 	if _, err := json.Marshal(res); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPruneRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	for _, o := range []bench.PruneOptions{{Entries: 1}, {Keys: -1}, {Rounds: -2}} {
+		if _, err := bench.Prune(context.Background(), r.Client, o); !errors.Is(err, bench.ErrInvalidOptions) {
+			t.Errorf("%+v: err = %v, want ErrInvalidOptions", o, err)
+		}
 	}
 }
 

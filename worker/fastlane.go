@@ -51,11 +51,9 @@ type fastLane struct {
 // newFastLane prepares the lane for cfg.Queue; connOpt builds its clients.
 func newFastLane(cfg config.FastLaneConfig, connOpt asynq.RedisConnOpt, logger *slog.Logger) (*fastLane, error) {
 	l := &fastLane{
-		queue: cfg.Queue,
-		// asynq's key layout (internal/base): every key of a queue carries the
-		// queue name as its hash tag.
-		pendingKey: "asynq:{" + cfg.Queue + "}:pending",
-		pausedKey:  "asynq:{" + cfg.Queue + "}:paused",
+		queue:      cfg.Queue,
+		pendingKey: asynqKeyOpen + cfg.Queue + asynqPendingEnd,
+		pausedKey:  asynqKeyOpen + cfg.Queue + asynqPausedEnd,
 		wait:       cfg.Wait,
 		logger:     logger,
 		stopped:    make(chan struct{}),
@@ -133,20 +131,8 @@ func (h laneHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 // isDequeue reports whether cmd is asynq's dequeue script on the lane's queue.
 func (l *fastLane) isDequeue(cmd redis.Cmder) bool {
-	args := cmd.Args()
-	if _, ok := cmd.(*redis.Cmd); !ok || len(args) < 7 {
-		return false
-	}
-	name, _ := args[0].(string)
-	if !strings.EqualFold(name, "evalsha") && !strings.EqualFold(name, "eval") {
-		return false
-	}
-	if fmt.Sprint(args[2]) != "4" {
-		return false
-	}
-	pending, _ := args[3].(string)
-	paused, _ := args[4].(string)
-	return pending == l.pendingKey && paused == l.pausedKey
+	q, ok := dequeueQueue(cmd)
+	return ok && q == l.queue
 }
 
 // waitAndRetry waits for the queue to have a job, then runs the dequeue

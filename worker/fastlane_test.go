@@ -253,3 +253,57 @@ func TestWithHandlerRejectsBadKinds(t *testing.T) {
 		}
 	}
 }
+
+// A busy server does not ask Redis again for a job from a queue it has just
+// found empty: with jobs on one of two queues, the dequeue scripts are about
+// one per job instead of one and a half.
+func TestEmptyQueueSkip(t *testing.T) {
+	t.Parallel()
+	const jobs = 400
+	for _, tc := range []struct {
+		backoff time.Duration
+		check   func(extra int) bool
+		want    string
+	}{
+		{0, func(extra int) bool { return extra > jobs/4 }, "about jobs/2 (control: asynq probes the empty queue first half the time)"},
+		{time.Second, func(extra int) bool { return extra < 40 }, "a handful"},
+	} {
+		t.Run(tc.backoff.String(), func(t *testing.T) {
+			t.Parallel()
+			testEmptyQueueSkip(t, jobs, tc.backoff, tc.check, tc.want)
+		})
+	}
+}
+
+func testEmptyQueueSkip(t *testing.T, jobs int, backoff time.Duration, check func(int) bool, want string) {
+	rec, client, r, _ := laneSetup(t, func(cfg *config.Config) {
+		cfg.Worker.Queues = map[string]int{"busy": 1, "idle": 1}
+		cfg.Worker.FastLane.Queue = ""
+		cfg.Worker.Concurrency = 1
+		cfg.Worker.TaskCheckInterval = 2 * time.Second // backoff capped at 1s
+		cfg.Worker.EmptyQueueBackoff = backoff
+	})
+	if !r.Real {
+		t.Skip("needs a real redis-server for INFO commandstats")
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.Client)
+	if err := insp.PauseQueue("busy"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < jobs; i++ {
+		enqueueLane(t, client, "busy")
+	}
+	time.Sleep(100 * time.Millisecond) // the server is asleep on two empty-looking queues
+	before := evalCalls(t, r)
+	if err := insp.UnpauseQueue("busy"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { return rec.count("busy") == jobs })
+	// Each job costs one dequeue and one done script; the rest are probes
+	// of the idle queue (and a few heartbeats).
+	extra := evalCalls(t, r) - before - 2*jobs
+	t.Logf("backoff %s: %d extra scripts for %d jobs", backoff, extra, jobs)
+	if !check(extra) {
+		t.Errorf("backoff %s: %d extra scripts for %d jobs, want %s", backoff, extra, jobs, want)
+	}
+}

@@ -151,7 +151,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if i < wc.Concurrency%wc.Servers {
 			c++
 		}
-		srv := asynq.NewServer(w.connOpt, w.serverConfig(c))
+		srv := asynq.NewServer(w.serverConnOpt(), w.serverConfig(c))
 		if err := srv.Start(w.mux); err != nil {
 			w.mu.Unlock()
 			w.shutdown()
@@ -203,6 +203,18 @@ func (w *Worker) shutdown() {
 	wg.Wait()
 	w.servers = nil
 	w.lane = nil
+}
+
+// serverConnOpt is the connection option of the main servers: each server's
+// client skips queues it has just found empty (see emptySkip), when more
+// than one queue is served and the backoff is on.
+func (w *Worker) serverConnOpt() asynq.RedisConnOpt {
+	wc := w.cfg.Worker
+	backoff := min(wc.EmptyQueueBackoff, wc.TaskCheckInterval/2)
+	if backoff <= 0 || len(wc.Queues) < 2 {
+		return w.connOpt
+	}
+	return skipConnOpt{base: w.connOpt, backoff: backoff}
 }
 
 // startFastLane starts the fast lane's server, when configured: it serves

@@ -23,6 +23,13 @@ type WorkerConfig struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// TaskCheckInterval is how often an idle server polls for new jobs.
 	TaskCheckInterval time.Duration `yaml:"task_check_interval"`
+	// EmptyQueueBackoff is how long a busy server skips a queue it has just
+	// found empty instead of asking Redis again on every dequeue (asynq asks
+	// every queue in turn until one hands out a job, a round trip each).
+	// A job arriving on a skipped queue waits at most this much more while
+	// the server is busy with other queues; weights are unchanged. Capped at
+	// half of TaskCheckInterval; 0 turns it off. Default 10ms.
+	EmptyQueueBackoff time.Duration `yaml:"empty_queue_backoff"`
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string `yaml:"metrics_addr"`
 	// FastLane gives one latency-sensitive queue (critical by default) its
@@ -69,6 +76,7 @@ func (w *WorkerConfig) setDefaults() {
 	w.Queues = map[string]int{"critical": 6, "default": 3, "low": 1}
 	w.ShutdownTimeout = 30 * time.Second
 	w.TaskCheckInterval = time.Second
+	w.EmptyQueueBackoff = 10 * time.Millisecond
 	w.MetricsAddr = ":9090"
 	w.FastLane = FastLaneConfig{Queue: "critical", Concurrency: 2, Wait: time.Second, TaskCheckInterval: 5 * time.Millisecond}
 }
@@ -99,6 +107,9 @@ func (w *WorkerConfig) validate() error {
 	}
 	if w.TaskCheckInterval < time.Millisecond {
 		return fmt.Errorf("worker.task_check_interval must be at least 1ms, got %s", w.TaskCheckInterval)
+	}
+	if w.EmptyQueueBackoff < 0 {
+		return fmt.Errorf("worker.empty_queue_backoff must be 0 (off) or a positive duration such as 10ms, got %s", w.EmptyQueueBackoff)
 	}
 	return w.FastLane.validate(w.Queues)
 }

@@ -33,6 +33,8 @@ func TestFastLaneValidation(t *testing.T) {
 		{"negative wait", func(w *config.WorkerConfig) { w.FastLane.Wait = -time.Second }, "worker.fast_lane.wait"},
 		{"tiny wait", func(w *config.WorkerConfig) { w.FastLane.Wait = time.Millisecond }, "at least 10ms"},
 		{"interval", func(w *config.WorkerConfig) { w.FastLane.TaskCheckInterval = 0 }, "worker.fast_lane.task_check_interval"},
+		{"negative backoff", func(w *config.WorkerConfig) { w.EmptyQueueBackoff = -time.Millisecond }, "worker.empty_queue_backoff"},
+		{"backoff off", func(w *config.WorkerConfig) { w.EmptyQueueBackoff = 0 }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()

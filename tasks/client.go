@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -88,17 +90,31 @@ const WarmGroupPrefix = "cache:"
 // the worker merges them into one batched cache:warm task.
 func WarmGroup(cache string) string { return WarmGroupPrefix + cache }
 
+// WarmGroupShards is how many groups WarmCache spreads a cache's warms over
+// (by a hash of the id, so repeats of an id meet in the same group): the
+// worker merges at most one batch per group per check, so shards multiply
+// how many ids a burst can coalesce per second.
+const WarmGroupShards = 4
+
+// WarmGroupFor is the group WarmCache puts a warm of id in: WarmGroup(cache)
+// followed by "#" and the id's shard.
+func WarmGroupFor(cache, id string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return WarmGroup(cache) + "#" + strconv.Itoa(int(h.Sum32()%WarmGroupShards))
+}
+
 // WarmCache refreshes one cached row, for example WarmCache(ctx, "user", 42).
-// Calls for the same cache are coalesced: they wait in the cache's group
-// (see WarmGroup) and the worker runs them as one batch, reading each id
-// once, after the configured grace period. Use WarmCacheIDs to skip the wait.
+// Calls for the same cache are coalesced: they wait in the cache's groups
+// (see WarmGroupFor) and the worker runs them as batches, reading each id
+// once per batch, after the configured grace period. Use WarmCacheIDs to skip the wait.
 func (c *Client) WarmCache(ctx context.Context, cache string, id any, opts ...Option) (*asynq.TaskInfo, error) {
 	s, err := ID(id)
 	if err != nil {
 		return nil, err
 	}
 	all := make([]Option, 0, len(opts)+1)
-	all = append(all, asynq.Group(WarmGroup(cache)))
+	all = append(all, asynq.Group(WarmGroupFor(cache, s)))
 	return c.Enqueue(ctx, &WarmArgs{Cache: cache, IDs: IDs{s}}, append(all, opts...)...)
 }
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 )
 
 // Coalescing of single-id warms rides on asynq's group aggregation:
-// tasks.Client.WarmCache enqueues each warm into the group
-// tasks.WarmGroup(cache) ("cache:user"), and every asynq server of the worker
+// tasks.Client.WarmCache enqueues each warm into one of the cache's groups,
+// tasks.WarmGroupFor(cache, id) ("cache:user#0" to "#3" by a hash of the id),
+// and every asynq server of the worker
 // runs an aggregator that, once per warm.coalesce_grace_period (at most every
 // 7s), turns up to warm.coalesce_max_size waiting warms of a group into one
 // cache:warm task when the group is full, or quiet for the grace period, or
@@ -38,15 +40,17 @@ func (w *Worker) groupConfig(c *asynq.Config) {
 // is enqueued again on its own, ungrouped, so that it is run or archived with
 // its own error instead of being lost.
 func (w *Worker) aggregateWarms(group string, ts []*asynq.Task) *asynq.Task {
-	cache, _ := strings.CutPrefix(group, tasks.WarmGroupPrefix)
+	cache, shard := groupCache(group)
 	ids := make([]string, 0, len(ts))
 	var others []*asynq.Task
 	for _, t := range ts {
 		var a tasks.WarmArgs
-		if t.Type() != tasks.KindWarm || tasks.DecodeInto(tasks.KindWarm, t.Payload(), &a) != nil || a.Cache != cache {
+		if t.Type() != tasks.KindWarm || tasks.DecodeInto(tasks.KindWarm, t.Payload(), &a) != nil ||
+			(a.Cache != cache && a.Cache != shard) {
 			others = append(others, t)
 			continue
 		}
+		cache = a.Cache
 		ids = append(ids, a.IDs...)
 	}
 	ids = cachespec.Dedupe(ids)
@@ -72,6 +76,19 @@ func (w *Worker) aggregateWarms(group string, ts []*asynq.Task) *asynq.Task {
 	}
 	w.logger.Debug("coalesced warms", slog.String("group", group), slog.Int("tasks", len(ts)), slog.Int("ids", len(ids)))
 	return merged
+}
+
+// groupCache returns the cache a group name stands for: "cache:user" is
+// user, and "cache:user#2" (a shard, see tasks.WarmGroupFor) is user, or the
+// cache literally named "user#2" (second result) if one is.
+func groupCache(group string) (string, string) {
+	rest, _ := strings.CutPrefix(group, tasks.WarmGroupPrefix)
+	if i := strings.LastIndexByte(rest, '#'); i > 0 {
+		if _, err := strconv.Atoi(rest[i+1:]); err == nil {
+			return rest[:i], rest
+		}
+	}
+	return rest, rest
 }
 
 // ungrouped rebuilds t with its kind's defaults (queue, retries, timeout).

@@ -67,11 +67,15 @@ SELECT i, 'u' || i || '@x', 'User ' || i, 1 FROM generate_series(1, $1) AS i`, n
 	if err := db.QueryRow("SELECT count(*), count(DISTINCT id), count(DISTINCT query) FROM reads").Scan(&reads, &distinctIDs, &queries); err != nil {
 		t.Fatal(err)
 	}
-	if reads != n || distinctIDs != n || queries != 1 {
-		t.Fatalf("300 single-id warms of %d ids: %d rows read (%d distinct) in %d queries; want each id read once, in 1 query", n, reads, distinctIDs, queries)
+	// One batch per group: the cache's warms are spread over
+	// tasks.WarmGroupShards groups by id, so repeats of an id meet.
+	if reads != n || distinctIDs != n || queries > tasks.WarmGroupShards {
+		t.Fatalf("300 single-id warms of %d ids: %d rows read (%d distinct) in %d queries; want each id read once, in at most %d queries",
+			n, reads, distinctIDs, queries, tasks.WarmGroupShards)
 	}
-	if got := processed(t, b, tasks.KindWarm); got != 1 {
-		t.Fatalf("%v cache:warm tasks ran, want 1 batch", got)
+	firstBatches := processed(t, b, tasks.KindWarm)
+	if firstBatches > tasks.WarmGroupShards || int(firstBatches) != queries {
+		t.Fatalf("%v cache:warm tasks ran for %d queries, want one batch per group (at most %d)", firstBatches, queries, tasks.WarmGroupShards)
 	}
 
 	// A burst while the worker runs: few batches, each id read at most once per batch.
@@ -91,12 +95,14 @@ SELECT i, 'u' || i || '@x', 'User ' || i, 1 FROM generate_series(1, $1) AS i`, n
 		_ = db.QueryRow("SELECT count(DISTINCT id) FROM reads").Scan(&r)
 		return err == nil && r == 50 && qi.Pending+qi.Active+qi.Aggregating == 0
 	})
-	batches := processed(t, b, tasks.KindWarm) - 1
+	batches := processed(t, b, tasks.KindWarm) - firstBatches
 	if err := db.QueryRow("SELECT count(*), count(DISTINCT query) FROM reads").Scan(&reads, &queries); err != nil {
 		t.Fatal(err)
 	}
-	if batches > 3 || reads > int(batches)*50 || queries != int(batches) {
-		t.Fatalf("200 warms while running: %v batches, %d rows read in %d queries; want at most 3 batches, each id read once per batch", batches, reads, queries)
+	// A burst may straddle an aggregation check: at most two batches per group.
+	if batches > 2*tasks.WarmGroupShards || reads > 2*50 || queries != int(batches) {
+		t.Fatalf("200 warms while running: %v batches, %d rows read in %d queries; want at most %d batches, each id read at most twice",
+			batches, reads, queries, 2*tasks.WarmGroupShards)
 	}
 }
 

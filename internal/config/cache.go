@@ -80,7 +80,7 @@ func (w *WarmConfig) setDefaults() {
 	w.PageSize = 2000
 	w.CoalesceGracePeriod = time.Second
 	w.CoalesceMaxDelay = 5 * time.Second
-	w.CoalesceMaxSize = 2000
+	w.CoalesceMaxSize = 5000
 }
 
 func (w *WarmConfig) validate() error {

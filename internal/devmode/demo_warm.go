@@ -31,7 +31,7 @@ func DemoWarm(ctx context.Context, client *tasks.Client, rdb redis.UniversalClie
 			}
 		}
 	}
-	say("enqueued 20 single-id warms (users 1-10, each twice) with client.WarmCache; they wait in group %q", tasks.WarmGroup("user"))
+	say("enqueued 20 single-id warms (users 1-10, each twice) with client.WarmCache; they wait in groups %s#0..%d", tasks.WarmGroup("user"), tasks.WarmGroupShards-1)
 	start := time.Now()
 	want := make([]string, 10)
 	for i := range want {

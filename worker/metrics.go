@@ -2,6 +2,7 @@ package worker
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,12 +17,14 @@ type Metrics struct {
 	// Keys counts keys changed by handlers, by kind and action.
 	Keys *prometheus.CounterVec
 
-	mu    sync.RWMutex
-	kinds map[string]*kindMetrics
+	// kinds maps kind to its pre-curried collectors. It is copied on write
+	// (a new kind is rare) so that the per-job lookup takes no lock.
+	kinds atomic.Pointer[map[string]*kindMetrics]
+	mu    sync.Mutex // serialises writers of kinds
 }
 
 type kindMetrics struct {
-	byOutcome map[string]prometheus.Counter
+	byOutcome [len(outcomes)]prometheus.Counter // indexed like outcomes
 	duration  prometheus.Observer
 }
 
@@ -46,8 +49,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "cachekeeper", Name: "keys_total",
 			Help: "Keys changed by jobs, by kind and action (written, deleted, pruned...).",
 		}, []string{"kind", "action"}),
-		kinds: map[string]*kindMetrics{},
 	}
+	m.kinds.Store(&map[string]*kindMetrics{})
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.processed, m.duration, m.Skipped, m.Keys} {
 			if err := reg.Register(c); err != nil {
@@ -58,30 +61,46 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-var outcomes = []string{OutcomeSuccess, OutcomeRetry, OutcomeFailed, OutcomeInvalid}
+var outcomes = [...]string{OutcomeSuccess, OutcomeRetry, OutcomeFailed, OutcomeInvalid}
+
+func outcomeIndex(outcome string) int {
+	for i, o := range outcomes {
+		if o == outcome {
+			return i
+		}
+	}
+	return -1
+}
 
 func (m *Metrics) forKind(kind string) *kindMetrics {
-	m.mu.RLock()
-	km := m.kinds[kind]
-	m.mu.RUnlock()
-	if km != nil {
+	if km := (*m.kinds.Load())[kind]; km != nil {
 		return km
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if km = m.kinds[kind]; km != nil {
+	old := *m.kinds.Load()
+	if km := old[kind]; km != nil {
 		return km
 	}
-	km = &kindMetrics{byOutcome: map[string]prometheus.Counter{}, duration: m.duration.WithLabelValues(kind)}
-	for _, o := range outcomes {
-		km.byOutcome[o] = m.processed.WithLabelValues(kind, o)
+	km := &kindMetrics{duration: m.duration.WithLabelValues(kind)}
+	for i, o := range outcomes {
+		km.byOutcome[i] = m.processed.WithLabelValues(kind, o)
 	}
-	m.kinds[kind] = km
+	next := make(map[string]*kindMetrics, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[kind] = km
+	m.kinds.Store(&next)
 	return km
 }
 
 func (m *Metrics) observe(kind, outcome string, d time.Duration) {
 	km := m.forKind(kind)
-	km.byOutcome[outcome].Inc()
+	if i := outcomeIndex(outcome); i >= 0 {
+		km.byOutcome[i].Inc()
+	} else {
+		m.processed.WithLabelValues(kind, outcome).Inc()
+	}
 	km.duration.Observe(d.Seconds())
 }

@@ -55,6 +55,8 @@ type Worker struct {
 	// lane is the fast lane of the running worker (nil when off).
 	lane *fastLane
 	mu   sync.Mutex
+	// handler is mux behind the middleware: what the servers run.
+	handler asynq.Handler
 }
 
 type namedRunner struct {
@@ -94,7 +96,9 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 			return nil, err
 		}
 	}
-	w.mux.Use(instrument(logger, m), recoverPanics(logger))
+	// The middleware wraps the mux once; mux.Use would wrap each handler
+	// again for every job (two allocations per job).
+	w.handler = instrument(logger, m)(recoverPanics(logger)(w.mux))
 	if err := w.registerHandlers(); err != nil {
 		return nil, err
 	}
@@ -112,7 +116,7 @@ func (w *Worker) Metrics() *Metrics { return w.metrics }
 
 // Handler returns the mux with middleware, for tests and benchmarks that
 // drive their own asynq server.
-func (w *Worker) Handler() asynq.Handler { return w.mux }
+func (w *Worker) Handler() asynq.Handler { return w.handler }
 
 // Ready reports whether every server has started and none has stopped.
 func (w *Worker) Ready() bool { return w.ready.Load() }
@@ -152,7 +156,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			c++
 		}
 		srv := asynq.NewServer(w.serverConnOpt(), w.serverConfig(c))
-		if err := srv.Start(w.mux); err != nil {
+		if err := srv.Start(w.handler); err != nil {
 			w.mu.Unlock()
 			w.shutdown()
 			return fmt.Errorf("start worker: %w", err)
@@ -235,7 +239,7 @@ func (w *Worker) startFastLane() error {
 	sc.StrictPriority = false
 	sc.TaskCheckInterval = fl.TaskCheckInterval
 	srv := asynq.NewServer(lane.connOpt(w.connOpt), sc)
-	if err := srv.Start(w.mux); err != nil {
+	if err := srv.Start(w.handler); err != nil {
 		return fmt.Errorf("start worker fast lane: %w", err)
 	}
 	w.servers = append(w.servers, srv)

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -44,9 +46,8 @@ func (w *Worker) aggregateWarms(group string, ts []*asynq.Task) *asynq.Task {
 	ids := make([]string, 0, len(ts))
 	var others []*asynq.Task
 	for _, t := range ts {
-		var a tasks.WarmArgs
-		if t.Type() != tasks.KindWarm || tasks.DecodeInto(tasks.KindWarm, t.Payload(), &a) != nil ||
-			(a.Cache != cache && a.Cache != shard) {
+		a, ok := decodeWarm(t)
+		if !ok || (a.Cache != cache && a.Cache != shard) {
 			others = append(others, t)
 			continue
 		}
@@ -76,6 +77,32 @@ func (w *Worker) aggregateWarms(group string, ts []*asynq.Task) *asynq.Task {
 	}
 	w.logger.Debug("coalesced warms", slog.String("group", group), slog.Int("tasks", len(ts)), slog.Int("ids", len(ids)))
 	return merged
+}
+
+// decodeWarm reads a grouped warm. The aggregator reads thousands per batch,
+// so a payload exactly as WarmCache writes it ({"cache":"user","ids":["42"]},
+// checked by encoding it back) takes a plain unmarshal; anything else goes
+// through the strict decoder (unknown fields rejected).
+func decodeWarm(t *asynq.Task) (tasks.WarmArgs, bool) {
+	var a tasks.WarmArgs
+	if t.Type() != tasks.KindWarm {
+		return a, false
+	}
+	var fast struct {
+		Cache string   `json:"cache"`
+		IDs   []string `json:"ids"`
+	}
+	if json.Unmarshal(t.Payload(), &fast) == nil {
+		a = tasks.WarmArgs{Cache: fast.Cache, IDs: fast.IDs}
+		if again, err := json.Marshal(a); err == nil && bytes.Equal(again, t.Payload()) && a.Validate() == nil {
+			return a, true
+		}
+	}
+	a = tasks.WarmArgs{}
+	if tasks.DecodeInto(tasks.KindWarm, t.Payload(), &a) != nil {
+		return a, false
+	}
+	return a, true
 }
 
 // groupCache returns the cache a group name stands for: "cache:user" is

@@ -24,6 +24,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchQueueCommand,
 	benchInvalidateCommand,
 	benchWarmCommand,
+	benchPruneCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {
@@ -39,6 +40,16 @@ func benchCommand(io IO) *ucli.Command {
 	}
 	for _, sub := range benchSubcommands {
 		cmd.Subcommands = append(cmd.Subcommands, sub(io))
+	}
+	cmd.Action = func(c *ucli.Context) error {
+		if c.Args().Present() {
+			names := make([]string, 0, len(cmd.Subcommands))
+			for _, s := range cmd.Subcommands {
+				names = append(names, s.Name)
+			}
+			return usagef("unknown bench scenario %q (scenarios: %s)", c.Args().First(), strings.Join(names, ", "))
+		}
+		return ucli.ShowSubcommandHelp(c)
 	}
 	return cmd
 }
@@ -108,8 +119,8 @@ func benchQueueCommand(io IO) *ucli.Command {
 			"ratio is how many times sooner cachekeeper picks a job up at the median.",
 		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "tasks", Aliases: []string{"n"}, Value: 20000, Usage: "no-op tasks per side and round"},
-			&ucli.IntFlag{Name: "servers", Usage: "cachekeeper's asynq servers (default: the worker's default)"},
-			&ucli.IntFlag{Name: "concurrency", Usage: "cachekeeper's concurrency, and the baseline server's (default: the worker's default)"},
+			&ucli.IntFlag{Name: "servers", Usage: "cachekeeper's asynq servers", DefaultText: strconv.Itoa(config.Default().Worker.Servers) + ", the worker's default"},
+			&ucli.IntFlag{Name: "concurrency", Usage: "cachekeeper's concurrency, and the baseline server's", DefaultText: strconv.Itoa(config.Default().Worker.Concurrency) + ", the worker's default"},
 			&ucli.IntFlag{Name: "rounds", Value: 3, Usage: "alternating rounds of the queue scenario; medians are printed"},
 			&ucli.IntFlag{Name: "samples", Value: 300, Usage: "pickups measured on cachekeeper's idle critical queue"},
 			&ucli.IntFlag{Name: "baseline-samples", Value: 60, Usage: "pickups measured on bare asynq (about 1 s each, 10 in parallel)"},

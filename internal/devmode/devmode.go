@@ -16,7 +16,9 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
+	"github.com/cachekeeper/cachekeeper/scheduler"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
 	"github.com/jmoiron/sqlx"
@@ -61,7 +63,21 @@ type Step struct {
 // steps are run in order, one round after another.
 func steps() []Step {
 	return []Step{
+		{Name: "warm", Run: func(ctx context.Context, env Env) error { return DemoWarm(ctx, env.Client, env.Redis, env.Out) }},
+		{Name: "invalidate", Run: func(ctx context.Context, env Env) error {
+			return DemoInvalidate(ctx, env.Client, env.Redis, env.Out)
+		}},
+		{Name: "sessions", Run: func(ctx context.Context, env Env) error { return DemoSessions(ctx, env.Redis, env.Out) }},
 		{Name: "notify", Run: demoNotify},
+	}
+}
+
+// demoSchedule runs the housekeeping jobs often enough to watch them.
+func demoSchedule() []config.ScheduleEntry {
+	return []config.ScheduleEntry{
+		{Name: "session-cleanup", Schedule: "@every 30s", Kind: tasks.KindSessionCleanup},
+		{Name: "rate-limit-prune", Schedule: "@every 20s", Kind: tasks.KindRateLimitPrune},
+		{Name: "warm-user-nightly", Schedule: "0 3 * * *", TimeZone: "UTC", Kind: tasks.KindWarmAll, Args: map[string]any{"cache": "user"}},
 	}
 }
 
@@ -81,7 +97,8 @@ func Run(ctx context.Context, opts Options) error {
 	cfg.Worker.Servers = 2
 	cfg.Worker.Concurrency = 8
 	cfg.Worker.ShutdownTimeout = 5 * time.Second
-	cfg.Caches = demoCaches()
+	cfg.Caches = config.DemoCaches()
+	cfg.Schedule = demoSchedule()
 
 	redisURL := opts.RedisURL
 	if redisURL == "" {
@@ -142,13 +159,22 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	env := Env{Client: client, Redis: rdb, DB: db, Config: cfg, Out: opts.Out, RedisURL: redisURL}
 
+	sched, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, Keys: keys.Default()}, rdb, opts.Logger)
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(gctx) })
+	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error {
 		if err := waitReady(gctx, w); err != nil {
 			return err
 		}
 		fmt.Fprintf(opts.Out, "worker running (kinds: %v); demo rounds every %s — Ctrl-C to stop\n", w.Kinds(), opts.Interval)
+		for _, e := range sched.Entries() {
+			fmt.Fprintf(opts.Out, "scheduler: %s (%s, %s) next at %s\n", e.Name, e.Kind, e.Schedule, e.Next(1)[0].Format(time.TimeOnly))
+		}
 		if opts.Ready != nil {
 			opts.Ready(env)
 		}

@@ -5,25 +5,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
 	"github.com/jmoiron/sqlx"
 )
 
 // DemoUsers is how many users the demo table holds.
 const DemoUsers = 50
-
-// demoCaches is the cache spec of the demo: the FastAPI guide's user:{id}
-// hashes with id, email and name.
-func demoCaches() map[string]config.CacheSpec {
-	return map[string]config.CacheSpec{
-		"user": {
-			Key:   "user:{id}",
-			TTL:   time.Hour,
-			ByIDs: "SELECT id, email, full_name AS name FROM users WHERE id IN (?)",
-			All:   "SELECT id, email, full_name AS name FROM users WHERE id > ? ORDER BY id LIMIT ?",
-		},
-	}
-}
 
 // seedUsers creates the users table if it does not exist and fills it when
 // empty. It never touches a table that already has rows.

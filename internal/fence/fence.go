@@ -159,6 +159,13 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 		f.restore.Store(restoreNo)
 		return f.WriteWith(ctx, st, entries, before)
 	}
+	for _, cmd := range cmds {
+		if vals, err := cmd.Slice(); err == nil && len(vals) == 2 {
+			if n, ok := vals[0].(int64); ok && n == -1 {
+				return Result{}, fmt.Errorf("fence: write: %v", vals[1])
+			}
+		}
+	}
 	var res Result
 	for gi, cmd := range cmds {
 		vals, err := cmd.Int64Slice()
@@ -216,10 +223,18 @@ func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry, dump
 
 var errNoRestore = errors.New("fence: RESTORE does not yield the hash")
 
+// refused reports whether a restoreScript call met a server that would not
+// load the payload ("DUMP payload version or checksum are wrong", "Bad data
+// format"). Other errors (out of memory...) are not a reason to switch.
 func refused(cmds []*redis.Cmd) bool {
 	for _, c := range cmds {
-		if vals, err := c.Slice(); err == nil && len(vals) > 0 {
-			if n, ok := vals[0].(int64); ok && n == -1 {
+		vals, err := c.Slice()
+		if err != nil || len(vals) < 2 {
+			continue
+		}
+		if n, ok := vals[0].(int64); ok && n == -1 {
+			msg, _ := vals[1].(string)
+			if strings.Contains(msg, "payload") || strings.Contains(msg, "Bad data format") {
 				return true
 			}
 		}

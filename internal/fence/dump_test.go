@@ -2,12 +2,14 @@ package fence_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/fence"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 )
 
@@ -58,5 +60,42 @@ func TestWriteOnRealRedisAndMiniredis(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// On a cluster every master is probed and each slot gets its own script;
+// the fence still refuses a write invalidated after the stamp.
+func TestWriteOnCluster(t *testing.T) {
+	t.Parallel()
+	cc := scantest.NewCluster(t)
+	f, err := fence.New(cc, keys.Default(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := f.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Invalidate(ctx, []string{"user:7"}); err != nil {
+		t.Fatal(err)
+	}
+	var entries []fence.Entry
+	for i := 0; i < 50; i++ {
+		entries = append(entries, fence.Entry{Key: "user:" + strconv.Itoa(i), Fields: []string{"id", strconv.Itoa(i)}, TTL: time.Hour})
+	}
+	res, err := f.Write(ctx, st, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != 49 || len(res.Skipped) != 1 || res.Skipped[0] != "user:7" {
+		t.Fatalf("result = %+v, want 49 written and user:7 skipped", res)
+	}
+	for i := 0; i < 50; i++ {
+		k := "user:" + strconv.Itoa(i)
+		got := cc.HGet(ctx, k, "id").Val()
+		if (i == 7) != (got == "") || (i != 7 && got != strconv.Itoa(i)) {
+			t.Fatalf("%s id = %q", k, got)
+		}
 	}
 }

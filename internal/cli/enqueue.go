@@ -69,9 +69,10 @@ func enqueueKinds() []enqueueKind {
 					IdleTimeout: tasks.Duration(c.Duration("idle-timeout")), MaxKeysPerSecond: c.Int("max-keys-per-second"), DryRun: c.Bool("dry-run")}, nil
 			}},
 		{name: "session-revoke", kind: tasks.KindSessionRevoke, usage: "delete every session of a user",
-			flags: []ucli.Flag{&ucli.StringFlag{Name: "user-id", Usage: "the user's id"}},
+			flags: []ucli.Flag{&ucli.StringFlag{Name: "user-id", Usage: "the user's id"},
+				&ucli.BoolFlag{Name: "scan", Usage: "also scan every session for the user (when index sets may be incomplete)"}},
 			args: func(c *ucli.Context) (tasks.Payload, error) {
-				return &tasks.SessionRevokeArgs{UserID: c.String("user-id")}, nil
+				return &tasks.SessionRevokeArgs{UserID: c.String("user-id"), Scan: c.Bool("scan")}, nil
 			}},
 		{name: "ratelimit-prune", kind: tasks.KindRateLimitPrune, usage: "remove old entries of sliding-window rate-limit sets",
 			flags: []ucli.Flag{&ucli.StringFlag{Name: "pattern", Usage: "rate-limit key pattern (default from config)"},

@@ -237,6 +237,11 @@ func (w *Worker) writeBatch(ctx context.Context, spec *cachespec.Spec, stamp fen
 	if res.TooOld {
 		return res, nil
 	}
+	if len(b.Tags) > 0 {
+		if err := w.unwriteFencedTags(ctx, stamp, b, &res); err != nil {
+			return res, fmt.Errorf("cache %q: %w", spec.Name(), err)
+		}
+	}
 	w.metrics.Keys.WithLabelValues(kind, "written").Add(float64(res.Written))
 	w.metrics.Keys.WithLabelValues(kind, "deleted").Add(float64(res.Deleted))
 	if len(res.Skipped) > 0 {
@@ -246,6 +251,48 @@ func (w *Worker) writeBatch(ctx context.Context, spec *cachespec.Spec, stamp fen
 	}
 	w.publishBatch(ctx, spec.Name(), b, res, taskID)
 	return res, nil
+}
+
+// unwriteFencedTags closes the one gap the key fences leave: a tag
+// invalidation that captured its set after this warm's read began but before
+// the warm added a new key to the set. Such a key's own fence never moved, so
+// its write went through; the tag's fence did move, so the keys this batch
+// wrote under that tag are invalidated (fenced) right away and counted as
+// skipped.
+func (w *Worker) unwriteFencedTags(ctx context.Context, stamp fence.Stamp, b *cachespec.Batch, res *fence.Result) error {
+	tagOf := make(map[string]string, len(b.Tags))
+	fenceKeys := make([]string, 0, len(b.Tags))
+	for tag := range b.Tags {
+		fk := w.keys.TagFence(tag)
+		tagOf[fk] = tag
+		fenceKeys = append(fenceKeys, fk)
+	}
+	fenced, err := w.warm.fence.FencedTags(ctx, stamp, fenceKeys)
+	if err != nil || len(fenced) == 0 {
+		return err
+	}
+	skipped := make(map[string]bool, len(res.Skipped))
+	for _, k := range res.Skipped {
+		skipped[k] = true
+	}
+	var stale []string
+	for _, fk := range fenced {
+		for _, k := range b.Tags[tagOf[fk]] {
+			if !skipped[k] {
+				skipped[k] = true
+				stale = append(stale, k)
+			}
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	if _, err := w.warm.fence.Invalidate(ctx, stale); err != nil {
+		return fmt.Errorf("invalidate keys of a tag invalidated during the warm: %w", err)
+	}
+	res.Written -= len(stale)
+	res.Skipped = append(res.Skipped, stale...)
+	return nil
 }
 
 // publishBatch sends one warmed event (and one deleted event when rows are

@@ -134,8 +134,8 @@ func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 			len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) == 2 && len(b.tasksIn(t, tasks.QueueLow, asynq.TaskStatePending)) == 1 &&
 			len(b.tasksIn(t, tasks.QueueDefault, asynq.TaskStateScheduled)) == 1
 	})
-	if agg, err := b.inspect.ListAggregatingTasks(tasks.QueueDefault, tasks.WarmGroup("user")); err != nil || len(agg) != 1 {
-		t.Errorf("single-id warm: %d tasks waiting in group %s (err %v), want 1", len(agg), tasks.WarmGroup("user"), err)
+	if agg, err := b.inspect.ListAggregatingTasks(tasks.QueueDefault, tasks.WarmGroupFor("user", "9")); err != nil || len(agg) != 1 {
+		t.Errorf("single-id warm: %d tasks waiting in group %s (err %v), want 1", len(agg), tasks.WarmGroupFor("user", "9"), err)
 	}
 	crit := b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)
 	for _, ti := range crit {

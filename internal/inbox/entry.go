@@ -99,7 +99,7 @@ func Parse(raw []byte, queues []string) (Job, error) {
 	// A single-id warm waits for company like tasks.Client.WarmCache's, so
 	// that producers warming one row at a time cost few SQL queries.
 	if w, ok := p.(*tasks.WarmArgs); ok && len(w.IDs) == 1 && (e.Options == nil || e.Options.ProcessIn == nil && e.Options.ProcessAt == nil) {
-		job.Options = append([]tasks.Option{asynq.Group(tasks.WarmGroup(w.Cache))}, job.Options...)
+		job.Options = append([]tasks.Option{asynq.Group(tasks.WarmGroupFor(w.Cache, w.IDs[0]))}, job.Options...)
 	}
 	return job, nil
 }

@@ -92,8 +92,8 @@ func TestParseCoalescesSingleIDWarms(t *testing.T) {
 		return ""
 	}
 	for entry, want := range map[string]string{
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                  tasks.WarmGroup("user"),
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:    tasks.WarmGroup("user"),
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                  tasks.WarmGroupFor("user", "7"),
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:    tasks.WarmGroupFor("user", "7"),
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7, 8]}}`:                               "",
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"process_in": "1m"}}`: "",
 		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7]}}`:                            "",

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"github.com/cachekeeper/cachekeeper/internal/bench"
-	"github.com/cachekeeper/cachekeeper/internal/config"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -35,20 +34,11 @@ func benchInvalidateCommand(io IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			url, _, closeRedis, err := benchRedis(c, logger)
+			rdb, _, closeRedis, err := benchClient(c, logger)
 			if err != nil {
 				return err
 			}
 			defer closeRedis()
-			rc := config.RedisConfig{URL: url}
-			rdb, err := rc.NewClient()
-			if err != nil {
-				return usagef("%v", err)
-			}
-			defer rdb.Close()
-			if err := pingRedis(c.Context, rdb, config.Config{Redis: rc}); err != nil {
-				return err
-			}
 			results, err := bench.Invalidate(c.Context, rdb, bench.InvalidateOptions{
 				Keys: c.Int("keys"), BaselineKeys: c.Int("baseline-keys"), Rounds: c.Int("rounds"),
 			})

@@ -389,7 +389,7 @@ func groupBySlot(entries []Entry) [][]Entry {
 	idx := map[int]int{}
 	var groups [][]Entry
 	for _, e := range entries {
-		s := slot(e.Key)
+		s := keys.Slot(e.Key)
 		gi, ok := idx[s]
 		if !ok {
 			gi = len(groups)

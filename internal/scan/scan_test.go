@@ -221,22 +221,6 @@ func TestEachClusterWalksEveryMasterOneNodePerBatch(t *testing.T) {
 	}
 }
 
-func TestSlot(t *testing.T) {
-	t.Parallel()
-	// Reference values from the Redis Cluster specification and CLUSTER KEYSLOT.
-	cases := map[string]int{"123456789": 12739, "foo": 12182, "{user1000}.following": 3443,
-		"{user1000}.followers": 3443, "": 0, "{}foo": scan.Slot("{}foo"), "foo{}{bar}": scan.Slot("foo{}{bar}")}
-	for k, want := range cases {
-		if got := scan.Slot(k); got != want {
-			t.Errorf("Slot(%q) = %d, want %d", k, got, want)
-		}
-	}
-	// An empty tag means the whole key is hashed.
-	if scan.Slot("{}foo") == scan.Slot("foo") {
-		t.Error("empty hash tag must not be used")
-	}
-}
-
 func TestSplitBySlotSingleNode(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)

@@ -1,0 +1,21 @@
+package keys
+
+import "testing"
+
+func TestSlot(t *testing.T) {
+	t.Parallel()
+	// Reference values from the Redis Cluster specification and CLUSTER KEYSLOT.
+	cases := map[string]int{"123456789": 12739, "foo": 12182, "{user1000}.following": 3443, "{user1000}.followers": 3443, "": 0}
+	for k, want := range cases {
+		if got := Slot(k); got != want {
+			t.Errorf("Slot(%q) = %d, want %d", k, got, want)
+		}
+	}
+	// An empty tag does not count: the whole key is hashed.
+	if Slot("{}foo") == Slot("foo") {
+		t.Error("empty hash tag treated as a tag")
+	}
+	if Slot("foo{}{bar}") != Slot("foo{}{bar}") || Slot("a{b}c") != Slot("b") {
+		t.Error("hash tag rules")
+	}
+}

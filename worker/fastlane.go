@@ -31,6 +31,11 @@ import (
 // queue, gets the hook; the waits use a client of their own, closed by stop to
 // end a wait at once on shutdown.
 //
+// The wait is bounded (FastLane.Wait, 1s by default) because asynq computes a
+// job's lease (30s from the dequeue call) before calling: a job handed out
+// after a wait starts with that much less of its first lease, which asynq's
+// heartbeat extends every few seconds anyway.
+//
 // When asynq changes its dequeue script the hook no longer recognises it and
 // the lane degrades to plain polling every FastLane.TaskCheckInterval.
 type fastLane struct {

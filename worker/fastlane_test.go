@@ -113,7 +113,7 @@ func TestFastLanePicksUpWithoutPolling(t *testing.T) {
 	rec, client, _, _ := laneSetup(t, func(cfg *config.Config) {
 		cfg.Worker.TaskCheckInterval = 6 * time.Second
 		cfg.Worker.FastLane.TaskCheckInterval = 6 * time.Second
-		cfg.Worker.FastLane.Wait = 30 * time.Second
+		cfg.Worker.FastLane.Wait = 10 * time.Second
 	})
 	// Every server has made its first, empty, dequeue and is now asleep (the
 	// main server) or waiting (the lane) once this has passed.
@@ -150,11 +150,11 @@ func TestFastLaneKeepsEveryQueueServed(t *testing.T) {
 func TestFastLaneStopsWithoutWaitingOut(t *testing.T) {
 	t.Parallel()
 	_, _, _, stop := laneSetup(t, func(cfg *config.Config) {
-		cfg.Worker.FastLane.Wait = 30 * time.Second
+		cfg.Worker.FastLane.Wait = 10 * time.Second
 	})
 	time.Sleep(300 * time.Millisecond) // let the lane start its wait
-	if took := stop(); took > 10*time.Second {
-		t.Fatalf("worker took %s to stop; the lane's 30s wait was not cut short", took)
+	if took := stop(); took > 5*time.Second {
+		t.Fatalf("worker took %s to stop; the lane's 10s wait was not cut short", took)
 	}
 }
 

@@ -24,7 +24,6 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchQueueCommand,
 	benchInvalidateCommand,
 	benchWarmCommand,
-	benchPruneCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

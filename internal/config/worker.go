@@ -61,8 +61,10 @@ type FastLaneConfig struct {
 	Concurrency int `yaml:"concurrency"`
 	// Wait is how long an idle dequeue waits on Redis for a job before asynq
 	// polls again. Longer costs fewer commands and delays shutdown by
-	// nothing (stopping the worker ends the wait at once). 0 turns the wait
-	// off: the lane then polls every TaskCheckInterval. Default 1s.
+	// nothing (stopping the worker ends the wait at once), but a job handed
+	// out after a wait starts with that much less of its first 30s lease,
+	// so keep it to a few seconds at most. 0 turns the wait off: the lane
+	// then polls every TaskCheckInterval. Default 1s.
 	Wait time.Duration `yaml:"wait"`
 	// TaskCheckInterval is the lane's asynq poll interval when a wait ends
 	// without a job (or when the wait is off or the Redis server is older
@@ -132,8 +134,8 @@ func (f *FastLaneConfig) validate(queues map[string]int) error {
 	if f.Wait < 0 {
 		return fmt.Errorf("worker.fast_lane.wait must be 0 (off) or a positive duration such as 1s, got %s", f.Wait)
 	}
-	if f.Wait > 0 && f.Wait < 10*time.Millisecond {
-		return fmt.Errorf("worker.fast_lane.wait must be at least 10ms (Redis blocks in whole milliseconds), got %s", f.Wait)
+	if f.Wait > 0 && (f.Wait < 10*time.Millisecond || f.Wait > 10*time.Second) {
+		return fmt.Errorf("worker.fast_lane.wait must be between 10ms and 10s (it shortens a job's first 30s lease), or 0 to poll instead; got %s", f.Wait)
 	}
 	if f.TaskCheckInterval < time.Millisecond {
 		return fmt.Errorf("worker.fast_lane.task_check_interval must be at least 1ms, got %s", f.TaskCheckInterval)

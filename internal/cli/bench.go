@@ -24,6 +24,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchQueueCommand,
 	benchInvalidateCommand,
 	benchWarmCommand,
+	benchPruneCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

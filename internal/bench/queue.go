@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,6 +161,7 @@ func Queue(ctx context.Context, o QueueOptions) (Result, error) {
 
 	var ours, base, oursEnq, baseEnq, ratios []float64
 	var oursDone, baseDone int64
+	var oursCPU, baseCPU []float64
 	for round := 1; round <= o.Rounds; round++ {
 		sides := []func(context.Context) (side, error){env.runBaseline, env.runOurs}
 		if round%2 == 0 {
@@ -180,6 +182,7 @@ func Queue(ctx context.Context, o QueueOptions) (Result, error) {
 		oursEnq, baseEnq = append(oursEnq, c.enqPerS), append(baseEnq, b.enqPerS)
 		ratios = append(ratios, c.procPerS/b.procPerS)
 		oursDone += c.processed
+		oursCPU, baseCPU = append(oursCPU, c.cpuPerTask), append(baseCPU, b.cpuPerTask)
 		baseDone += b.processed
 	}
 	r := NewResult("queue", "asynq v0.26, 1 server, no middleware", median(ours), median(base))
@@ -195,6 +198,12 @@ func Queue(ctx context.Context, o QueueOptions) (Result, error) {
 		"ratio_max":              roundTo(slices.Max(ratios), 2),
 		"processed":              oursDone,
 		"baseline_processed":     baseDone,
+	}
+	if o.Private {
+		// Robust to a noisy machine where rates are not: CPU per task of
+		// this process and Redis together, medians.
+		r.Extra["cpu_us_per_task"] = roundTo(median(oursCPU), 1)
+		r.Extra["baseline_cpu_us_per_task"] = roundTo(median(baseCPU), 1)
 	}
 	return r, nil
 }
@@ -255,6 +264,47 @@ type side struct {
 	enqPerS   float64
 	procPerS  float64
 	processed int64 // handler runs, counted after the side stopped
+	// cpuPerTask is the CPU (this process and, on a private server, Redis)
+	// spent per task while processing, in microseconds.
+	cpuPerTask float64
+}
+
+// cpuMeter measures CPU spent by this process and, when the server is
+// private, by Redis.
+type cpuMeter struct {
+	proc  time.Duration
+	redis float64 // seconds
+}
+
+func (e *queueEnv) cpuNow(ctx context.Context) cpuMeter {
+	m := cpuMeter{proc: processCPU()}
+	if e.o.Private {
+		m.redis = redisCPU(ctx, e.rdb)
+	}
+	return m
+}
+
+// perTask returns the CPU microseconds per task since m.
+func (m cpuMeter) perTask(now cpuMeter, tasks int) float64 {
+	us := float64(now.proc-m.proc)/1e3 + (now.redis-m.redis)*1e6
+	return us / float64(tasks)
+}
+
+// redisCPU returns used_cpu_user + used_cpu_sys of INFO cpu, in seconds.
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) float64 {
+	text, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(text, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (name == "used_cpu_user" || name == "used_cpu_sys") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return total
 }
 
 // enqueue sends n no-op tasks to queue from 8 goroutines and returns the rate.
@@ -342,11 +392,13 @@ func (e *queueEnv) runOurs(ctx context.Context) (side, error) {
 		return side{}, err
 	}
 	cnt := newCounter(e.o.Tasks)
+	cpu0 := e.cpuNow(ctx)
 	stop, err := startWorker(ctx, cfg, e.rdb, e.o.WorkerLogger, cnt)
 	if err != nil {
 		return side{}, err
 	}
 	rate, err := cnt.wait(ctx, "cachekeeper's worker", processTimeout(e.o.Tasks))
+	cpu := cpu0.perTask(e.cpuNow(ctx), e.o.Tasks)
 	if serr := stop(); err == nil {
 		err = serr
 	}
@@ -356,7 +408,7 @@ func (e *queueEnv) runOurs(ctx context.Context) (side, error) {
 	if err := e.drained(ctx, queue); err != nil {
 		return side{}, err
 	}
-	return side{index: 1, enqPerS: enq, procPerS: rate, processed: cnt.done.Load()}, nil
+	return side{index: 1, enqPerS: enq, procPerS: rate, processed: cnt.done.Load(), cpuPerTask: cpu}, nil
 }
 
 // runBaseline does the same with one bare asynq server.
@@ -368,6 +420,7 @@ func (e *queueEnv) runBaseline(ctx context.Context) (side, error) {
 		return side{}, err
 	}
 	cnt := newCounter(e.o.Tasks)
+	cpu0 := e.cpuNow(ctx)
 	mux := asynq.NewServeMux()
 	mux.Handle(NoopKind, cnt)
 	srv := asynq.NewServer(e.connOpt, asynq.Config{Concurrency: e.o.Concurrency, Queues: map[string]int{queue: 1},
@@ -376,6 +429,7 @@ func (e *queueEnv) runBaseline(ctx context.Context) (side, error) {
 		return side{}, fmt.Errorf("start baseline asynq server: %w", err)
 	}
 	rate, err := cnt.wait(ctx, "the baseline asynq server", processTimeout(e.o.Tasks))
+	cpu := cpu0.perTask(e.cpuNow(ctx), e.o.Tasks)
 	srv.Shutdown()
 	if err != nil {
 		return side{}, err
@@ -383,7 +437,7 @@ func (e *queueEnv) runBaseline(ctx context.Context) (side, error) {
 	if err := e.drained(ctx, queue); err != nil {
 		return side{}, err
 	}
-	return side{index: 0, enqPerS: enq, procPerS: rate, processed: cnt.done.Load()}, nil
+	return side{index: 0, enqPerS: enq, procPerS: rate, processed: cnt.done.Load(), cpuPerTask: cpu}, nil
 }
 
 // drained checks that queue holds no pending, active or retried task: every

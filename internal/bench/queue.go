@@ -118,9 +118,14 @@ func (o *QueueOptions) withDefaults() (QueueOptions, error) {
 
 // workerConfig is the default configuration with the benchmark's Redis,
 // sizes, and queues renamed under prefix (critical, default and low with
-// their default weights; the fast lane on prefix+"critical").
+// their default weights; the fast lane on prefix+"critical"). Every key the
+// worker's other parts use (inbox, events) moves under prefix as well, so
+// that a benchmark on a shared server touches nothing of the application's.
 func (o *QueueOptions) workerConfig(prefix string) config.Config {
 	cfg := config.Default()
+	cfg.KeyPrefix = strings.TrimSuffix(prefix, "-") + ":"
+	cfg.Inbox.Key = cfg.KeyPrefix + "inbox"
+	cfg.Events.Channel = cfg.KeyPrefix + "events"
 	cfg.Redis = config.RedisConfig{URL: o.RedisURL}
 	cfg.Worker.MetricsAddr = ""
 	cfg.Worker.Servers = o.Servers
@@ -254,7 +259,9 @@ func (e *queueEnv) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_ = deleteMatching(ctx, e.rdb, "asynq:{"+e.prefix+"*") // prune.go
+	for _, pattern := range []string{"asynq:{" + e.prefix + "*", e.prefix + "*", "{" + e.prefix + "*"} {
+		_ = deleteMatching(ctx, e.rdb, pattern) // prune.go
+	}
 	_ = e.rdb.Close()
 }
 

@@ -18,8 +18,16 @@ func TestQueueScenario(t *testing.T) {
 	if !r.Real {
 		t.Skip("needs a real redis-server")
 	}
+	// The application's data on a shared server: the benchmark must leave it.
+	ctx := context.Background()
+	if err := r.Client.LPush(ctx, "cachekeeper:inbox", `{"kind":"notify:publish"}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.Set(ctx, "user:1", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	const tasks = 2000
-	res, err := bench.Queue(context.Background(), bench.QueueOptions{
+	res, err := bench.Queue(ctx, bench.QueueOptions{
 		RedisURL: r.URL, Private: true, Tasks: tasks, Rounds: 2, Servers: 2, Concurrency: 4,
 	})
 	if err != nil {
@@ -48,6 +56,12 @@ func TestQueueScenario(t *testing.T) {
 		t.Errorf("extra = %v", res.Extra)
 	}
 	assertNoBenchQueues(t, r)
+	if n, _ := r.Client.LLen(ctx, "cachekeeper:inbox").Result(); n != 1 {
+		t.Errorf("the application's inbox holds %d entries after the benchmark, want 1", n)
+	}
+	if v, _ := r.Client.Get(ctx, "user:1").Result(); v != "x" {
+		t.Errorf("user:1 = %q after the benchmark", v)
+	}
 }
 
 func TestPickupLatencyScenario(t *testing.T) {
@@ -112,11 +126,13 @@ func assertNoBenchQueues(t *testing.T, r *testenv.Redis) {
 	if len(qs) != 0 {
 		t.Fatalf("queues left behind: %v", qs)
 	}
-	keys, err := r.Client.Keys(context.Background(), "asynq:{ckbench-*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != 0 {
-		t.Fatalf("%d queue keys left behind, e.g. %s", len(keys), keys[0])
+	for _, pattern := range []string{"asynq:{ckbench-*", "ckbench-*", "{ckbench-*"} {
+		keys, err := r.Client.Keys(context.Background(), pattern).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 0 {
+			t.Fatalf("%d keys left behind, e.g. %s", len(keys), keys[0])
+		}
 	}
 }

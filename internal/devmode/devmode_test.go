@@ -1,33 +1,19 @@
 package devmode_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/devmode"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // One demo round on the embedded services: every step reports success and
 // everything stops cleanly.
 func TestRunOneRoundEmbedded(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out demoBuf
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := devmode.Run(ctx, devmode.Options{Out: &out, Rounds: 1, Interval: time.Second}); err != nil {

@@ -1,0 +1,84 @@
+package devmode_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/devmode"
+)
+
+type demoBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (d *demoBuf) Write(p []byte) (int, error) { d.mu.Lock(); defer d.mu.Unlock(); return d.b.Write(p) }
+func (d *demoBuf) String() string              { d.mu.Lock(); defer d.mu.Unlock(); return d.b.String() }
+
+// Each demo step, run on its own against the embedded services, succeeds and
+// narrates what the jobs did.
+func TestDemoStepsOnEmbeddedServices(t *testing.T) {
+	t.Parallel()
+	steps := map[string]struct {
+		run  func(ctx context.Context, env devmode.Env) error
+		want []string
+	}{
+		"warm": {
+			run: func(ctx context.Context, env devmode.Env) error {
+				return devmode.DemoWarm(ctx, env.Client, env.Redis, env.Out)
+			},
+			want: []string{
+				"by one batched cache:warm",
+				"user:1 = map[email:user1@example.com id:1 name:Demo User 1]",
+				`"deleted":1`,
+				"user:9999 (no such row) exists: 0",
+				"cache:warm_all: 50 of 50 rows",
+			},
+		},
+		"invalidate": {
+			run: func(ctx context.Context, env devmode.Env) error {
+				return devmode.DemoInvalidate(ctx, env.Client, env.Redis, env.Out)
+			},
+			want: []string{
+				"subscriber got: cache.invalidated cache=user ids=[1] keys=1",
+				"user:1 exists: 0",
+				"subscriber got: cache.invalidated cache=user ids=[2] keys=1 task=inbox:",
+				"subscriber got: cache.invalidated pattern=user:* keys=1",
+				"user:3 exists: 0",
+			},
+		},
+	}
+	for name, step := range steps {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var out, stepOut demoBuf
+			var stepErr error
+			err := devmode.Run(ctx, devmode.Options{
+				Out: &out, Rounds: 1, Interval: time.Millisecond,
+				Ready: func(env devmode.Env) {
+					sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+					defer scancel()
+					env.Out = &stepOut
+					stepErr = step.run(sctx, env)
+				},
+			})
+			if err != nil {
+				t.Fatalf("Run: %v\n%s", err, out.String())
+			}
+			if stepErr != nil {
+				t.Fatalf("%s: %v\n%s", name, stepErr, stepOut.String())
+			}
+			for _, want := range step.want {
+				if !strings.Contains(stepOut.String(), want) {
+					t.Errorf("narration lacks %q:\n%s", want, stepOut.String())
+				}
+			}
+		})
+	}
+}

@@ -215,15 +215,11 @@ func (w *Worker) shutdown() {
 func (w *Worker) serverConnOpt() asynq.RedisConnOpt {
 	wc := w.cfg.Worker
 	backoff := min(wc.EmptyQueueBackoff, wc.TaskCheckInterval/2)
-	base := w.clientOpt()
 	if backoff <= 0 || len(wc.Queues) < 2 {
-		return base
+		return w.connOpt
 	}
-	return skipConnOpt{base: base, backoff: backoff}
+	return skipConnOpt{base: w.connOpt, backoff: backoff}
 }
-
-// clientOpt builds the servers' Redis clients: RESP2 (see resp2Opt).
-func (w *Worker) clientOpt() asynq.RedisConnOpt { return resp2Opt{w.connOpt} }
 
 // startFastLane starts the fast lane's server, when configured: it serves
 // only the lane's queue, with the lane's poll interval and a Redis client
@@ -233,7 +229,7 @@ func (w *Worker) startFastLane() error {
 	if fl.Queue == "" {
 		return nil
 	}
-	lane, err := newFastLane(fl, w.clientOpt(), w.logger)
+	lane, err := newFastLane(fl, w.connOpt, w.logger)
 	if err != nil {
 		return err
 	}
@@ -242,7 +238,7 @@ func (w *Worker) startFastLane() error {
 	sc.Queues = map[string]int{fl.Queue: 1}
 	sc.StrictPriority = false
 	sc.TaskCheckInterval = fl.TaskCheckInterval
-	srv := asynq.NewServer(lane.connOpt(w.clientOpt()), sc)
+	srv := asynq.NewServer(lane.connOpt(w.connOpt), sc)
 	if err := srv.Start(w.handler); err != nil {
 		return fmt.Errorf("start worker fast lane: %w", err)
 	}

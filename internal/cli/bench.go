@@ -110,7 +110,9 @@ func benchQueueCommand(io IO) *ucli.Command {
 			"worker (its real runtime: --servers asynq servers, the fast lane, middleware with logging and\n" +
 			"metrics), and the same by one bare asynq server without middleware, in alternating --rounds;\n" +
 			"the medians are printed. cachekeeper_per_s and baseline_per_s are processing rates (tasks/s,\n" +
-			"first handler start to last handler end); extra has the enqueue rates.\n" +
+			"first handler start to last handler end); extra has the enqueue rates and, on a private\n" +
+			"redis-server, the CPU per task of this process and Redis together (steadier than rates on a\n" +
+			"busy machine).\n" +
 			"Scenario pickup_latency: single tasks sent one at a time to the idle critical queue, timed from\n" +
 			"the enqueue call to the handler's start (p50_ms, p99_ms over --samples), then the same for bare\n" +
 			"asynq with default settings (--baseline-samples, on 10 queues in parallel as each takes about a\n" +

@@ -75,7 +75,7 @@ func benchLogger(c *ucli.Context, io IO) (*slog.Logger, error) {
 // benchRedis returns the Redis URL a scenario uses: --redis-url, or a private
 // redis-server that closeFn stops. private reports the latter (figures such
 // as idle command rates are then exact).
-func benchRedis(c *ucli.Context, logger *slog.Logger) (url string, private bool, closeFn func(), err error) {
+func benchRedis(c *ucli.Context, logger *slog.Logger, opts ...bench.RedisOption) (url string, private bool, closeFn func(), err error) {
 	if u := c.String("redis-url"); u != "" {
 		rc := config.RedisConfig{URL: u}
 		if _, err := rc.Options(); err != nil {
@@ -83,7 +83,7 @@ func benchRedis(c *ucli.Context, logger *slog.Logger) (url string, private bool,
 		}
 		return u, false, func() {}, nil
 	}
-	srv, err := bench.StartRedis(c.Context)
+	srv, err := bench.StartRedis(c.Context, opts...)
 	if errors.Is(err, bench.ErrNoRedisServer) {
 		return "", false, nil, usagef("redis-server is not on PATH: install it (apt-get install redis-server) or pass --redis-url redis://host:6379/0")
 	}
@@ -128,6 +128,7 @@ func benchQueueCommand(io IO) *ucli.Command {
 			&ucli.IntFlag{Name: "baseline-samples", Value: 60, Usage: "pickups measured on bare asynq (about 1 s each, 10 in parallel)"},
 			&ucli.BoolFlag{Name: "single-queue", Usage: "give cachekeeper's worker one queue like the baseline, instead of its default critical/default/low layout with the fast lane"},
 			&ucli.BoolFlag{Name: "pickup", Value: true, Usage: "also run the pickup_latency scenario (--pickup=false skips it)"},
+			&ucli.BoolFlag{Name: "unix-socket", Usage: "start the private redis-server on a unix socket instead of a loopback port"},
 		}, benchFlags()...),
 		Action: func(c *ucli.Context) error {
 			format, err := outputFormat(c)
@@ -143,7 +144,11 @@ func benchQueueCommand(io IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			url, private, closeRedis, err := benchRedis(c, logger)
+			var ropts []bench.RedisOption
+			if c.Bool("unix-socket") {
+				ropts = append(ropts, bench.OnUnixSocket())
+			}
+			url, private, closeRedis, err := benchRedis(c, logger, ropts...)
 			if err != nil {
 				return err
 			}

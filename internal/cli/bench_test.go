@@ -67,3 +67,18 @@ func TestBenchQueueUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchQueueOnUnixSocket(t *testing.T) {
+	t.Parallel()
+	res := run(t, context.Background(), nil, "bench", "queue", "--tasks", "200", "--rounds", "1", "--pickup=false", "--unix-socket", "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "unix://") {
+		t.Errorf("stderr does not name the unix socket: %s", res.stderr)
+	}
+	var r bench.Result
+	if err := json.Unmarshal([]byte(strings.TrimSpace(res.stdout)), &r); err != nil || r.Extra["processed"] != float64(200) {
+		t.Fatalf("result %q (%v)", res.stdout, err)
+	}
+}

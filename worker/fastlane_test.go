@@ -55,7 +55,11 @@ func (r *laneRecorder) count(q string) int {
 // to return.
 func laneSetup(t *testing.T, adjust func(*config.Config)) (*laneRecorder, *asynq.Client, *testenv.Redis, func() time.Duration) {
 	t.Helper()
-	r := testenv.NewRedis(t)
+	return laneSetupOn(t, testenv.NewRedis(t), adjust)
+}
+
+func laneSetupOn(t *testing.T, r *testenv.Redis, adjust func(*config.Config)) (*laneRecorder, *asynq.Client, *testenv.Redis, func() time.Duration) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Redis = r.Config
 	cfg.Worker.MetricsAddr = ""
@@ -128,6 +132,23 @@ func TestFastLanePicksUpWithoutPolling(t *testing.T) {
 		case <-time.After(2500 * time.Millisecond):
 			t.Fatalf("critical job %d not picked up within 2.5s: the fast lane did not wake", i+1)
 		}
+	}
+}
+
+// The lane also works on miniredis, the embedded Redis of `cachekeeper dev`.
+func TestFastLaneOnMiniredis(t *testing.T) {
+	t.Parallel()
+	rec, client, _, _ := laneSetupOn(t, testenv.NewMiniredis(t), func(cfg *config.Config) {
+		cfg.Worker.TaskCheckInterval = 6 * time.Second
+		cfg.Worker.FastLane.TaskCheckInterval = 6 * time.Second
+		cfg.Worker.FastLane.Wait = 10 * time.Second
+	})
+	time.Sleep(300 * time.Millisecond) // every server past its first, empty, dequeue
+	enqueueLane(t, client, "critical")
+	select {
+	case <-rec.ch:
+	case <-time.After(2500 * time.Millisecond):
+		t.Fatal("critical job not picked up within 2.5s on miniredis")
 	}
 }
 

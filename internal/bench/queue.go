@@ -37,7 +37,8 @@ type QueueOptions struct {
 	// server keeps its data; nothing is ever flushed.
 	RedisURL string
 	// Private says the benchmark started the server itself, so idle command
-	// counts are exact rather than an upper bound.
+	// counts are exact rather than an upper bound, and Redis's CPU per task
+	// is reported.
 	Private bool
 	// Tasks is the number of no-op tasks per side and round.
 	Tasks int
@@ -57,8 +58,7 @@ type QueueOptions struct {
 	IdleWindow time.Duration
 	// SingleQueue gives cachekeeper's worker one queue, like the baseline,
 	// instead of the default layout (critical, default and low by weight,
-	// tasks on default, which costs asynq an empty-queue probe on most
-	// dequeues).
+	// the fast lane on critical, the tasks on default).
 	SingleQueue bool
 	// Logger receives progress lines at info level.
 	Logger *slog.Logger
@@ -186,9 +186,8 @@ func Queue(ctx context.Context, o QueueOptions) (Result, error) {
 		ours, base = append(ours, c.procPerS), append(base, b.procPerS)
 		oursEnq, baseEnq = append(oursEnq, c.enqPerS), append(baseEnq, b.enqPerS)
 		ratios = append(ratios, c.procPerS/b.procPerS)
-		oursDone += c.processed
+		oursDone, baseDone = oursDone+c.processed, baseDone+b.processed
 		oursCPU, baseCPU = append(oursCPU, c.cpuPerTask), append(baseCPU, b.cpuPerTask)
-		baseDone += b.processed
 	}
 	r := NewResult("queue", "asynq v0.26, 1 server, no middleware", median(ours), median(base))
 	r.Extra = map[string]any{

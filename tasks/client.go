@@ -5,9 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"strconv"
 
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -37,13 +36,28 @@ func NewTask(p Payload, opts ...Option) (*asynq.Task, error) {
 
 // Client enqueues cachekeeper jobs. It is safe for concurrent use.
 type Client struct {
-	c      *asynq.Client
-	shared bool // built on the caller's Redis client, which Close leaves open
+	c *asynq.Client
+	// rdb runs the commands that are not asynq's (WarmCache).
+	rdb    redis.UniversalClient
+	keys   keys.Keys
+	keyErr error // a bad WithKeyPrefix, returned by WarmCache
+	shared bool  // built on the caller's Redis client, which Close leaves open
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithKeyPrefix sets the prefix of cachekeeper's own Redis keys, which must
+// match the workers' key_prefix (default "cachekeeper:"). Only WarmCache
+// uses it; a prefix with braces, glob characters or spaces makes WarmCache
+// return an error.
+func WithKeyPrefix(prefix string) ClientOption {
+	return func(c *Client) { c.keys, c.keyErr = keys.New(prefix) }
 }
 
 // NewClient connects to Redis with opt (for example asynq.RedisClientOpt,
 // asynq.RedisClusterClientOpt or asynq.RedisFailoverClientOpt).
-func NewClient(opt asynq.RedisConnOpt) (*Client, error) {
+func NewClient(opt asynq.RedisConnOpt, opts ...ClientOption) (*Client, error) {
 	if opt == nil {
 		return nil, errors.New("tasks: NewClient needs a Redis connection option")
 	}
@@ -51,13 +65,24 @@ func NewClient(opt asynq.RedisConnOpt) (*Client, error) {
 	if !ok || rc == nil {
 		return nil, fmt.Errorf("tasks: unsupported Redis connection option %T", opt)
 	}
-	_ = rc.Close()
-	return &Client{c: asynq.NewClient(opt)}, nil
+	c := &Client{c: asynq.NewClientFromRedisClient(rc), rdb: rc, keys: keys.Default()}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.keyErr != nil {
+		_ = rc.Close()
+		return nil, fmt.Errorf("tasks: %w", c.keyErr)
+	}
+	return c, nil
 }
 
 // NewClientFromRedis uses an existing go-redis client. Close does not close it.
-func NewClientFromRedis(rdb redis.UniversalClient) *Client {
-	return &Client{c: asynq.NewClientFromRedisClient(rdb), shared: true}
+func NewClientFromRedis(rdb redis.UniversalClient, opts ...ClientOption) *Client {
+	c := &Client{c: asynq.NewClientFromRedisClient(rdb), rdb: rdb, keys: keys.Default(), shared: true}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Close releases the client's Redis connections (none when the client was
@@ -66,7 +91,7 @@ func (c *Client) Close() error {
 	if c.shared {
 		return nil
 	}
-	return c.c.Close()
+	return c.rdb.Close()
 }
 
 // Enqueue validates p and enqueues it. A payload that does not validate is
@@ -81,41 +106,6 @@ func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...Option) (*asynq
 		return nil, fmt.Errorf("enqueue %s: %w", p.Kind(), err)
 	}
 	return info, nil
-}
-
-// WarmGroupPrefix starts the asynq group name of a cache's coalesced warms.
-const WarmGroupPrefix = "cache:"
-
-// WarmGroup is the asynq group that single-id warms of cache wait in until
-// the worker merges them into one batched cache:warm task.
-func WarmGroup(cache string) string { return WarmGroupPrefix + cache }
-
-// WarmGroupShards is how many groups WarmCache spreads a cache's warms over
-// (by a hash of the id, so repeats of an id meet in the same group): the
-// worker merges at most one batch per group per check, so shards multiply
-// how many ids a burst can coalesce per second.
-const WarmGroupShards = 4
-
-// WarmGroupFor is the group WarmCache puts a warm of id in: WarmGroup(cache)
-// followed by "#" and the id's shard.
-func WarmGroupFor(cache, id string) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	return WarmGroup(cache) + "#" + strconv.Itoa(int(h.Sum32()%WarmGroupShards))
-}
-
-// WarmCache refreshes one cached row, for example WarmCache(ctx, "user", 42).
-// Calls for the same cache are coalesced: they wait in the cache's groups
-// (see WarmGroupFor) and the worker runs them as batches, reading each id
-// once per batch, after the configured grace period. Use WarmCacheIDs to skip the wait.
-func (c *Client) WarmCache(ctx context.Context, cache string, id any, opts ...Option) (*asynq.TaskInfo, error) {
-	s, err := ID(id)
-	if err != nil {
-		return nil, err
-	}
-	all := make([]Option, 0, len(opts)+1)
-	all = append(all, asynq.Group(WarmGroupFor(cache, s)))
-	return c.Enqueue(ctx, &WarmArgs{Cache: cache, IDs: IDs{s}}, append(all, opts...)...)
 }
 
 // WarmCacheIDs refreshes the cached rows of ids.

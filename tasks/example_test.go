@@ -50,3 +50,34 @@ func ExampleClient() {
 	// notify:publish default scheduled
 	// cache:invalidate_pattern: field "pattern": "*" matches every key; set allow_all (CLI: --yes) if you mean it
 }
+
+// WarmCache is cheap enough for every request that touches a row: it adds
+// the id to the cache's pending set (one Redis command, no job), and the
+// worker turns the pending ids into one cache:warm job per batch, each id
+// read once however often it was asked for.
+func ExampleClient_WarmCache() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	client, err := tasks.NewClient(asynq.RedisClientOpt{Addr: mr.Addr()})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+
+	for _, id := range []int{42, 7, 42} {
+		if err := client.WarmCache(ctx, "user", id); err != nil {
+			panic(err)
+		}
+	}
+	pending, _ := mr.ZMembers("cachekeeper:warm:{user}:pending")
+	fmt.Println(pending)
+
+	fmt.Println(client.WarmCache(ctx, "user"))
+	// Output:
+	// [7 42]
+	// cache:warm: field "ids": must not be empty
+}

@@ -219,5 +219,8 @@ func validateCacheName(kind, name string) error {
 	if strings.TrimSpace(name) == "" {
 		return fieldErr(kind, "cache", "must name a cache (for example \"user\")")
 	}
+	if strings.ContainsAny(name, " {}*?") {
+		return fieldErr(kind, "cache", "%q is not a cache name: names are plain words such as \"user\"", name)
+	}
 	return nil
 }

@@ -1,136 +1,190 @@
 package worker
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/cachespec"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
-// Coalescing of single-id warms rides on asynq's group aggregation:
-// tasks.Client.WarmCache enqueues each warm into one of the cache's groups,
-// tasks.WarmGroupFor(cache, id) ("cache:user#0" to "#3" by a hash of the id),
-// and every asynq server of the worker
-// runs an aggregator that, once per warm.coalesce_grace_period (at most every
-// 7s), turns up to warm.coalesce_max_size waiting warms of a group into one
-// cache:warm task when the group is full, or quiet for the grace period, or
-// older than warm.coalesce_max_delay (whole seconds: asynq's resolution).
-// aggregateWarms merges those tasks, reading each id once.
+// Coalescing of warms: tasks.Client.WarmCache adds ids to the cache's
+// pending set (keys.WarmPending, each id scored by a request sequence
+// number), one Redis command per call and no job. The coalescer, a part of
+// every worker that warms caches, takes the pending ids every
+// warm.coalesce_interval, oldest first, and enqueues them as cache:warm jobs
+// of up to warm.coalesce_max_size ids on warm.coalesce_queue.
+//
+// Nothing is lost and nothing is warmed from a stale request:
+//   - ids leave the set only after the job holding them is enqueued (the
+//     acknowledgement removes the members scored at most the batch's highest
+//     sequence number); a crash or a failed enqueue in between leaves them
+//     pending for the next pass (at worst they are warmed twice, which is
+//     harmless);
+//   - an id asked for again after the coalescer read it gets a higher
+//     sequence number, survives the acknowledgement and is warmed again by a
+//     later job, whose database read starts after that request.
+//
+// A lease (keys.WarmDrain, renewed by every batch) lets one worker of a
+// fleet drain a cache at a time, so that replicas do not enqueue the same
+// ids twice; another worker takes over when it expires.
 
-// groupConfig fills the asynq group aggregation settings of a server config
-// when the warming family is registered.
-func (w *Worker) groupConfig(c *asynq.Config) {
-	if w.warm == nil {
-		return
-	}
-	c.GroupAggregator = asynq.GroupAggregatorFunc(w.aggregateWarms)
-	c.GroupGracePeriod = w.cfg.Warm.CoalesceGracePeriod
-	c.GroupMaxDelay = w.cfg.Warm.CoalesceMaxDelay
-	c.GroupMaxSize = w.cfg.Warm.CoalesceMaxSize
+// coalesceLease is how long a worker keeps the right to drain a cache
+// without taking a batch. It must exceed the time one enqueue can take.
+const coalesceLease = 30 * time.Second
+
+// maxBatchesPerDrain bounds one pass over one cache, so that a cache whose
+// producers outpace the worker does not starve the others: the rest waits
+// for the next pass.
+const maxBatchesPerDrain = 100
+
+// takeScript returns up to ARGV[3] of the oldest pending ids of a cache,
+// flat as id, sequence, id, sequence..., and renews the lease (KEYS[2]) of
+// owner ARGV[1] for ARGV[2] ms. It returns false when another worker holds
+// the lease, and an empty list (releasing the caller's lease) when nothing is
+// pending.
+//
+// KEYS: pending set, lease. ARGV: owner, lease_ms, max.
+var takeScript = redis.NewScript(`
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= ARGV[1] then return false end
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+if #ids == 0 then
+  if owner then redis.call('DEL', KEYS[2]) end
+  return {}
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return ids
+`)
+
+// ackScript removes the ids of an enqueued batch: the members scored at most
+// ARGV[2], the batch's highest sequence number (sequence numbers are unique,
+// and the batch was the lowest ones). With ARGV[3] = "1" it also releases the
+// lease if owner ARGV[1] still holds it.
+//
+// KEYS: pending set, lease. ARGV: owner, highest sequence, release.
+var ackScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if ARGV[3] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+`)
+
+// coalescer turns the pending ids of the worker's caches into cache:warm jobs.
+type coalescer struct {
+	rdb      redis.UniversalClient
+	keys     keys.Keys
+	caches   []string
+	interval time.Duration
+	maxSize  int
+	owner    string
+	enqueue  func(ctx context.Context, a *tasks.WarmArgs) error
+	logger   *slog.Logger
 }
 
-// aggregateWarms merges the single-id warms of one group into one cache:warm
-// task with the ids de-duplicated. A task of the group that is not a valid
-// warm of the group's cache (a producer that put something else in the group)
-// is enqueued again on its own, ungrouped, so that it is run or archived with
-// its own error instead of being lost.
-func (w *Worker) aggregateWarms(group string, ts []*asynq.Task) *asynq.Task {
-	cache, shard := groupCache(group)
-	ids := make([]string, 0, len(ts))
-	var others []*asynq.Task
-	for _, t := range ts {
-		a, ok := decodeWarm(t)
-		if !ok || (a.Cache != cache && a.Cache != shard) {
-			others = append(others, t)
-			continue
-		}
-		cache = a.Cache
-		ids = append(ids, a.IDs...)
+// registerCoalescer adds the coalescer as a part of the worker; called once
+// the warming family is registered.
+func (w *Worker) registerCoalescer() error {
+	owner := make([]byte, 8)
+	if _, err := rand.Read(owner); err != nil {
+		return fmt.Errorf("worker: coalescer lease owner: %w", err)
 	}
-	ids = cachespec.Dedupe(ids)
-	var merged *asynq.Task
-	if len(ids) > 0 {
-		var err error
-		merged, err = tasks.NewTask(&tasks.WarmArgs{Cache: cache, IDs: ids})
+	client := tasks.NewClientFromRedis(w.deps.Redis)
+	queue := tasks.Queue(w.cfg.Warm.CoalesceQueue)
+	c := &coalescer{
+		rdb:      w.deps.Redis,
+		keys:     w.keys,
+		caches:   w.warm.names,
+		interval: w.cfg.Warm.CoalesceInterval,
+		maxSize:  w.cfg.Warm.CoalesceMaxSize,
+		owner:    hex.EncodeToString(owner),
+		enqueue: func(ctx context.Context, a *tasks.WarmArgs) error {
+			_, err := client.Enqueue(ctx, a, queue)
+			return err
+		},
+		logger: w.logger,
+	}
+	w.coalesce = c
+	w.addRunner("warm coalescer", c.run)
+	return nil
+}
+
+// run drains every cache every interval until ctx ends. The worker runs the
+// first pass itself before its servers start (see Worker.Run).
+func (c *coalescer) run(ctx context.Context) error {
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			c.drainAll(ctx)
+		}
+	}
+}
+
+// drainAll drains each cache once; a failure is logged and left for the
+// next pass (the ids stay pending).
+func (c *coalescer) drainAll(ctx context.Context) {
+	for _, cache := range c.caches {
+		if _, err := c.drain(ctx, cache); err != nil && ctx.Err() == nil {
+			c.logger.LogAttrs(ctx, slog.LevelWarn, "coalesced warms: will try again",
+				slog.String("cache", cache), slog.String("error", err.Error()))
+		}
+	}
+}
+
+// drain enqueues the pending ids of cache, a batch at a time, until none is
+// left, another worker holds the lease, or maxBatchesPerDrain batches went.
+// It returns how many ids it enqueued.
+func (c *coalescer) drain(ctx context.Context, cache string) (int, error) {
+	k := []string{c.keys.WarmPending(cache), c.keys.WarmDrain(cache)}
+	total := 0
+	for range maxBatchesPerDrain {
+		vals, err := takeScript.Run(ctx, c.rdb, k, c.owner, coalesceLease.Milliseconds(), c.maxSize).StringSlice()
+		if errors.Is(err, redis.Nil) {
+			return total, nil // another worker drains this cache
+		}
 		if err != nil {
-			w.logger.Error("coalesce warms: build merged task", slog.String("group", group), slog.String("error", err.Error()))
-			merged = nil
+			return total, fmt.Errorf("take pending ids: %w", err)
+		}
+		if len(vals) < 2 {
+			return total, nil
+		}
+		ids := make(tasks.IDs, 0, len(vals)/2)
+		for i := 0; i+1 < len(vals); i += 2 {
+			if strings.TrimSpace(vals[i]) != "" { // WarmCache never adds one; another writer might
+				ids = append(ids, vals[i])
+			}
+		}
+		if len(ids) > 0 {
+			if err := c.enqueue(ctx, &tasks.WarmArgs{Cache: cache, IDs: ids}); err != nil {
+				return total, fmt.Errorf("enqueue %d coalesced ids: %w", len(ids), err)
+			}
+		}
+		last := vals[len(vals)-1]
+		done := len(vals)/2 < c.maxSize
+		release := "0"
+		if done {
+			release = "1"
+		}
+		if err := ackScript.Run(ctx, c.rdb, k, c.owner, last, release).Err(); err != nil {
+			return total, fmt.Errorf("acknowledge %d enqueued ids: %w", len(ids), err)
+		}
+		total += len(ids)
+		c.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms enqueued", slog.String("cache", cache), slog.Int("ids", len(ids)))
+		if done {
+			return total, nil
 		}
 	}
-	if merged == nil && len(others) > 0 {
-		merged, others = ungrouped(others[0]), others[1:]
-	}
-	for _, t := range others {
-		w.forwardTask(t, group)
-	}
-	if merged == nil {
-		// Nothing valid at all: hand back the first task so asynq archives it
-		// through the adapter with its own error.
-		return ungrouped(ts[0])
-	}
-	w.logger.Debug("coalesced warms", slog.String("group", group), slog.Int("tasks", len(ts)), slog.Int("ids", len(ids)))
-	return merged
-}
-
-// decodeWarm reads a grouped warm. The aggregator reads thousands per batch,
-// so a payload exactly as WarmCache writes it ({"cache":"user","ids":["42"]},
-// checked by encoding it back) takes a plain unmarshal; anything else goes
-// through the strict decoder (unknown fields rejected).
-func decodeWarm(t *asynq.Task) (tasks.WarmArgs, bool) {
-	var a tasks.WarmArgs
-	if t.Type() != tasks.KindWarm {
-		return a, false
-	}
-	var fast struct {
-		Cache string   `json:"cache"`
-		IDs   []string `json:"ids"`
-	}
-	if json.Unmarshal(t.Payload(), &fast) == nil {
-		a = tasks.WarmArgs{Cache: fast.Cache, IDs: fast.IDs}
-		if again, err := json.Marshal(a); err == nil && bytes.Equal(again, t.Payload()) && a.Validate() == nil {
-			return a, true
-		}
-	}
-	a = tasks.WarmArgs{}
-	if tasks.DecodeInto(tasks.KindWarm, t.Payload(), &a) != nil {
-		return a, false
-	}
-	return a, true
-}
-
-// groupCache returns the cache a group name stands for: "cache:user" is
-// user, and "cache:user#2" (a shard, see tasks.WarmGroupFor) is user, or the
-// cache literally named "user#2" (second result) if one is.
-func groupCache(group string) (string, string) {
-	rest, _ := strings.CutPrefix(group, tasks.WarmGroupPrefix)
-	if i := strings.LastIndexByte(rest, '#'); i > 0 {
-		if _, err := strconv.Atoi(rest[i+1:]); err == nil {
-			return rest[:i], rest
-		}
-	}
-	return rest, rest
-}
-
-// ungrouped rebuilds t with its kind's defaults (queue, retries, timeout).
-func ungrouped(t *asynq.Task) *asynq.Task {
-	if info, ok := tasks.Lookup(t.Type()); ok {
-		return asynq.NewTask(t.Type(), t.Payload(), asynq.Queue(info.Queue), asynq.MaxRetry(info.MaxRetry), asynq.Timeout(info.Timeout))
-	}
-	return asynq.NewTask(t.Type(), t.Payload())
-}
-
-func (w *Worker) forwardTask(t *asynq.Task, group string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := w.warm.forward.EnqueueContext(ctx, ungrouped(t)); err != nil {
-		w.logger.Error("coalesce warms: re-enqueue a task that does not belong in the group",
-			slog.String("group", group), slog.String("kind", t.Type()), slog.String("error", err.Error()))
-	}
+	return total, nil
 }

@@ -3,15 +3,14 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -32,8 +31,7 @@ INSERT INTO reads VALUES (i, pg_backend_pid()::text || '@' || statement_timestam
 		cs := c.Caches["user"]
 		cs.ByIDs = "SELECT id, email, full_name AS name FROM users WHERE id IN (?) AND note_read(id)"
 		c.Caches["user"] = cs
-		c.Warm.CoalesceGracePeriod = time.Second
-		c.Warm.CoalesceMaxDelay = 2 * time.Second
+		c.Warm.CoalesceInterval = time.Second
 		c.Warm.CoalesceMaxSize = 1000
 	}
 }
@@ -49,13 +47,16 @@ SELECT i, 'u' || i || '@x', 'User ' || i, 1 FROM generate_series(1, $1) AS i`, n
 	}
 	b := warmSetup(t, db, false, countedReads(t, db))
 	ctx := context.Background()
-	// A burst of single-id warms, each id asked three times.
+	// A burst of single-id warms before any worker runs, each id asked three times.
 	for round := 0; round < 3; round++ {
 		for i := 1; i <= n; i++ {
-			if _, err := b.client.WarmCache(ctx, "user", i); err != nil {
+			if err := b.client.WarmCache(ctx, "user", i); err != nil {
 				t.Fatal(err)
 			}
 		}
+	}
+	if qi, err := b.inspect.GetQueueInfo(tasks.QueueDefault); err == nil && qi.Size > 0 {
+		t.Fatalf("WarmCache enqueued %d jobs; it should only add ids to the pending set", qi.Size)
 	}
 	b.start(t)
 	waitFor(t, 15*time.Second, func() bool {
@@ -67,42 +68,42 @@ SELECT i, 'u' || i || '@x', 'User ' || i, 1 FROM generate_series(1, $1) AS i`, n
 	if err := db.QueryRow("SELECT count(*), count(DISTINCT id), count(DISTINCT query) FROM reads").Scan(&reads, &distinctIDs, &queries); err != nil {
 		t.Fatal(err)
 	}
-	// One batch per group: the cache's warms are spread over
-	// tasks.WarmGroupShards groups by id, so repeats of an id meet.
-	if reads != n || distinctIDs != n || queries > tasks.WarmGroupShards {
-		t.Fatalf("300 single-id warms of %d ids: %d rows read (%d distinct) in %d queries; want each id read once, in at most %d queries",
-			n, reads, distinctIDs, queries, tasks.WarmGroupShards)
+	if reads != n || distinctIDs != n || queries != 1 {
+		t.Fatalf("300 single-id warms of %d ids: %d rows read (%d distinct) in %d queries; want each id read once, in one query",
+			n, reads, distinctIDs, queries)
 	}
-	firstBatches := processed(t, b, tasks.KindWarm)
-	if firstBatches > tasks.WarmGroupShards || int(firstBatches) != queries {
-		t.Fatalf("%v cache:warm tasks ran for %d queries, want one batch per group (at most %d)", firstBatches, queries, tasks.WarmGroupShards)
+	if got := processed(t, b, tasks.KindWarm); got != 1 {
+		t.Fatalf("%v cache:warm jobs ran, want one coalesced job", got)
+	}
+	if p := b.redis.Client.ZCard(ctx, keys.Default().WarmPending("user")).Val(); p != 0 {
+		t.Fatalf("%d ids still pending after their job ran", p)
 	}
 
-	// A burst while the worker runs: few batches, each id read at most once per batch.
+	// A burst while the worker runs: it may straddle one pass of the
+	// coalescer (every second here), so at most two jobs and two reads an id.
 	if _, err := db.Exec("DELETE FROM reads"); err != nil {
 		t.Fatal(err)
 	}
 	for round := 0; round < 4; round++ {
 		for i := 1; i <= 50; i++ {
-			if _, err := b.client.WarmCache(ctx, "user", i); err != nil {
+			if err := b.client.WarmCache(ctx, "user", i); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	waitFor(t, 15*time.Second, func() bool {
-		qi, err := b.inspect.GetQueueInfo(tasks.QueueDefault)
 		var r int
 		_ = db.QueryRow("SELECT count(DISTINCT id) FROM reads").Scan(&r)
-		return err == nil && r == 50 && qi.Pending+qi.Active+qi.Aggregating == 0
+		return r == 50 && b.redis.Client.ZCard(ctx, keys.Default().WarmPending("user")).Val() == 0
 	})
-	batches := processed(t, b, tasks.KindWarm) - firstBatches
+	waitIdle(t, b.inspect, tasks.QueueDefault)
+	batches := processed(t, b, tasks.KindWarm) - 1
 	if err := db.QueryRow("SELECT count(*), count(DISTINCT query) FROM reads").Scan(&reads, &queries); err != nil {
 		t.Fatal(err)
 	}
-	// A burst may straddle an aggregation check: at most two batches per group.
-	if batches > 2*tasks.WarmGroupShards || reads > 2*50 || queries != int(batches) {
-		t.Fatalf("200 warms while running: %v batches, %d rows read in %d queries; want at most %d batches, each id read at most twice",
-			batches, reads, queries, 2*tasks.WarmGroupShards)
+	if batches > 2 || reads > 2*50 || queries != int(batches) {
+		t.Fatalf("200 warms while running: %v jobs, %d rows read in %d queries; want at most 2 jobs, each id read at most twice",
+			batches, reads, queries)
 	}
 }
 
@@ -121,33 +122,4 @@ func countKeys(t *testing.T, b *warmBundle, pattern string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-func TestAggregatorSendsForeignTasksBackAlone(t *testing.T) {
-	t.Parallel()
-	db := testenv.SQLite(t)
-	usersTable(t, db)
-	insertUser(t, db, 1, "a@x", "Ann")
-	b := warmSetup(t, db, false, nil)
-	ctx := context.Background()
-	if _, err := b.client.WarmCache(ctx, "user", 1); err != nil {
-		t.Fatal(err)
-	}
-	// A producer that put a malformed warm into the group by hand.
-	raw := asynq.NewClientFromRedisClient(b.redis.Client)
-	_, err := raw.EnqueueContext(ctx, asynq.NewTask(tasks.KindWarm, []byte(`{"cache":"user","idz":[1]}`)),
-		asynq.Queue(tasks.QueueDefault), asynq.Group(tasks.WarmGroup("user")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.start(t)
-	waitFor(t, 15*time.Second, func() bool { return b.redis.Client.Exists(ctx, "user:1").Val() == 1 })
-	waitFor(t, 15*time.Second, func() bool {
-		archived, err := b.inspect.ListArchivedTasks(tasks.QueueDefault)
-		return err == nil && len(archived) == 1
-	})
-	archived, _ := b.inspect.ListArchivedTasks(tasks.QueueDefault)
-	if got := archived[0].LastErr; !strings.Contains(got, `"idz"`) {
-		t.Fatalf("archived with %q, want the unknown field named", got)
-	}
 }

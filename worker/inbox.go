@@ -18,10 +18,8 @@ func (w *Worker) registerInbox() error {
 	if w.cfg.Inbox.Disabled {
 		return nil
 	}
-	client := w.deps.Client
-	if client == nil {
-		client = tasks.NewClientFromRedis(w.deps.Redis)
-	}
+	// The bridge's own client: its WarmCache must use this worker's prefix.
+	client := tasks.NewClientFromRedis(w.deps.Redis, tasks.WithKeyPrefix(w.cfg.KeyPrefix))
 	queues := make([]string, 0, len(w.cfg.Worker.Queues))
 	for q := range w.cfg.Worker.Queues {
 		queues = append(queues, q)
@@ -57,12 +55,12 @@ func (w *Worker) registerInbox() error {
 	return nil
 }
 
-// inboxCounter counts inbox entries by outcome (enqueued, duplicate,
-// dead_lettered, recovered), registered with reg when it is not nil.
+// inboxCounter counts inbox entries by outcome (enqueued, coalesced,
+// duplicate, dead_lettered, recovered), registered with reg when it is not nil.
 func inboxCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "cachekeeper", Name: "inbox_entries_total",
-		Help: "Inbox entries handled by the bridge, by outcome (enqueued, duplicate, dead_lettered, recovered).",
+		Help: "Inbox entries handled by the bridge, by outcome (enqueued, coalesced, duplicate, dead_lettered, recovered).",
 	}, []string{"outcome"})
 	if reg == nil {
 		return c, nil

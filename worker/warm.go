@@ -28,8 +28,6 @@ type warmer struct {
 	specs map[string]*cachespec.Spec
 	names []string
 	fence *fence.Fencer
-	// forward enqueues tasks the coalescing aggregator could not merge.
-	forward *asynq.Client
 }
 
 // newWarmer compiles the configured cache specs and checks each against the
@@ -59,7 +57,6 @@ func (w *Worker) newWarmer() (*warmer, error) {
 	if wm.fence, err = fence.New(w.deps.Redis, w.keys, w.cfg.Fence.TTL); err != nil {
 		return nil, err
 	}
-	wm.forward = asynq.NewClientFromRedisClient(w.deps.Redis)
 	return wm, nil
 }
 
@@ -76,7 +73,7 @@ func (w *Worker) registerWarm() error {
 	Handle(w.mux, w.handleWarm)
 	Handle(w.mux, w.handleWarmAll)
 	w.kinds = append(w.kinds, tasks.KindWarm, tasks.KindWarmAll)
-	return nil
+	return w.registerCoalescer()
 }
 
 func (wm *warmer) spec(name string) (*cachespec.Spec, error) {

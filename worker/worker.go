@@ -47,6 +47,8 @@ type Worker struct {
 
 	// warm is the cache warming family's state; nil when no cache is declared.
 	warm *warmer
+	// coalesce turns WarmCache's pending ids into jobs; nil without caches.
+	coalesce *coalescer
 
 	// extra are long-running parts started and stopped with the servers.
 	extra   []namedRunner
@@ -139,7 +141,6 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 		Logger:            asynqLogger{w.logger},
 		LogLevel:          asynqLevel(w.logger),
 	}
-	w.groupConfig(&c) // coalescing of single-id warms (coalesce.go)
 	return c
 }
 
@@ -148,6 +149,11 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 // within the shutdown timeout.
 func (w *Worker) Run(ctx context.Context) error {
 	wc := w.cfg.Worker
+	if w.coalesce != nil {
+		// Ids left pending while no worker ran become jobs before the servers'
+		// first poll, which would otherwise find nothing and sleep a second.
+		w.coalesce.drainAll(ctx)
+	}
 	w.mu.Lock()
 	for i := 0; i < wc.Servers; i++ {
 		// Spread concurrency: the first servers take the remainder.

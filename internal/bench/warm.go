@@ -111,8 +111,9 @@ func (o WarmOptions) withDefaults() (WarmOptions, error) {
 //     written with plain pipelined DEL+HSET+EXPIRE, no fence, no task, the
 //     read of the next page overlapping the write of the current one.
 //
-// Enqueue rates are in extra; processing is timed from the worker's start
-// (per-key, coalesced) or from the enqueue (warm_all) to the last key written.
+// Enqueue rates are in extra; processing is timed from the call that starts
+// the worker (per-key, coalesced: the backlog is there before) or from the
+// enqueue (warm_all) to the last key written.
 func Warm(ctx context.Context, opts WarmOptions) ([]Result, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -168,7 +169,7 @@ func Warm(ctx context.Context, opts WarmOptions) ([]Result, error) {
 		"servers": o.Servers, "concurrency": o.Concurrency}
 	rCoal := NewResult("warm_coalesced", "warm_per_key", coal, perKey)
 	rCoal.Extra = map[string]any{"keys": o.Rows, "enqueue_per_s": round(coalEnq), "batches": batches,
-		"coalesce_max_size": o.CoalesceMaxSize, "grace_period": e.cfg.Warm.CoalesceGracePeriod.String(), "database": e.kind}
+		"coalesce_max_size": o.CoalesceMaxSize, "coalesce_interval": e.cfg.Warm.CoalesceInterval.String(), "database": e.kind}
 	rAll := NewResult("warm_all", "warm_per_key", all, perKey)
 	rAll.CeilingPerS = round(ceil)
 	rAll.Extra = map[string]any{"rows": o.Rows, "page_size": e.cfg.Warm.PageSize, "rounds": o.Rounds,
@@ -235,7 +236,7 @@ func newWarmEnv(ctx context.Context, o WarmOptions) (*warmEnv, error) {
 	kind, _ := o.Database.DriverName()
 	prefix := newPrefix() // "ckbench-1a2b3c4d-"
 	e := &warmEnv{o: o, rdb: rdb, db: db, kind: kind, prefix: prefix, keyPfx: prefix + "user:",
-		client: tasks.NewClientFromRedis(rdb), insp: asynq.NewInspectorFromRedisClient(rdb)}
+		client: tasks.NewClientFromRedis(rdb, tasks.WithKeyPrefix(prefix)), insp: asynq.NewInspectorFromRedisClient(rdb)}
 	ident := strings.ReplaceAll(strings.TrimSuffix(prefix, "-"), "-", "_")
 	if kind == "postgres" {
 		e.schema = ident
@@ -264,6 +265,7 @@ func newWarmEnv(ctx context.Context, o WarmOptions) (*warmEnv, error) {
 		cfg.Worker.FastLane.Queue = prefix + cfg.Worker.FastLane.Queue
 	}
 	cfg.Warm.CoalesceMaxSize = o.CoalesceMaxSize
+	cfg.Warm.CoalesceQueue = prefix + cfg.Warm.CoalesceQueue
 	cfg.Caches = map[string]config.CacheSpec{"user": {
 		Key:   e.keyPfx + "{id}",
 		TTL:   time.Hour,
@@ -365,15 +367,19 @@ func deleteByPrefix(ctx context.Context, rdb redis.UniversalClient, prefix strin
 }
 
 // startWarmWorker starts a worker with the run's cache and returns a
-// function reading its written-keys counter, and one stopping it.
-func (e *warmEnv) startWarmWorker(ctx context.Context) (written func() float64, stop func() error, err error) {
+// function reading its written-keys counter, one stopping it, and when it
+// was started: the time a scenario that drains a backlog counts from (it
+// includes the worker's start-up, during which coalesced ids are already
+// turned into jobs).
+func (e *warmEnv) startWarmWorker(ctx context.Context) (written func() float64, stop func() error, started time.Time, err error) {
 	reg := prometheus.NewRegistry()
 	w, err := worker.New(e.cfg, worker.Deps{Redis: e.rdb, DB: e.db, Client: e.client, Registry: reg}, e.o.WorkerLogger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, time.Time{}, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	started = time.Now()
 	go func() { done <- w.Run(wctx) }()
 	stop = func() error { cancel(); return <-done }
 	deadline := time.Now().Add(10 * time.Second)
@@ -384,12 +390,12 @@ func (e *warmEnv) startWarmWorker(ctx context.Context) (written func() float64, 
 			if err == nil {
 				err = errors.New("worker stopped at start")
 			}
-			return nil, nil, err
+			return nil, nil, time.Time{}, err
 		case <-time.After(time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			_ = stop()
-			return nil, nil, errors.New("cachekeeper's worker did not start within 10s")
+			return nil, nil, time.Time{}, errors.New("cachekeeper's worker did not start within 10s")
 		}
 	}
 	counter := w.Metrics().Keys
@@ -400,7 +406,7 @@ func (e *warmEnv) startWarmWorker(ctx context.Context) (written func() float64, 
 		}
 		return total
 	}
-	return written, stop, nil
+	return written, stop, started, nil
 }
 
 // waitWritten polls until the worker wrote n keys and returns when it did.
@@ -459,11 +465,10 @@ func (e *warmEnv) runPerKey(ctx context.Context) (rate, enq float64, err error) 
 	if err != nil {
 		return 0, 0, err
 	}
-	written, stop, err := e.startWarmWorker(ctx)
+	written, stop, start, err := e.startWarmWorker(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	start := time.Now()
 	end, err := waitWritten(ctx, written, n, 30*time.Second+time.Duration(n)*2*time.Millisecond)
 	if serr := stop(); err == nil {
 		err = serr
@@ -479,10 +484,8 @@ func (e *warmEnv) runCoalesced(ctx context.Context) (rate, enq float64, batches 
 		return 0, 0, 0, err
 	}
 	n := e.o.Rows
-	queue := tasks.Queue(e.queueOf[tasks.QueueDefault])
 	enq, err = enqueueAll(ctx, n, func(ctx context.Context, i int) error {
-		_, err := e.client.WarmCache(ctx, "user", i, queue)
-		return err
+		return e.client.WarmCache(ctx, "user", i)
 	})
 	if err != nil {
 		return 0, 0, 0, err
@@ -491,11 +494,10 @@ func (e *warmEnv) runCoalesced(ctx context.Context) (rate, enq float64, batches 
 	if qi, err := e.insp.GetQueueInfo(e.queueOf[tasks.QueueDefault]); err == nil {
 		before = qi.ProcessedTotal
 	}
-	written, stop, err := e.startWarmWorker(ctx)
+	written, stop, start, err := e.startWarmWorker(ctx)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	start := time.Now()
 	end, err := waitWritten(ctx, written, n, 60*time.Second+time.Duration(n)*time.Millisecond)
 	if serr := stop(); err == nil {
 		err = serr
@@ -514,7 +516,7 @@ func (e *warmEnv) runWarmAll(ctx context.Context) (float64, error) {
 	if err := deleteByPrefix(ctx, e.rdb, e.keyPfx); err != nil {
 		return 0, err
 	}
-	written, stop, err := e.startWarmWorker(ctx)
+	written, stop, _, err := e.startWarmWorker(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -52,14 +53,12 @@ func DemoCaches() map[string]CacheSpec {
 
 // WarmConfig tunes warming.
 //
-// Coalescing uses asynq's group aggregation: single-id warms of one cache
-// wait in the group "cache:<name>", and every asynq server of the worker
-// checks its groups once per CoalesceGracePeriod (at most every 7s). A check
-// turns up to CoalesceMaxSize waiting warms into one batched task when the
-// group holds at least CoalesceMaxSize, or its newest warm is older than the
-// grace period, or its oldest is older than CoalesceMaxDelay (asynq compares
-// these in whole seconds). One check makes at most one batch per group, so a
-// worker coalesces at most servers x CoalesceMaxSize ids per grace period.
+// Coalescing: tasks.Client.WarmCache (and cache:warm entries without options
+// from the inbox) add ids to the cache's pending set in Redis instead of
+// enqueueing a job each. Every CoalesceInterval the worker takes the pending
+// ids of each of its caches, oldest request first, and enqueues them on
+// CoalesceQueue as cache:warm jobs of up to CoalesceMaxSize ids, until the
+// set is empty. An id asked for many times meanwhile is read once.
 type WarmConfig struct {
 	// ChunkSize is how many ids one SQL query and one Redis pipeline carry.
 	ChunkSize int `yaml:"chunk_size"`
@@ -67,20 +66,22 @@ type WarmConfig struct {
 	PageSize int `yaml:"page_size"`
 	// MaxKeysPerSecond caps warm_all writes (0: no cap).
 	MaxKeysPerSecond int `yaml:"max_keys_per_second"`
-	// CoalesceGracePeriod is how long single-id warms wait for company.
-	CoalesceGracePeriod time.Duration `yaml:"coalesce_grace_period"`
-	// CoalesceMaxDelay bounds how long a single-id warm may wait in total.
-	CoalesceMaxDelay time.Duration `yaml:"coalesce_max_delay"`
-	// CoalesceMaxSize flushes a batch once it holds this many warms.
+	// CoalesceInterval is how often the worker takes the pending ids: the
+	// longest a WarmCache call waits for company before its job is enqueued.
+	// An idle worker costs Redis one command per cache per interval for it.
+	CoalesceInterval time.Duration `yaml:"coalesce_interval"`
+	// CoalesceMaxSize is the most ids one coalesced cache:warm job carries.
 	CoalesceMaxSize int `yaml:"coalesce_max_size"`
+	// CoalesceQueue is the queue of coalesced jobs; one of worker.queues.
+	CoalesceQueue string `yaml:"coalesce_queue"`
 }
 
 func (w *WarmConfig) setDefaults() {
 	w.ChunkSize = 500
 	w.PageSize = 2000
-	w.CoalesceGracePeriod = time.Second
-	w.CoalesceMaxDelay = 5 * time.Second
+	w.CoalesceInterval = 500 * time.Millisecond
 	w.CoalesceMaxSize = 5000
+	w.CoalesceQueue = "default"
 }
 
 func (w *WarmConfig) validate() error {
@@ -93,14 +94,26 @@ func (w *WarmConfig) validate() error {
 	if w.MaxKeysPerSecond < 0 {
 		return fmt.Errorf("warm.max_keys_per_second must be 0 (no cap) or positive, got %d", w.MaxKeysPerSecond)
 	}
-	if w.CoalesceGracePeriod < time.Second {
-		return fmt.Errorf("warm.coalesce_grace_period must be at least 1s (asynq's minimum), got %s", w.CoalesceGracePeriod)
+	if w.CoalesceInterval < 10*time.Millisecond || w.CoalesceInterval > time.Minute {
+		return fmt.Errorf("warm.coalesce_interval must be between 10ms and 1m, got %s", w.CoalesceInterval)
 	}
-	if w.CoalesceMaxDelay < w.CoalesceGracePeriod {
-		return fmt.Errorf("warm.coalesce_max_delay (%s) must be at least warm.coalesce_grace_period (%s)", w.CoalesceMaxDelay, w.CoalesceGracePeriod)
+	if w.CoalesceMaxSize < 1 || w.CoalesceMaxSize > 100000 {
+		return fmt.Errorf("warm.coalesce_max_size must be between 1 and 100000, got %d", w.CoalesceMaxSize)
 	}
-	if w.CoalesceMaxSize < 1 {
-		return fmt.Errorf("warm.coalesce_max_size must be at least 1, got %d", w.CoalesceMaxSize)
+	if w.CoalesceQueue == "" {
+		return errors.New("warm.coalesce_queue must name a queue (default \"default\")")
+	}
+	return nil
+}
+
+// validateCoalesceQueue checks that the worker serves the queue coalesced
+// warms go to, when it warms caches at all.
+func (c *Config) validateCoalesceQueue() error {
+	if len(c.Caches) == 0 {
+		return nil
+	}
+	if _, ok := c.Worker.Queues[c.Warm.CoalesceQueue]; !ok {
+		return fmt.Errorf("warm.coalesce_queue %q is not one of worker.queues (%s): add it there or pick one of them", c.Warm.CoalesceQueue, queueNames(c.Worker.Queues))
 	}
 	return nil
 }

@@ -186,6 +186,7 @@ func (c *Config) Validate() error {
 		c.Warm.validate,
 		c.Fence.validate,
 		c.validateCaches,
+		c.validateCoalesceQueue,
 		c.Events.validate,
 		c.Inbox.validate,
 		c.Sessions.validate,

@@ -136,12 +136,7 @@ func (f *FastLaneConfig) validate(queues map[string]int) error {
 		return nil
 	}
 	if _, ok := queues[f.Queue]; !ok {
-		names := make([]string, 0, len(queues))
-		for q := range queues {
-			names = append(names, q)
-		}
-		sort.Strings(names)
-		return fmt.Errorf("worker.fast_lane.queue %q is not one of worker.queues (%s): add it there, or set worker.fast_lane.queue to \"\" to turn the fast lane off", f.Queue, strings.Join(names, ", "))
+		return fmt.Errorf("worker.fast_lane.queue %q is not one of worker.queues (%s): add it there, or set worker.fast_lane.queue to \"\" to turn the fast lane off", f.Queue, queueNames(queues))
 	}
 	if f.Concurrency < 1 {
 		return fmt.Errorf("worker.fast_lane.concurrency must be at least 1, got %d", f.Concurrency)
@@ -156,4 +151,14 @@ func (f *FastLaneConfig) validate(queues map[string]int) error {
 		return fmt.Errorf("worker.fast_lane.task_check_interval must be at least 1ms, got %s", f.TaskCheckInterval)
 	}
 	return nil
+}
+
+// queueNames lists the queues of a worker.queues map, sorted, for messages.
+func queueNames(queues map[string]int) string {
+	names := make([]string, 0, len(queues))
+	for q := range queues {
+		names = append(names, q)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }

@@ -32,7 +32,7 @@ func TestDemoStepsOnEmbeddedServices(t *testing.T) {
 				return devmode.DemoWarm(ctx, env.Client, env.Redis, env.Out)
 			},
 			want: []string{
-				"by one batched cache:warm",
+				"by a coalesced cache:warm",
 				"user:1 = map[email:user1@example.com id:1 name:Demo User 1]",
 				`"deleted":1`,
 				"user:9999 (no such row) exists: 0",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
 	"github.com/hibiken/asynq"
@@ -15,7 +16,7 @@ import (
 )
 
 // DemoWarm shows cache warming on the demo's users table, narrating on out:
-// twenty single-id warms of ten users coalesced into one batch, a batched
+// twenty single-id warms of ten users coalesced into a batch, a batched
 // warm in which one id has no row (its stale key is deleted), and a
 // whole-table warm_all with its progress report. It expects a running worker
 // with config.DemoCaches() over the demo database.
@@ -23,15 +24,16 @@ func DemoWarm(ctx context.Context, client *tasks.Client, rdb redis.UniversalClie
 	say := func(format string, a ...any) { fmt.Fprintf(out, "[warm] "+format+"\n", a...) }
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 
-	// 1. Coalescing: single-id warms wait in the group cache:user and run as one batch.
+	// 1. Coalescing: single-id warms wait in the cache's pending set and run as one batch.
 	for range 2 {
 		for id := 1; id <= 10; id++ {
-			if _, err := client.WarmCache(ctx, "user", id); err != nil {
+			if err := client.WarmCache(ctx, "user", id); err != nil {
 				return err
 			}
 		}
 	}
-	say("enqueued 20 single-id warms (users 1-10, each twice) with client.WarmCache; they wait in groups %s#0..%d", tasks.WarmGroup("user"), tasks.WarmGroupShards-1)
+	say("asked 20 times for single-id warms (users 1-10, each twice) with client.WarmCache: one ZADD each, no job; the ids wait in %s",
+		keys.Default().WarmPending("user"))
 	start := time.Now()
 	want := make([]string, 10)
 	for i := range want {
@@ -40,7 +42,7 @@ func DemoWarm(ctx context.Context, client *tasks.Client, rdb redis.UniversalClie
 	if err := waitCached(ctx, rdb, want...); err != nil {
 		return err
 	}
-	say("users 1-10 cached %s later by one batched cache:warm (each id read once); user:1 = %v",
+	say("users 1-10 cached %s later by a coalesced cache:warm (each id read once per job); user:1 = %v",
 		time.Since(start).Round(100*time.Millisecond), rdb.HGetAll(ctx, "user:1").Val())
 
 	// 2. A batch in which one id has no row: its (stale) key is deleted.

@@ -152,7 +152,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis at %s: %w", config.RedactURL(redisURL), err)
 	}
-	client := tasks.NewClientFromRedis(rdb)
+	client := tasks.NewClientFromRedis(rdb, tasks.WithKeyPrefix(cfg.KeyPrefix))
 	w, err := worker.New(cfg, worker.Deps{Redis: rdb, DB: db, Client: client}, opts.Logger)
 	if err != nil {
 		return err

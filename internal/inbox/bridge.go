@@ -54,11 +54,14 @@ const (
 	OutcomeDuplicate    = "duplicate"
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeRecovered    = "recovered"
+	// OutcomeCoalesced: a warm added to its cache's pending ids.
+	OutcomeCoalesced = "coalesced"
 )
 
 // Enqueuer is what the bridge needs of *tasks.Client.
 type Enqueuer interface {
 	Enqueue(ctx context.Context, p tasks.Payload, opts ...tasks.Option) (*asynq.TaskInfo, error)
+	WarmCache(ctx context.Context, cache string, ids ...any) error
 }
 
 // Config configures a Bridge.
@@ -242,6 +245,9 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 	if b.cfg.beforeEnqueue != nil {
 		b.cfg.beforeEnqueue()
 	}
+	if job.Coalesce {
+		return b.coalesce(ctx, s, env.Entry, job.Payload.(*tasks.WarmArgs))
+	}
 	taskID := job.TaskID
 	opts := job.Options
 	if taskID == "" {
@@ -270,6 +276,32 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 		attrs = append(attrs, slog.String("queue", info.Queue))
 	}
 	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox entry enqueued", attrs...)
+	return nil
+}
+
+// coalesce adds the ids of a warm entry to its cache's pending ids and then
+// removes the entry (s) from the processing list. Adding is idempotent, so a
+// crash in between only adds the ids again on recovery.
+func (b *Bridge) coalesce(ctx context.Context, s, raw string, w *tasks.WarmArgs) error {
+	ids := make([]any, len(w.IDs))
+	for i, id := range w.IDs {
+		ids[i] = id
+	}
+	err := b.cfg.Enqueuer.WarmCache(ctx, w.Cache, ids...)
+	if errors.Is(err, tasks.ErrInvalidPayload) {
+		return b.deadLetter(ctx, s, raw, err)
+	}
+	if err != nil {
+		return err
+	}
+	if b.cfg.beforeRemove != nil {
+		b.cfg.beforeRemove()
+	}
+	if err := b.cfg.Redis.LRem(ctx, b.processing, 1, s).Err(); err != nil {
+		return fmt.Errorf("inbox: remove coalesced entry from %s: %w", b.processing, err)
+	}
+	b.cfg.OnOutcome(OutcomeCoalesced)
+	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox warm coalesced", slog.String("cache", w.Cache), slog.Int("ids", len(w.IDs)))
 	return nil
 }
 

@@ -126,7 +126,7 @@ func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 		invalidateUser1, // pushed twice on purpose: runs twice
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7", "8"]}, "options": {"queue": "low", "task_id": "warm-7"}}`,
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["7", "8"]}, "options": {"queue": "low", "task_id": "warm-7"}}`, // a duplicate by task id
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [9]}}`,                                                          // coalesced with other single-id warms
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [9]}}`,                                                          // coalesced: added to the pending ids
 		`{"kind": "notify:publish", "args": {"channel": "c", "message": "m"}, "options": {"process_in": "1h"}}`,
 	)
 	waitFor(t, "every entry moved", func() bool {
@@ -134,8 +134,12 @@ func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 			len(b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)) == 2 && len(b.tasksIn(t, tasks.QueueLow, asynq.TaskStatePending)) == 1 &&
 			len(b.tasksIn(t, tasks.QueueDefault, asynq.TaskStateScheduled)) == 1
 	})
-	if agg, err := b.inspect.ListAggregatingTasks(tasks.QueueDefault, tasks.WarmGroupFor("user", "9")); err != nil || len(agg) != 1 {
-		t.Errorf("single-id warm: %d tasks waiting in group %s (err %v), want 1", len(agg), tasks.WarmGroupFor("user", "9"), err)
+	pending := keys.Default().WarmPending("user")
+	if ids, err := b.r.Client.ZRange(context.Background(), pending, 0, -1).Result(); err != nil || len(ids) != 1 || ids[0] != "9" {
+		t.Errorf("warm without options: pending ids %v (err %v) in %s, want [9]", ids, err, pending)
+	}
+	if n := len(b.tasksIn(t, tasks.QueueDefault, asynq.TaskStatePending)); n != 0 {
+		t.Errorf("warm without options became %d pending job(s), want none (coalesced)", n)
 	}
 	crit := b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)
 	for _, ti := range crit {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/hibiken/asynq"
 )
 
 // Entry is one job as a producer pushes it onto the inbox:
@@ -21,9 +20,10 @@ import (
 //
 // kind is a task kind (cache:warm, cache:invalidate, ...), args its payload
 // exactly as the Go client would send it, options optional. Unknown fields
-// are rejected, so that a misspelt name is never silently ignored. A warm of
-// a single id (with no process_in or process_at) is coalesced with other
-// single-id warms of its cache, as tasks.Client.WarmCache does.
+// are rejected, so that a misspelt name is never silently ignored. A
+// cache:warm entry without options (and with at most tasks.MaxWarmCacheIDs
+// ids) is coalesced with the other warms of its cache, as
+// tasks.Client.WarmCache does, instead of becoming a job of its own.
 type Entry struct {
 	Kind    string          `json:"kind"`
 	Args    json.RawMessage `json:"args"`
@@ -57,6 +57,9 @@ type Job struct {
 	Options []tasks.Option
 	// TaskID is the id the producer chose, or "".
 	TaskID string
+	// Coalesce says the job is a warm to add to its cache's pending ids
+	// (tasks.Client.WarmCache) rather than a job of its own.
+	Coalesce bool
 }
 
 // Parse decodes and validates one inbox entry. queues, when not empty, are
@@ -96,10 +99,10 @@ func Parse(raw []byte, queues []string) (Job, error) {
 		}
 		job.TaskID = e.Options.TaskID
 	}
-	// A single-id warm waits for company like tasks.Client.WarmCache's, so
-	// that producers warming one row at a time cost few SQL queries.
-	if w, ok := p.(*tasks.WarmArgs); ok && len(w.IDs) == 1 && (e.Options == nil || e.Options.ProcessIn == nil && e.Options.ProcessAt == nil) {
-		job.Options = append([]tasks.Option{asynq.Group(tasks.WarmGroupFor(w.Cache, w.IDs[0]))}, job.Options...)
+	// A warm without options waits for company like tasks.Client.WarmCache's,
+	// so that producers warming one row at a time cost few SQL queries.
+	if w, ok := p.(*tasks.WarmArgs); ok && e.Options == nil && len(w.IDs) <= tasks.MaxWarmCacheIDs {
+		job.Coalesce = true
 	}
 	return job, nil
 }

@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -81,29 +82,26 @@ func TestParseRejectsWithReason(t *testing.T) {
 	}
 }
 
-func TestParseCoalescesSingleIDWarms(t *testing.T) {
+func TestParseCoalescesWarmsWithoutOptions(t *testing.T) {
 	t.Parallel()
-	group := func(job inbox.Job) string {
-		for _, o := range job.Options {
-			if o.Type() == asynq.GroupOpt {
-				return o.Value().(string)
-			}
-		}
-		return ""
+	many := make([]string, tasks.MaxWarmCacheIDs+1)
+	for i := range many {
+		many[i] = fmt.Sprint(i + 1)
 	}
-	for entry, want := range map[string]string{
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                  tasks.WarmGroupFor("user", "7"),
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:    tasks.WarmGroupFor("user", "7"),
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7, 8]}}`:                               "",
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"process_in": "1m"}}`: "",
-		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7]}}`:                            "",
+	for entry, want := range map[string]bool{
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                  true,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7, 8]}}`:                               true,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:    false,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"process_in": "1m"}}`: false,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["` + strings.Join(many, `","`) + `"]}}`: false,
+		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7]}}`:                            false,
 	} {
 		job, err := inbox.Parse([]byte(entry), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := group(job); got != want {
-			t.Errorf("%s: group %q, want %q", entry, got, want)
+		if job.Coalesce != want {
+			t.Errorf("%.90s: coalesce %v, want %v", entry, job.Coalesce, want)
 		}
 	}
 }

@@ -80,3 +80,20 @@ func TestParseTemplateErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestWarmKeysShareASlot(t *testing.T) {
+	t.Parallel()
+	k := Default()
+	want := "cachekeeper:warm:{user}:pending"
+	if got := k.WarmPending("user"); got != want {
+		t.Errorf("WarmPending = %q, want %q", got, want)
+	}
+	for _, key := range []string{k.WarmPending("user"), k.WarmSeq("user"), k.WarmDrain("user")} {
+		if tag, ok := HashTag(key); !ok || tag != "user" {
+			t.Errorf("%q hashes %q, want the cache name", key, tag)
+		}
+		if !k.Internal(key) {
+			t.Errorf("%q is not recognised as cachekeeper's own key", key)
+		}
+	}
+}

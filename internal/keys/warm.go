@@ -1,0 +1,22 @@
+package keys
+
+// The coalesced warms of one cache live in three keys that share a cluster
+// slot (the cache name is their hash tag), so that one Lua script can touch
+// them together:
+//
+//   - WarmPending, a sorted set of the ids waiting to be warmed, each scored
+//     by the request's sequence number (a re-request moves an id up);
+//   - WarmSeq, the counter those sequence numbers come from;
+//   - WarmDrain, the lease of the worker that is turning the pending ids into
+//     cache:warm tasks, so that a fleet enqueues each id once.
+
+// WarmPending is the sorted set of ids of cache waiting to be warmed.
+func (k Keys) WarmPending(cache string) string { return k.warm(cache) + ":pending" }
+
+// WarmSeq is the request counter of cache's pending warms.
+func (k Keys) WarmSeq(cache string) string { return k.warm(cache) + ":seq" }
+
+// WarmDrain is the lease of the worker draining cache's pending warms.
+func (k Keys) WarmDrain(cache string) string { return k.warm(cache) + ":drain" }
+
+func (k Keys) warm(cache string) string { return k.prefix + "warm:{" + cache + "}" }

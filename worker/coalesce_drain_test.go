@@ -1,0 +1,175 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/testenv"
+	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/redis/go-redis/v9"
+)
+
+// drainHarness is a coalescer on a private Redis whose enqueue records the
+// batches (or fails, or runs a hook first).
+type drainHarness struct {
+	c       *coalescer
+	client  *tasks.Client
+	batches [][]string
+	fail    error
+	hook    func(batch []string)
+}
+
+func newDrainHarness(t *testing.T, r *testenv.Redis, maxSize int) *drainHarness {
+	t.Helper()
+	h := &drainHarness{client: tasks.NewClientFromRedis(r.Client)}
+	h.c = &coalescer{
+		rdb: r.Client, keys: keys.Default(), caches: []string{"user"}, interval: time.Hour, maxSize: maxSize,
+		owner:  fmt.Sprintf("owner-%p", h),
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		enqueue: func(_ context.Context, a *tasks.WarmArgs) error {
+			if h.fail != nil {
+				return h.fail
+			}
+			if h.hook != nil {
+				h.hook(a.IDs)
+			}
+			if a.Cache != "user" {
+				return fmt.Errorf("batch for cache %q", a.Cache)
+			}
+			h.batches = append(h.batches, a.IDs)
+			return nil
+		},
+	}
+	return h
+}
+
+func (h *drainHarness) pending(t *testing.T) []string {
+	t.Helper()
+	ids, err := h.c.rdb.ZRange(context.Background(), h.c.keys.WarmPending("user"), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func (h *drainHarness) warm(t *testing.T, ids ...any) {
+	t.Helper()
+	if err := h.client.WarmCache(context.Background(), "user", ids...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDrainBatchesInRequestOrderAndEmptiesTheSet(t *testing.T) {
+	t.Parallel()
+	h := newDrainHarness(t, testenv.NewRedis(t), 2)
+	h.warm(t, 5, 3)
+	h.warm(t, 9)
+	h.warm(t, 3) // asked again: moves behind 9, read once
+	h.warm(t, 1)
+	n, err := h.c.drain(context.Background(), "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"5", "9"}, {"3", "1"}}
+	if n != 4 || !slices.EqualFunc(h.batches, want, slices.Equal) {
+		t.Fatalf("drained %d ids as %v, want %v", n, h.batches, want)
+	}
+	if p := h.pending(t); len(p) != 0 {
+		t.Fatalf("still pending after the drain: %v", p)
+	}
+	if ex := h.c.rdb.Exists(context.Background(), h.c.keys.WarmDrain("user")).Val(); ex != 0 {
+		t.Fatal("the lease outlived a drain that emptied the set")
+	}
+}
+
+// An id asked for again after the coalescer read it (while its batch is being
+// enqueued) must not be acknowledged with that batch: the batch's database
+// read may have begun before the request that asked again.
+func TestDrainKeepsAnIDAskedForAgainMeanwhile(t *testing.T) {
+	t.Parallel()
+	h := newDrainHarness(t, testenv.NewRedis(t), 100)
+	h.warm(t, 1, 2, 3)
+	h.hook = func([]string) {
+		h.hook = nil
+		h.warm(t, 2, 4)
+	}
+	if _, err := h.c.drain(context.Background(), "user"); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.pending(t); !slices.Equal(p, []string{"2", "4"}) {
+		t.Fatalf("pending after the first drain: %v, want [2 4] (asked again or new while the batch was enqueued)", p)
+	}
+	if _, err := h.c.drain(context.Background(), "user"); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"1", "2", "3"}, {"2", "4"}}
+	if !slices.EqualFunc(h.batches, want, slices.Equal) || len(h.pending(t)) != 0 {
+		t.Fatalf("batches %v, pending %v; want %v and nothing pending", h.batches, h.pending(t), want)
+	}
+}
+
+func TestDrainThatCannotEnqueueLosesNothing(t *testing.T) {
+	t.Parallel()
+	h := newDrainHarness(t, testenv.NewRedis(t), 100)
+	h.warm(t, 1, 2)
+	h.fail = errors.New("redis went away")
+	if _, err := h.c.drain(context.Background(), "user"); err == nil {
+		t.Fatal("drain reported success although the enqueue failed")
+	}
+	if p := h.pending(t); !slices.Equal(p, []string{"1", "2"}) {
+		t.Fatalf("pending after a failed enqueue: %v, want [1 2]", p)
+	}
+	h.fail = nil
+	if n, err := h.c.drain(context.Background(), "user"); err != nil || n != 2 {
+		t.Fatalf("next drain: %d ids, %v", n, err)
+	}
+}
+
+// Two workers of a fleet: while one holds a cache's lease, the other leaves
+// the cache alone; once the first is done, the second drains what came since.
+func TestDrainLeaseKeepsReplicasFromEnqueueingTwice(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	a, b := newDrainHarness(t, r, 1), newDrainHarness(t, r, 1)
+	a.warm(t, 1, 2)
+	a.hook = func([]string) {
+		a.hook = nil
+		if n, err := b.c.drain(context.Background(), "user"); err != nil || n != 0 {
+			t.Errorf("second worker drained %d ids (err %v) while the first held the lease", n, err)
+		}
+	}
+	if n, err := a.c.drain(context.Background(), "user"); err != nil || n != 2 {
+		t.Fatalf("first worker: %d ids, %v", n, err)
+	}
+	a.warm(t, 3)
+	if n, err := b.c.drain(context.Background(), "user"); err != nil || n != 1 {
+		t.Fatalf("second worker after the first finished: %d ids, %v", n, err)
+	}
+	if len(b.batches) != 1 || !slices.Equal(b.batches[0], []string{"3"}) {
+		t.Fatalf("second worker's batches: %v", b.batches)
+	}
+}
+
+// A blank member (written by hand, never by WarmCache) is dropped instead of
+// making every batch fail validation forever.
+func TestDrainDropsBlankIDs(t *testing.T) {
+	t.Parallel()
+	h := newDrainHarness(t, testenv.NewRedis(t), 100)
+	h.warm(t, 1)
+	if err := h.c.rdb.ZAdd(context.Background(), h.c.keys.WarmPending("user"), redis.Z{Score: 0, Member: " "}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.drain(context.Background(), "user"); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.batches) != 1 || !slices.Equal(h.batches[0], []string{"1"}) || len(h.pending(t)) != 0 {
+		t.Fatalf("batches %v, pending %v", h.batches, h.pending(t))
+	}
+}

@@ -18,7 +18,10 @@ func benchWarmCommand(io IO) *ucli.Command {
 			"fresh table on MySQL/SQLite; dropped afterwards; default: a temporary SQLite file) and measures keys/s\n" +
 			"on cachekeeper's real worker:\n" +
 			"  warm_per_key    --per-key-rows cache:warm tasks of one id each (naive cache-aside as a job)\n" +
-			"  warm_coalesced  --rows single-id WarmCache calls merged by group aggregation (ratio vs per key)\n" +
+			"  warm_coalesced  --rows single-id WarmCache calls (ids left pending, turned into batched jobs by the\n" +
+			"                  worker's coalescer; ratio vs per key)\n" +
+			"per-key and coalesced drain a backlog made before the worker starts, timed from its start to the\n" +
+			"last key written; enqueue rates are in extra.\n" +
 			"  warm_all        one cache:warm_all over the table, fenced (ratio vs per key), with ceiling_per_s:\n" +
 			"                  the same keyset pages written with plain pipelined DEL+HSET+EXPIRE, no fence\n" +
 			"warm_all and the ceiling alternate for --rounds; medians are printed.",

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
 	ucli "github.com/urfave/cli/v2"
 )
@@ -15,7 +17,7 @@ import (
 func queuesCommand(io IO) *ucli.Command {
 	return &ucli.Command{
 		Name:  "queues",
-		Usage: "show every queue with its task counts by state",
+		Usage: "show every queue with its task counts by state, and the coalesced warm ids pending per cache",
 		Flags: append([]ucli.Flag{outputFlag()}, connFlags()...),
 		Action: func(c *ucli.Context) error {
 			format, err := outputFormat(c)
@@ -41,8 +43,17 @@ func queuesCommand(io IO) *ucli.Command {
 				}
 				infos = append(infos, info)
 			}
+			pending, err := pendingWarms(c.Context, svc)
+			if err != nil {
+				return err
+			}
 			if format == "json" {
 				enc := json.NewEncoder(io.Stdout)
+				for _, p := range pending {
+					if err := enc.Encode(map[string]any{"cache": p.cache, "pending_warm_ids": p.ids}); err != nil {
+						return err
+					}
+				}
 				for _, i := range infos {
 					if err := enc.Encode(map[string]any{"queue": i.Queue, "paused": i.Paused, "size": i.Size,
 						"pending": i.Pending, "active": i.Active, "scheduled": i.Scheduled, "retry": i.Retry,
@@ -63,9 +74,45 @@ func queuesCommand(io IO) *ucli.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", q, i.Pending, i.Active, i.Scheduled, i.Retry,
 					i.Archived, i.Completed, i.Aggregating, i.Processed, i.Failed, i.Latency.Round(1e6))
 			}
+			if err := tw.Flush(); err != nil || len(pending) == 0 {
+				return err
+			}
+			tw = tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "\nCACHE\tPENDING WARM IDS (WarmCache, not yet a job)")
+			for _, p := range pending {
+				fmt.Fprintf(tw, "%s\t%d\n", p.cache, p.ids)
+			}
 			return tw.Flush()
 		},
 	}
+}
+
+type cachePending struct {
+	cache string
+	ids   int64
+}
+
+// pendingWarms counts the ids WarmCache left for each configured cache that
+// no worker has turned into a job yet.
+func pendingWarms(ctx context.Context, svc *services) ([]cachePending, error) {
+	k, err := keys.New(svc.cfg.KeyPrefix)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	names := make([]string, 0, len(svc.cfg.Caches))
+	for name := range svc.cfg.Caches {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]cachePending, 0, len(names))
+	for _, name := range names {
+		n, err := svc.redis.ZCard(ctx, k.WarmPending(name)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("pending warms of %s: %w", name, err)
+		}
+		out = append(out, cachePending{name, n})
+	}
+	return out, nil
 }
 
 var taskStates = []string{"pending", "active", "scheduled", "retry", "archived", "completed"}

@@ -2,11 +2,15 @@ package cli_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/cachekeeper/cachekeeper/internal/cli"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 func TestInspectCommands(t *testing.T) {
@@ -38,6 +42,29 @@ func TestInspectCommands(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, `"state":"pending"`) {
 		t.Fatalf("after run: %+v", res)
 	}
+
+	// Coalesced warms waiting for a worker are shown per configured cache.
+	cfgPath := filepath.Join(t.TempDir(), "ck.yaml")
+	if err := os.WriteFile(cfgPath, []byte(`caches:
+  user:
+    key: "user:{id}"
+    ttl: 1h
+    by_ids: "SELECT id, email FROM users WHERE id IN (?)"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks.NewClientFromRedis(r.Client).WarmCache(ctx, "user", 1, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	res = run(t, ctx, env, "queues", "--config", cfgPath, "-o", "json")
+	if res.code != 0 || !strings.Contains(res.stdout, `{"cache":"user","pending_warm_ids":2}`) {
+		t.Fatalf("queues with a cache: %+v", res)
+	}
+	res = run(t, ctx, env, "queues", "--config", cfgPath)
+	if res.code != 0 || !strings.Contains(res.stdout, "PENDING WARM IDS") || !regexp.MustCompile(`(?m)^user\s+2$`).MatchString(res.stdout) {
+		t.Fatalf("queues table with a cache: %+v", res)
+	}
+
 	for _, bad := range [][]string{
 		{"task", "show"},
 		{"task", "show", "nope"},

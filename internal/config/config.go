@@ -109,9 +109,25 @@ func Parse(data []byte, cfg *Config) error {
 		if errors.Is(err, io.EOF) {
 			return nil // empty file
 		}
-		return fmt.Errorf("%w: %s", ErrInvalid, oneLine(err))
+		return fmt.Errorf("%w: %s%s", ErrInvalid, oneLine(err), renamedHint(err))
 	}
 	return nil
+}
+
+// renamed maps settings that were replaced to what replaced them, so that an
+// old configuration fails with the way forward.
+var renamed = map[string]string{
+	"coalesce_grace_period": "warm.coalesce_interval (how often the worker takes the ids WarmCache left pending)",
+	"coalesce_max_delay":    "warm.coalesce_interval (a warm now waits at most one interval)",
+}
+
+func renamedHint(err error) string {
+	for old, now := range renamed {
+		if strings.Contains(err.Error(), "field "+old+" not found") {
+			return "; it was replaced by " + now
+		}
+	}
+	return ""
 }
 
 // oneLine turns yaml.v3's multi-line error into one line such as

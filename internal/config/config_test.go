@@ -91,6 +91,11 @@ func TestValidationErrors(t *testing.T) {
 		"caches:\n  user:\n    key: user:{id}\n    ttl: 1h\n    ttl_jitter: 150%\n":    "percentage",
 		"rate_limits:\n  score_unit: us\n":                                             "score_unit",
 		"key_prefix: \"a{b\"\n":                                                        "key_prefix",
+		"warm:\n  coalesce_interval: 1ms\n":                                            "warm.coalesce_interval",
+		"warm:\n  coalesce_max_size: 0\n":                                              "warm.coalesce_max_size",
+		"warm:\n  coalesce_queue: \"\"\n":                                              "warm.coalesce_queue",
+		"warm:\n  coalesce_grace_period: 1s\n":                                         "coalesce_grace_period not found in type config.WarmConfig; it was replaced by warm.coalesce_interval",
+		"warm:\n  coalesce_queue: bulk\ncaches:\n  user:\n    key: user:{id}\n    ttl: 1h\n    by_ids: SELECT 1 WHERE id IN (?)\n": `warm.coalesce_queue "bulk" is not one of worker.queues (critical, default, low)`,
 	}
 	for body, want := range cases {
 		_, err := config.Load(write(t, body), nil)

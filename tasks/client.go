@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
@@ -42,6 +43,8 @@ type Client struct {
 	keys   keys.Keys
 	keyErr error // a bad WithKeyPrefix, returned by WarmCache
 	shared bool  // built on the caller's Redis client, which Close leaves open
+	// registered holds the cache names WarmCache has added to the registry.
+	registered sync.Map
 }
 
 // ClientOption configures a Client.

@@ -7,20 +7,30 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// MaxWarmCacheIDs is the most ids one WarmCache call takes.
+// MaxWarmCacheIDs is the most ids one WarmCache call takes. The script
+// passes 2 values per id to one ZADD through Lua's unpack, which fails past
+// about 8,000 values.
 const MaxWarmCacheIDs = 1000
 
 // pendingAddScript adds ids to a cache's pending set, each scored by a
-// sequence number of its own from the cache's counter, so that an id asked
-// for again after a worker read the set scores higher than anything that
-// worker read and is not removed when the worker acknowledges its batch.
+// sequence number of its own from the cache's counter (raised first above
+// the highest pending score, should the counter have been lost), so that an
+// id asked for again after a worker read the set changes its score, and the
+// worker, which acknowledges only the members whose score is still the one
+// it read, leaves it for the next batch.
 //
 // KEYS: pending set, counter. ARGV: ids.
 var pendingAddScript = redis.NewScript(`
-local last = redis.call('INCRBY', KEYS[2], #ARGV)
+local n = #ARGV
+local last = redis.call('INCRBY', KEYS[2], n)
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] and tonumber(top[2]) > last - n then
+  last = tonumber(top[2]) + n
+  redis.call('SET', KEYS[2], last)
+end
 local args = {}
-for i = 1, #ARGV do
-  args[2*i-1] = last - #ARGV + i
+for i = 1, n do
+  args[2*i-1] = last - n + i
   args[2*i] = ARGV[i]
 end
 return redis.call('ZADD', KEYS[1], unpack(args))
@@ -32,13 +42,17 @@ return redis.call('ZADD', KEYS[1], unpack(args))
 // no job per call), so that asking for the same id many times costs one read.
 // The worker takes the pending ids every warm.coalesce_interval and runs them
 // as cache:warm jobs of up to warm.coalesce_max_size ids each (one SQL query
-// per warm.chunk_size ids), on warm.coalesce_queue. Nothing is lost: an id
-// leaves the set only once a job holding it is enqueued, and an id asked for
-// again meanwhile stays for the next batch. Use WarmCacheIDs to enqueue a
-// job at once instead, with per-job options.
+// per warm.chunk_size ids), on warm.coalesce_queue. An id leaves the set only
+// once a job holding it is enqueued, and an id asked for again meanwhile
+// stays for a later job (its score changes, even if the request counter was
+// lost). Use WarmCacheIDs to enqueue a job at once instead, with per-job
+// options.
 //
 // The client's key prefix (WithKeyPrefix) must be the workers' key_prefix;
-// only workers whose caches include cache take its ids.
+// only workers whose caches include cache take its ids. The first call for a
+// cache also adds its name to a registry (keys.WarmCaches), so that workers
+// and `cachekeeper queues` report ids pending for a cache no worker
+// configures (a misspelt name).
 func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error {
 	if c.keyErr != nil {
 		return fmt.Errorf("tasks: %w", c.keyErr)
@@ -60,6 +74,12 @@ func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error 
 	args := make([]any, len(a.IDs))
 	for i, id := range a.IDs {
 		args[i] = id
+	}
+	if _, ok := c.registered.Load(cache); !ok {
+		if err := c.rdb.SAdd(ctx, c.keys.WarmCaches(), cache).Err(); err != nil {
+			return fmt.Errorf("warm %s: register the cache name: %w", cache, err)
+		}
+		c.registered.Store(cache, struct{}{})
 	}
 	err := pendingAddScript.Run(ctx, c.rdb, []string{c.keys.WarmPending(cache), c.keys.WarmSeq(cache)}, args...).Err()
 	if err != nil {

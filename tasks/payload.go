@@ -1,6 +1,8 @@
 package tasks
 
 import (
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -216,11 +218,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func validateCacheName(kind, name string) error {
-	if strings.TrimSpace(name) == "" {
-		return fieldErr(kind, "cache", "must name a cache (for example \"user\")")
-	}
-	if strings.ContainsAny(name, " {}*?") {
-		return fieldErr(kind, "cache", "%q is not a cache name: names are plain words such as \"user\"", name)
+	if err := keys.CheckCacheName(name); err != nil {
+		return fieldErr(kind, "cache", "%v", err)
 	}
 	return nil
 }

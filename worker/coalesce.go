@@ -17,24 +17,24 @@ import (
 
 // Coalescing of warms: tasks.Client.WarmCache adds ids to the cache's
 // pending set (keys.WarmPending, each id scored by a request sequence
-// number), one Redis command per call and no job. The coalescer, a part of
+// number), one Redis call per request and no job. The coalescer, a part of
 // every worker that warms caches, takes the pending ids every
-// warm.coalesce_interval, oldest first, and enqueues them as cache:warm jobs
-// of up to warm.coalesce_max_size ids on warm.coalesce_queue.
+// warm.coalesce_interval, oldest request first, and enqueues them as
+// cache:warm jobs of up to warm.coalesce_max_size ids on warm.coalesce_queue.
 //
-// Nothing is lost and nothing is warmed from a stale request:
-//   - ids leave the set only after the job holding them is enqueued (the
-//     acknowledgement removes the members scored at most the batch's highest
-//     sequence number); a crash or a failed enqueue in between leaves them
-//     pending for the next pass (at worst they are warmed twice, which is
-//     harmless);
-//   - an id asked for again after the coalescer read it gets a higher
-//     sequence number, survives the acknowledgement and is warmed again by a
-//     later job, whose database read starts after that request.
+// Nothing is lost and no request is dropped before a read that follows it:
+//   - ids leave the set only after the job holding them is enqueued; a crash
+//     or a failed enqueue in between leaves them pending for the next pass
+//     (at worst they are warmed twice, which is harmless);
+//   - the acknowledgement removes an id only if its score is still the one
+//     the coalescer read: an id asked for again meanwhile has a new score (the
+//     request counter only grows, and is raised above the pending scores if
+//     it was lost), so it stays for a later job, whose database read begins
+//     after that request.
 //
-// A lease (keys.WarmDrain, renewed by every batch) lets one worker of a
-// fleet drain a cache at a time, so that replicas do not enqueue the same
-// ids twice; another worker takes over when it expires.
+// A lease (keys.WarmDrain, renewed by every batch, released when the set is
+// drained, on a failure and on shutdown) lets one worker of a fleet drain a
+// cache at a time, so that replicas do not enqueue the same ids twice.
 
 // coalesceLease is how long a worker keeps the right to drain a cache
 // without taking a batch. It must exceed the time one enqueue can take.
@@ -45,10 +45,21 @@ const coalesceLease = 30 * time.Second
 // for the next pass.
 const maxBatchesPerDrain = 100
 
+// firstPassTimeout bounds the pass the worker runs before its servers start,
+// so that an unreachable Redis delays the start by no more than this.
+const firstPassTimeout = 5 * time.Second
+
+// cleanupTimeout bounds an acknowledgement or a lease release made after the
+// worker's context ended.
+const cleanupTimeout = 5 * time.Second
+
+// failureLogEvery is how often a cache that keeps failing is logged again.
+const failureLogEvery = time.Minute
+
 // takeScript returns up to ARGV[3] of the oldest pending ids of a cache,
-// flat as id, sequence, id, sequence..., and renews the lease (KEYS[2]) of
-// owner ARGV[1] for ARGV[2] ms. It returns false when another worker holds
-// the lease, and an empty list (releasing the caller's lease) when nothing is
+// flat as id, score, id, score..., and renews the lease (KEYS[2]) of owner
+// ARGV[1] for ARGV[2] ms. It returns false when another worker holds the
+// lease, and an empty list (releasing the caller's lease) when nothing is
 // pending.
 //
 // KEYS: pending set, lease. ARGV: owner, lease_ms, max.
@@ -64,18 +75,30 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return ids
 `)
 
-// ackScript removes the ids of an enqueued batch: the members scored at most
-// ARGV[2], the batch's highest sequence number (sequence numbers are unique,
-// and the batch was the lowest ones). With ARGV[3] = "1" it also releases the
-// lease if owner ARGV[1] still holds it.
+// ackScript removes the ids of an enqueued batch whose score is still the
+// one read (ARGV from 3: id, score, id, score...). With ARGV[2] = "1" it also
+// releases the lease if owner ARGV[1] still holds it. It returns how many ids
+// it removed.
 //
-// KEYS: pending set, lease. ARGV: owner, highest sequence, release.
+// KEYS: pending set, lease. ARGV: owner, release, id, score...
 var ackScript = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if ARGV[3] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then
+local removed = 0
+for i = 3, #ARGV, 2 do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) == tonumber(ARGV[i+1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+if ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
-return 1
+return removed
+`)
+
+// releaseScript deletes a lease (KEYS[1]) if owner ARGV[1] holds it.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `)
 
 // coalescer turns the pending ids of the worker's caches into cache:warm jobs.
@@ -88,6 +111,11 @@ type coalescer struct {
 	owner    string
 	enqueue  func(ctx context.Context, a *tasks.WarmArgs) error
 	logger   *slog.Logger
+
+	// failing holds, per failing cache, when its failure was last logged.
+	failing map[string]time.Time
+	// orphans watches the pending ids of caches no worker configures.
+	orphans *orphanWatch
 }
 
 // registerCoalescer adds the coalescer as a part of the worker; called once
@@ -110,35 +138,60 @@ func (w *Worker) registerCoalescer() error {
 			_, err := client.Enqueue(ctx, a, queue)
 			return err
 		},
-		logger: w.logger,
+		logger:  w.logger,
+		failing: map[string]time.Time{},
+		orphans: newOrphanWatch(w.deps.Redis, w.keys, w.warm.names, w.logger),
 	}
 	w.coalesce = c
 	w.addRunner("warm coalescer", c.run)
 	return nil
 }
 
-// run drains every cache every interval until ctx ends. The worker runs the
-// first pass itself before its servers start (see Worker.Run).
+// firstPass drains every cache once, within firstPassTimeout. The worker
+// runs it before its servers start, so that ids left pending while no worker
+// ran are jobs by the servers' first poll (which would otherwise find
+// nothing and sleep about a second).
+func (c *coalescer) firstPass(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, firstPassTimeout)
+	defer cancel()
+	c.drainAll(ctx)
+}
+
+// run drains every cache every interval until ctx ends, then releases the
+// leases it holds.
 func (c *coalescer) run(ctx context.Context) error {
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			c.releaseAll(ctx)
 			return nil
 		case <-t.C:
 			c.drainAll(ctx)
+			c.orphans.check(ctx, time.Now())
 		}
 	}
 }
 
-// drainAll drains each cache once; a failure is logged and left for the
-// next pass (the ids stay pending).
+// drainAll drains each cache once. A failure leaves the ids pending for the
+// next pass; it is logged when a cache starts failing (then at most once per
+// failureLogEvery) and when it recovers.
 func (c *coalescer) drainAll(ctx context.Context) {
 	for _, cache := range c.caches {
-		if _, err := c.drain(ctx, cache); err != nil && ctx.Err() == nil {
-			c.logger.LogAttrs(ctx, slog.LevelWarn, "coalesced warms: will try again",
-				slog.String("cache", cache), slog.String("error", err.Error()))
+		_, err := c.drain(ctx, cache)
+		if ctx.Err() != nil {
+			return
+		}
+		last, wasFailing := c.failing[cache]
+		switch {
+		case err == nil && wasFailing:
+			delete(c.failing, cache)
+			c.logger.LogAttrs(ctx, slog.LevelInfo, "coalesced warms: enqueueing again", slog.String("cache", cache))
+		case err != nil && (!wasFailing || time.Since(last) >= failureLogEvery):
+			c.failing[cache] = time.Now()
+			c.logger.LogAttrs(ctx, slog.LevelWarn, "coalesced warms: cannot enqueue; the ids stay pending and are tried every interval",
+				slog.String("cache", cache), slog.Duration("interval", c.interval), slog.String("error", err.Error()))
 		}
 	}
 }
@@ -168,23 +221,48 @@ func (c *coalescer) drain(ctx context.Context, cache string) (int, error) {
 		}
 		if len(ids) > 0 {
 			if err := c.enqueue(ctx, &tasks.WarmArgs{Cache: cache, IDs: ids}); err != nil {
+				c.release(ctx, cache) // another worker may have better luck
 				return total, fmt.Errorf("enqueue %d coalesced ids: %w", len(ids), err)
 			}
 		}
-		last := vals[len(vals)-1]
+		// The job is enqueued: acknowledge it even if ctx ended meanwhile, or
+		// its ids would be enqueued again.
 		done := len(vals)/2 < c.maxSize
 		release := "0"
 		if done {
 			release = "1"
 		}
-		if err := ackScript.Run(ctx, c.rdb, k, c.owner, last, release).Err(); err != nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		args := make([]any, 0, 2+len(vals))
+		args = append(args, c.owner, release)
+		for _, v := range vals {
+			args = append(args, v)
+		}
+		err = ackScript.Run(actx, c.rdb, k, args...).Err()
+		cancel()
+		if err != nil {
 			return total, fmt.Errorf("acknowledge %d enqueued ids: %w", len(ids), err)
 		}
 		total += len(ids)
 		c.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms enqueued", slog.String("cache", cache), slog.Int("ids", len(ids)))
-		if done {
+		if done || ctx.Err() != nil {
 			return total, nil
 		}
 	}
 	return total, nil
+}
+
+// release gives up this worker's lease on cache, if it holds it.
+func (c *coalescer) release(ctx context.Context, cache string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := releaseScript.Run(rctx, c.rdb, []string{c.keys.WarmDrain(cache)}, c.owner).Err(); err != nil {
+		c.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms: release the lease", slog.String("cache", cache), slog.String("error", err.Error()))
+	}
+}
+
+func (c *coalescer) releaseAll(ctx context.Context) {
+	for _, cache := range c.caches {
+		c.release(ctx, cache)
+	}
 }

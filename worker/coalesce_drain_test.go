@@ -173,3 +173,58 @@ func TestDrainDropsBlankIDs(t *testing.T) {
 		t.Fatalf("batches %v, pending %v", h.batches, h.pending(t))
 	}
 }
+
+// The request counter can vanish (an eviction policy, a careless DEL): a
+// request made after that must still not be acknowledged with a batch read
+// before it.
+func TestDrainKeepsRequestsMadeAfterTheCounterWasLost(t *testing.T) {
+	t.Parallel()
+	h := newDrainHarness(t, testenv.NewRedis(t), 100)
+	h.warm(t, 1, 2, 3, 4, 5)
+	h.hook = func([]string) {
+		h.hook = nil
+		if err := h.c.rdb.Del(context.Background(), h.c.keys.WarmSeq("user")).Err(); err != nil {
+			t.Error(err)
+		}
+		h.warm(t, 99)
+		h.warm(t, 2)
+	}
+	if _, err := h.c.drain(context.Background(), "user"); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.pending(t); !slices.Equal(p, []string{"99", "2"}) {
+		t.Fatalf("pending after the drain: %v, want [99 2] (asked for after the counter was lost)", p)
+	}
+}
+
+// Once a batch is enqueued it is acknowledged even if the worker is stopping,
+// so that it is not enqueued a second time by the next worker.
+func TestDrainAcknowledgesAnEnqueuedBatchWhenStopping(t *testing.T) {
+	t.Parallel()
+	h := newDrainHarness(t, testenv.NewRedis(t), 100)
+	h.warm(t, 1, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.hook = func([]string) { cancel() }
+	if n, err := h.c.drain(ctx, "user"); err != nil || n != 2 {
+		t.Fatalf("drain: %d ids, %v", n, err)
+	}
+	if p := h.pending(t); len(p) != 0 {
+		t.Fatalf("an enqueued batch stayed pending when the context ended during its enqueue: %v", p)
+	}
+}
+
+// A worker whose enqueue fails gives its lease up, so that another worker
+// can take the ids at once instead of after the lease expires.
+func TestDrainReleasesTheLeaseWhenTheEnqueueFails(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	a, b := newDrainHarness(t, r, 100), newDrainHarness(t, r, 100)
+	a.warm(t, 1)
+	a.fail = errors.New("enqueue refused")
+	if _, err := a.c.drain(context.Background(), "user"); err == nil {
+		t.Fatal("the failed enqueue was not reported")
+	}
+	if n, err := b.c.drain(context.Background(), "user"); err != nil || n != 1 {
+		t.Fatalf("second worker right after the first failed: %d ids, %v", n, err)
+	}
+}

@@ -150,9 +150,7 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 func (w *Worker) Run(ctx context.Context) error {
 	wc := w.cfg.Worker
 	if w.coalesce != nil {
-		// Ids left pending while no worker ran become jobs before the servers'
-		// first poll, which would otherwise find nothing and sleep a second.
-		w.coalesce.drainAll(ctx)
+		w.coalesce.firstPass(ctx)
 	}
 	w.mu.Lock()
 	for i := 0; i < wc.Servers; i++ {

@@ -102,9 +102,9 @@ func (o WarmOptions) withDefaults() (WarmOptions, error) {
 //
 //   - warm_per_key: PerKeyRows cache:warm tasks of one id each (the naive
 //     cache-aside-as-a-job), enqueued first, then drained by the worker.
-//   - warm_coalesced: Rows single-id WarmCache calls, enqueued first, then
-//     merged by the worker's group aggregation and warmed in batches;
-//     ratio against warm_per_key.
+//   - warm_coalesced: Rows single-id WarmCache calls, made first (the ids
+//     wait in the cache's pending set), then turned into batched jobs by the
+//     worker's coalescer and warmed; ratio against warm_per_key.
 //   - warm_all: one cache:warm_all task over the whole table (fenced writes,
 //     checkpoint, progress, events); ratio against warm_per_key, and
 //     ceiling_per_s: the same rows read with the same keyset pages and

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -50,7 +51,7 @@ func queuesCommand(io IO) *ucli.Command {
 			if format == "json" {
 				enc := json.NewEncoder(io.Stdout)
 				for _, p := range pending {
-					if err := enc.Encode(map[string]any{"cache": p.cache, "pending_warm_ids": p.ids}); err != nil {
+					if err := enc.Encode(map[string]any{"cache": p.cache, "pending_warm_ids": p.ids, "configured": p.configured}); err != nil {
 						return err
 					}
 				}
@@ -78,9 +79,13 @@ func queuesCommand(io IO) *ucli.Command {
 				return err
 			}
 			tw = tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "\nCACHE\tPENDING WARM IDS (WarmCache, not yet a job)")
+			fmt.Fprintln(tw, "\nCACHE\tPENDING WARM IDS (WarmCache, not yet a job)\t")
 			for _, p := range pending {
-				fmt.Fprintf(tw, "%s\t%d\n", p.cache, p.ids)
+				note := ""
+				if !p.configured {
+					note = "not in this configuration's caches: misspelt in WarmCache?"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", p.cache, p.ids, note)
 			}
 			return tw.Flush()
 		},
@@ -88,20 +93,28 @@ func queuesCommand(io IO) *ucli.Command {
 }
 
 type cachePending struct {
-	cache string
-	ids   int64
+	cache      string
+	ids        int64
+	configured bool
 }
 
-// pendingWarms counts the ids WarmCache left for each configured cache that
-// no worker has turned into a job yet.
+// pendingWarms counts the ids WarmCache left that no worker has turned into
+// a job yet, for each configured cache and each cache name WarmCache was
+// called with (a name not configured is likely misspelt: no worker takes it).
 func pendingWarms(ctx context.Context, svc *services) ([]cachePending, error) {
 	k, err := keys.New(svc.cfg.KeyPrefix)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	names := make([]string, 0, len(svc.cfg.Caches))
+	used, err := svc.redis.SMembers(ctx, k.WarmCaches()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the cache names WarmCache used: %w", err)
+	}
+	names := append([]string(nil), used...)
 	for name := range svc.cfg.Caches {
-		names = append(names, name)
+		if !slices.Contains(used, name) {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	out := make([]cachePending, 0, len(names))
@@ -110,7 +123,8 @@ func pendingWarms(ctx context.Context, svc *services) ([]cachePending, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pending warms of %s: %w", name, err)
 		}
-		out = append(out, cachePending{name, n})
+		_, configured := svc.cfg.Caches[name]
+		out = append(out, cachePending{name, n, configured})
 	}
 	return out, nil
 }

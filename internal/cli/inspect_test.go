@@ -53,15 +53,21 @@ func TestInspectCommands(t *testing.T) {
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := tasks.NewClientFromRedis(r.Client).WarmCache(ctx, "user", 1, 2, 1); err != nil {
+	warms := tasks.NewClientFromRedis(r.Client)
+	if err := warms.WarmCache(ctx, "user", 1, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := warms.WarmCache(ctx, "usr", 3); err != nil { // misspelt: no worker takes it
 		t.Fatal(err)
 	}
 	res = run(t, ctx, env, "queues", "--config", cfgPath, "-o", "json")
-	if res.code != 0 || !strings.Contains(res.stdout, `{"cache":"user","pending_warm_ids":2}`) {
+	if res.code != 0 || !strings.Contains(res.stdout, `{"cache":"user","configured":true,"pending_warm_ids":2}`) ||
+		!strings.Contains(res.stdout, `{"cache":"usr","configured":false,"pending_warm_ids":1}`) {
 		t.Fatalf("queues with a cache: %+v", res)
 	}
 	res = run(t, ctx, env, "queues", "--config", cfgPath)
-	if res.code != 0 || !strings.Contains(res.stdout, "PENDING WARM IDS") || !regexp.MustCompile(`(?m)^user\s+2$`).MatchString(res.stdout) {
+	if res.code != 0 || !strings.Contains(res.stdout, "PENDING WARM IDS") || !regexp.MustCompile(`(?m)^user\s+2\s*$`).MatchString(res.stdout) ||
+		!regexp.MustCompile(`(?m)^usr\s+1\s+not in this configuration's caches`).MatchString(res.stdout) {
 		t.Fatalf("queues table with a cache: %+v", res)
 	}
 

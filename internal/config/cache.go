@@ -58,7 +58,8 @@ func DemoCaches() map[string]CacheSpec {
 // enqueueing a job each. Every CoalesceInterval the worker takes the pending
 // ids of each of its caches, oldest request first, and enqueues them on
 // CoalesceQueue as cache:warm jobs of up to CoalesceMaxSize ids, until the
-// set is empty. An id asked for many times meanwhile is read once.
+// set is empty (or 100 jobs went; the rest waits for the next pass). An id
+// asked for many times meanwhile is read once per job.
 type WarmConfig struct {
 	// ChunkSize is how many ids one SQL query and one Redis pipeline carry.
 	ChunkSize int `yaml:"chunk_size"`
@@ -66,8 +67,10 @@ type WarmConfig struct {
 	PageSize int `yaml:"page_size"`
 	// MaxKeysPerSecond caps warm_all writes (0: no cap).
 	MaxKeysPerSecond int `yaml:"max_keys_per_second"`
-	// CoalesceInterval is how often the worker takes the pending ids: the
-	// longest a WarmCache call waits for company before its job is enqueued.
+	// CoalesceInterval is how often the worker takes the pending ids: how
+	// long a WarmCache call waits for company before its job is enqueued
+	// (longer when another worker of the fleet holds the cache's lease and
+	// stopped without releasing it: up to its 30s).
 	// An idle worker costs Redis one command per cache per interval for it.
 	CoalesceInterval time.Duration `yaml:"coalesce_interval"`
 	// CoalesceMaxSize is the most ids one coalesced cache:warm job carries.
@@ -144,8 +147,8 @@ func (c *Config) validateCaches() error {
 }
 
 func (s CacheSpec) validate(name string) error {
-	if name == "" || strings.ContainsAny(name, " {}*?") {
-		return fmt.Errorf("caches: name %q must be a plain word such as \"user\"", name)
+	if err := keys.CheckCacheName(name); err != nil {
+		return fmt.Errorf("caches: %v", err)
 	}
 	if _, err := keys.ParseTemplate(s.Key); err != nil {
 		return fmt.Errorf("caches.%s.key: %v", name, err)

@@ -1,5 +1,11 @@
 package keys
 
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
 // The coalesced warms of one cache live in three keys that share a cluster
 // slot (the cache name is their hash tag), so that one Lua script can touch
 // them together:
@@ -20,3 +26,19 @@ func (k Keys) WarmSeq(cache string) string { return k.warm(cache) + ":seq" }
 func (k Keys) WarmDrain(cache string) string { return k.warm(cache) + ":drain" }
 
 func (k Keys) warm(cache string) string { return k.prefix + "warm:{" + cache + "}" }
+
+// WarmCaches is the set of cache names WarmCache has been called with, so
+// that ids pending for a cache no worker configures can be found and reported.
+func (k Keys) WarmCaches() string { return k.prefix + "warm:caches" }
+
+// CheckCacheName reports whether name can name a cache: a plain word, since
+// it becomes part of key names and the hash tag of the coalescing keys.
+func CheckCacheName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return errors.New("must name a cache (for example \"user\")")
+	}
+	if strings.ContainsAny(name, " {}*?[]\t\n") {
+		return fmt.Errorf("%q is not a cache name: names are plain words such as \"user\" (no spaces, braces or glob characters)", name)
+	}
+	return nil
+}

@@ -22,6 +22,7 @@ func workerCommand(io IO) *ucli.Command {
 			&ucli.IntFlag{Name: "concurrency", Usage: "jobs run at once in this process (env " + config.EnvConcurrency + ")"},
 			&ucli.IntFlag{Name: "servers", Usage: "asynq servers in this process; more servers dequeue faster (env " + config.EnvServers + ")"},
 			&ucli.StringFlag{Name: "metrics-addr", Usage: "address for /metrics, /healthz, /readyz; empty disables (env " + config.EnvMetricsAddr + ")"},
+			&ucli.BoolFlag{Name: "ui", Usage: "serve the asynqmon web UI under /ui/ on --metrics-addr; whoever reaches it can delete and re-run jobs (worker.ui)"},
 		}, connFlags()...),
 		Action: func(c *ucli.Context) error {
 			cfg, err := loadConfig(c, io, func(cfg *config.Config) {
@@ -33,6 +34,9 @@ func workerCommand(io IO) *ucli.Command {
 				}
 				if c.IsSet("metrics-addr") {
 					cfg.Worker.MetricsAddr = c.String("metrics-addr")
+				}
+				if c.IsSet("ui") {
+					cfg.Worker.UI = c.Bool("ui")
 				}
 			})
 			if err != nil {
@@ -60,14 +64,26 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Worker.MetricsAddr != "" {
+		extra, closeUI, err := workerUI(cfg)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := closeUI(); err != nil {
+				logger.Warn("closing the web UI's Redis connections", slog.Any("error", err))
+			}
+		}()
 		hs, err := httpapi.New(cfg.Worker.MetricsAddr, reg, func(ctx context.Context) error {
 			if !w.Ready() {
 				return errors.New("worker not started")
 			}
 			return svc.redis.Ping(ctx).Err()
-		}, logger, nil)
+		}, logger, extra)
 		if err != nil {
 			return usagef("%v", err)
+		}
+		if cfg.Worker.UI {
+			logger.Info("serving the asynqmon web UI", slog.String("addr", hs.Addr()), slog.String("path", uiPath), slog.Bool("read_only", cfg.Worker.UIReadOnly))
 		}
 		g.Go(func() error { return hs.Run(gctx) })
 	}

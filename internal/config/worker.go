@@ -42,6 +42,13 @@ type WorkerConfig struct {
 	EmptyQueueBackoff time.Duration `yaml:"empty_queue_backoff"`
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// UI serves asynqmon's web UI for the queues under /ui/ on MetricsAddr.
+	// Off by default: anyone who reaches that port can delete, archive and
+	// re-run jobs through it (see UIReadOnly).
+	UI bool `yaml:"ui"`
+	// UIReadOnly limits the UI to viewing queues and jobs: requests that
+	// would change them are refused.
+	UIReadOnly bool `yaml:"ui_read_only"`
 	// FastLane gives one latency-sensitive queue (critical by default) its
 	// own server that picks a job up within about a millisecond of its
 	// enqueue, while the Servers above keep polling every queue, by weight.
@@ -127,6 +134,9 @@ func (w *WorkerConfig) validate() error {
 	}
 	if w.EmptyQueueBackoff < 0 {
 		return fmt.Errorf("worker.empty_queue_backoff must be 0 (off) or a positive duration such as 10ms, got %s", w.EmptyQueueBackoff)
+	}
+	if w.UI && w.MetricsAddr == "" {
+		return fmt.Errorf("worker.ui needs worker.metrics_addr, the server the UI is served on under /ui/: set worker.metrics_addr (e.g. \":9090\"), or turn worker.ui off")
 	}
 	return w.FastLane.validate(w.Queues)
 }

@@ -65,3 +65,33 @@ func TestFastLaneYAML(t *testing.T) {
 		t.Fatalf("misspelt field: err = %v", err)
 	}
 }
+
+func TestUIConfig(t *testing.T) {
+	t.Parallel()
+	if w := config.Default().Worker; w.UI || w.UIReadOnly {
+		t.Fatalf("default ui = %v, ui_read_only = %v; want both off", w.UI, w.UIReadOnly)
+	}
+	cfg := config.Default()
+	if err := config.Parse([]byte("worker:\n  ui: true\n  ui_read_only: true\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Worker.UI || !cfg.Worker.UIReadOnly {
+		t.Fatalf("ui = %v, ui_read_only = %v; want both on", cfg.Worker.UI, cfg.Worker.UIReadOnly)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("ui with the default metrics_addr: %v", err)
+	}
+
+	if err := config.Parse([]byte("worker:\n  metrics_addr: \"\"\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	err := cfg.Validate()
+	if err == nil || !errors.Is(err, config.ErrInvalid) || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "worker.ui needs worker.metrics_addr") || !strings.Contains(err.Error(), "turn worker.ui off") {
+		t.Fatalf("ui without metrics_addr: err = %v, want one line saying worker.ui needs worker.metrics_addr and how to fix it", err)
+	}
+	cfg.Worker.UI = false
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("ui off without metrics_addr: %v", err)
+	}
+}

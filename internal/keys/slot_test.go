@@ -15,7 +15,12 @@ func TestSlot(t *testing.T) {
 	if Slot("{}foo") == Slot("foo") {
 		t.Error("empty hash tag treated as a tag")
 	}
-	if Slot("foo{}{bar}") != Slot("foo{}{bar}") || Slot("a{b}c") != Slot("b") {
+	// The first "{...}" decides: "foo{}{bar}" has an empty one, so the whole
+	// key is hashed (8363, CRC16 of the whole key), not "bar" (5061).
+	if got := Slot("foo{}{bar}"); got != 8363 {
+		t.Errorf(`Slot("foo{}{bar}") = %d, want 8363 (the whole key hashed)`, got)
+	}
+	if Slot("a{b}c") != Slot("b") {
 		t.Error("hash tag rules")
 	}
 }

@@ -264,13 +264,9 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 	case err != nil:
 		return err
 	}
-	if b.cfg.beforeRemove != nil {
-		b.cfg.beforeRemove()
+	if err := b.finish(ctx, s, outcome); err != nil {
+		return err
 	}
-	if err := b.cfg.Redis.LRem(ctx, b.processing, 1, s).Err(); err != nil {
-		return fmt.Errorf("inbox: remove enqueued entry from %s: %w", b.processing, err)
-	}
-	b.cfg.OnOutcome(outcome)
 	attrs := []slog.Attr{slog.String("kind", job.Payload.Kind()), slog.String("task_id", taskID), slog.String("outcome", outcome)}
 	if info != nil {
 		attrs = append(attrs, slog.String("queue", info.Queue))
@@ -294,14 +290,23 @@ func (b *Bridge) coalesce(ctx context.Context, s, raw string, w *tasks.WarmArgs)
 	if err != nil {
 		return err
 	}
+	if err := b.finish(ctx, s, OutcomeCoalesced); err != nil {
+		return err
+	}
+	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox warm coalesced", slog.String("cache", w.Cache), slog.Int("ids", len(w.IDs)))
+	return nil
+}
+
+// finish removes a handled element (s) from the processing list and counts
+// its outcome.
+func (b *Bridge) finish(ctx context.Context, s, outcome string) error {
 	if b.cfg.beforeRemove != nil {
 		b.cfg.beforeRemove()
 	}
 	if err := b.cfg.Redis.LRem(ctx, b.processing, 1, s).Err(); err != nil {
-		return fmt.Errorf("inbox: remove coalesced entry from %s: %w", b.processing, err)
+		return fmt.Errorf("inbox: remove the %s entry from %s: %w", outcome, b.processing, err)
 	}
-	b.cfg.OnOutcome(OutcomeCoalesced)
-	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox warm coalesced", slog.String("cache", w.Cache), slog.Int("ids", len(w.IDs)))
+	b.cfg.OnOutcome(outcome)
 	return nil
 }
 

@@ -32,7 +32,7 @@ func DemoWarm(ctx context.Context, client *tasks.Client, rdb redis.UniversalClie
 			}
 		}
 	}
-	say("asked 20 times for single-id warms (users 1-10, each twice) with client.WarmCache: one ZADD each, no job; the ids wait in %s",
+	say("asked 20 times for single-id warms (users 1-10, each twice) with client.WarmCache: one Redis call each, no job; the ids wait in %s",
 		keys.Default().WarmPending("user"))
 	start := time.Now()
 	want := make([]string, 10)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/redis/go-redis/v9"
@@ -28,20 +29,23 @@ type drainHarness struct {
 
 func newDrainHarness(t *testing.T, r *testenv.Redis, maxSize int) *drainHarness {
 	t.Helper()
-	h := &drainHarness{client: tasks.NewClientFromRedis(r.Client)}
+	return newDrainHarnessOn(t, r.Client, maxSize)
+}
+
+func newDrainHarnessOn(t *testing.T, rdb redis.UniversalClient, maxSize int) *drainHarness {
+	t.Helper()
+	h := &drainHarness{client: tasks.NewClientFromRedis(rdb)}
 	h.c = &coalescer{
-		rdb: r.Client, keys: keys.Default(), caches: []string{"user"}, interval: time.Hour, maxSize: maxSize,
-		owner:  fmt.Sprintf("owner-%p", h),
-		logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		rdb: rdb, keys: keys.Default(), caches: []string{"user"}, interval: time.Hour, maxSize: maxSize,
+		owner:   fmt.Sprintf("owner-%p", h),
+		failing: map[string]time.Time{},
+		logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		enqueue: func(_ context.Context, a *tasks.WarmArgs) error {
 			if h.fail != nil {
 				return h.fail
 			}
 			if h.hook != nil {
 				h.hook(a.IDs)
-			}
-			if a.Cache != "user" {
-				return fmt.Errorf("batch for cache %q", a.Cache)
 			}
 			h.batches = append(h.batches, a.IDs)
 			return nil
@@ -52,7 +56,12 @@ func newDrainHarness(t *testing.T, r *testenv.Redis, maxSize int) *drainHarness 
 
 func (h *drainHarness) pending(t *testing.T) []string {
 	t.Helper()
-	ids, err := h.c.rdb.ZRange(context.Background(), h.c.keys.WarmPending("user"), 0, -1).Result()
+	return h.pendingOf(t, "user")
+}
+
+func (h *drainHarness) pendingOf(t *testing.T, cache string) []string {
+	t.Helper()
+	ids, err := h.c.rdb.ZRange(context.Background(), h.c.keys.WarmPending(cache), 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,5 +235,37 @@ func TestDrainReleasesTheLeaseWhenTheEnqueueFails(t *testing.T) {
 	}
 	if n, err := b.c.drain(context.Background(), "user"); err != nil || n != 1 {
 		t.Fatalf("second worker right after the first failed: %d ids, %v", n, err)
+	}
+}
+
+// On Redis Cluster every script touches keys of one slot (the cache name is
+// their hash tag), whatever slot each cache lands in.
+func TestDrainOnRedisCluster(t *testing.T) {
+	t.Parallel()
+	cc := scantest.NewCluster(t)
+	h := newDrainHarnessOn(t, cc, 2)
+	caches := []string{"user", "order", "product", "session"}
+	slots := map[int]bool{}
+	for _, cache := range caches {
+		slots[keys.Slot(h.c.keys.WarmPending(cache))] = true
+		if err := h.client.WarmCache(context.Background(), cache, 1, 2, 3); err != nil {
+			t.Fatalf("WarmCache(%s) on a cluster: %v", cache, err)
+		}
+	}
+	if len(slots) < 2 {
+		t.Fatalf("the test caches all hash to one slot: %v", slots)
+	}
+	h.c.caches = caches
+	h.c.drainAll(context.Background())
+	if len(h.c.failing) != 0 {
+		t.Fatalf("drains failed on a cluster: %v", h.c.failing)
+	}
+	if len(h.batches) != 2*len(caches) {
+		t.Fatalf("%d batches of %v, want 2 per cache", len(h.batches), h.batches)
+	}
+	for _, cache := range caches {
+		if p := h.pendingOf(t, cache); len(p) != 0 {
+			t.Errorf("%s still pending on the cluster: %v", cache, p)
+		}
 	}
 }

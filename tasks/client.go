@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
@@ -43,7 +44,8 @@ type Client struct {
 	keys   keys.Keys
 	keyErr error // a bad WithKeyPrefix, returned by WarmCache
 	shared bool  // built on the caller's Redis client, which Close leaves open
-	// registered holds the cache names WarmCache has added to the registry.
+	// registered holds, per cache name, when WarmCache last added it to the
+	// registry.
 	registered sync.Map
 }
 
@@ -64,8 +66,12 @@ func NewClient(opt asynq.RedisConnOpt, opts ...ClientOption) (*Client, error) {
 	if opt == nil {
 		return nil, errors.New("tasks: NewClient needs a Redis connection option")
 	}
-	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	made := opt.MakeRedisClient()
+	rc, ok := made.(redis.UniversalClient)
 	if !ok || rc == nil {
+		if c, ok := made.(io.Closer); ok {
+			_ = c.Close()
+		}
 		return nil, fmt.Errorf("tasks: unsupported Redis connection option %T", opt)
 	}
 	c := &Client{c: asynq.NewClientFromRedisClient(rc), rdb: rc, keys: keys.Default()}

@@ -3,9 +3,14 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// registryRefresh is how often a client adds a cache name it uses to the
+// registry again (workers drop names with nothing pending and no worker).
+const registryRefresh = time.Minute
 
 // MaxWarmCacheIDs is the most ids one WarmCache call takes. The script
 // passes 2 values per id to one ZADD through Lua's unpack, which fails past
@@ -38,8 +43,8 @@ return redis.call('ZADD', KEYS[1], unpack(args))
 
 // WarmCache asks for the cached rows of ids to be refreshed soon, for
 // example WarmCache(ctx, "user", 42), and is cheap enough to call on every
-// request: it adds the ids to the cache's pending set in Redis (one command,
-// no job per call), so that asking for the same id many times costs one read.
+// request: it adds the ids to the cache's pending set in Redis (one script
+// call, no job), so that asking for the same id many times costs one read.
 // The worker takes the pending ids every warm.coalesce_interval and runs them
 // as cache:warm jobs of up to warm.coalesce_max_size ids each (one SQL query
 // per warm.chunk_size ids), on warm.coalesce_queue. An id leaves the set only
@@ -49,10 +54,11 @@ return redis.call('ZADD', KEYS[1], unpack(args))
 // options.
 //
 // The client's key prefix (WithKeyPrefix) must be the workers' key_prefix;
-// only workers whose caches include cache take its ids. The first call for a
-// cache also adds its name to a registry (keys.WarmCaches), so that workers
-// and `cachekeeper queues` report ids pending for a cache no worker
-// configures (a misspelt name).
+// only workers whose caches include cache take its ids. The client also adds
+// the cache name to a registry (keys.WarmCaches; a second command on the
+// first call for a cache, then once a minute), so that workers and
+// `cachekeeper queues` report ids pending for a cache no running worker
+// serves (a misspelt name).
 func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error {
 	if c.keyErr != nil {
 		return fmt.Errorf("tasks: %w", c.keyErr)
@@ -75,11 +81,11 @@ func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error 
 	for i, id := range a.IDs {
 		args[i] = id
 	}
-	if _, ok := c.registered.Load(cache); !ok {
+	if last, ok := c.registered.Load(cache); !ok || time.Since(last.(time.Time)) > registryRefresh {
 		if err := c.rdb.SAdd(ctx, c.keys.WarmCaches(), cache).Err(); err != nil {
 			return fmt.Errorf("warm %s: register the cache name: %w", cache, err)
 		}
-		c.registered.Store(cache, struct{}{})
+		c.registered.Store(cache, time.Now())
 	}
 	err := pendingAddScript.Run(ctx, c.rdb, []string{c.keys.WarmPending(cache), c.keys.WarmSeq(cache)}, args...).Err()
 	if err != nil {

@@ -52,7 +52,7 @@ func ExampleClient() {
 }
 
 // WarmCache is cheap enough for every request that touches a row: it adds
-// the id to the cache's pending set (one Redis command, no job), and the
+// the id to the cache's pending set (one short script, no job), and the
 // worker turns the pending ids into one cache:warm job per batch, each id
 // read once however often it was asked for.
 func ExampleClient_WarmCache() {

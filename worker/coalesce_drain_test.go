@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,5 +269,52 @@ func TestDrainOnRedisCluster(t *testing.T) {
 		if p := h.pendingOf(t, cache); len(p) != 0 {
 			t.Errorf("%s still pending on the cluster: %v", cache, p)
 		}
+	}
+}
+
+// One pass stops after maxBatchesPerDrain batches, keeping the lease for the
+// next pass; stopping the coalescer releases it for the rest of the fleet.
+func TestDrainPassIsBoundedAndStoppingReleasesTheLease(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	a, b := newDrainHarness(t, r, 1), newDrainHarness(t, r, 1)
+	for i := 1; i <= maxBatchesPerDrain+1; i++ {
+		a.warm(t, i)
+	}
+	if n, err := a.c.drain(context.Background(), "user"); err != nil || n != maxBatchesPerDrain {
+		t.Fatalf("one pass: %d ids, %v; want %d", n, err, maxBatchesPerDrain)
+	}
+	if n, err := b.c.drain(context.Background(), "user"); err != nil || n != 0 {
+		t.Fatalf("another worker drained %d ids (err %v) while the first kept its lease between passes", n, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.c.run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.c.drain(context.Background(), "user"); err != nil || n != 1 {
+		t.Fatalf("after the first worker stopped: %d ids, %v; want the last one", n, err)
+	}
+}
+
+// A cache that keeps failing is logged when it starts failing and when it
+// recovers, not at every pass.
+func TestDrainFailuresAreLoggedOnChange(t *testing.T) {
+	t.Parallel()
+	h := newDrainHarness(t, testenv.NewRedis(t), 100)
+	var logs bytes.Buffer
+	h.c.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	h.warm(t, 1)
+	h.fail = errors.New("queue full")
+	for range 5 {
+		h.c.drainAll(context.Background())
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Fatalf("%d warnings for 5 failing passes, want 1:\n%s", n, logs.String())
+	}
+	h.fail = nil
+	h.c.drainAll(context.Background())
+	if !strings.Contains(logs.String(), "enqueueing again") || len(h.pending(t)) != 0 {
+		t.Fatalf("recovery not logged or ids left: %v\n%s", h.pending(t), logs.String())
 	}
 }

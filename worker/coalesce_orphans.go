@@ -9,64 +9,92 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// orphanCheckEvery is how often a worker looks for warms pending for caches
-// it does not configure.
+// orphanCheckEvery is how often a worker renews the markers of the caches
+// it serves and looks for warms pending for caches nobody serves.
 const orphanCheckEvery = time.Minute
 
-// orphanWatch reports ids that WarmCache left pending for a cache this
-// worker does not configure when nobody takes them either: the oldest
-// pending id is the same at two checks in a row. That is a misspelt cache
-// name in the application, or a client whose key prefix no worker uses;
-// before coalescing such a warm became a job archived as "unknown cache".
-// A fleet whose workers configure different caches is not reported: the
-// worker that has the cache drains it between two checks.
+// servedTTL is how long a worker's marker says a cache is served: long
+// enough to survive a missed renewal.
+const servedTTL = 3 * orphanCheckEvery
+
+// orphanWatch reports ids that WarmCache left pending for a cache that no
+// running worker serves: a misspelt cache name in the application, or a
+// client whose key prefix no worker uses (before coalescing such a warm
+// became a job archived as "unknown cache"). Every worker marks the caches
+// it serves (keys.WarmServed, with a TTL) once per orphanCheckEvery, so a
+// fleet whose workers configure different caches reports nothing. A cache
+// name with nothing pending and no worker is dropped from the registry, so
+// that it only lists names in use.
 type orphanWatch struct {
-	rdb        redis.UniversalClient
-	keys       keys.Keys
-	configured map[string]bool
-	logger     *slog.Logger
-	next       time.Time
-	// oldest holds, per unconfigured cache with pending ids, the score of
-	// its oldest pending id at the last check.
-	oldest map[string]float64
+	rdb    redis.UniversalClient
+	keys   keys.Keys
+	caches []string
+	served map[string]bool
+	logger *slog.Logger
+	// next is when the next check is due; the first comes one interval
+	// after start, so that workers started together have marked theirs.
+	next time.Time
 }
 
 func newOrphanWatch(rdb redis.UniversalClient, k keys.Keys, caches []string, logger *slog.Logger) *orphanWatch {
-	o := &orphanWatch{rdb: rdb, keys: k, configured: map[string]bool{}, logger: logger, oldest: map[string]float64{}}
+	o := &orphanWatch{rdb: rdb, keys: k, caches: caches, served: map[string]bool{}, logger: logger}
 	for _, c := range caches {
-		o.configured[c] = true
+		o.served[c] = true
 	}
 	return o
 }
 
-// check looks at the registry of cache names once per orphanCheckEvery.
+// markServed renews the markers of the caches this worker serves.
+func (o *orphanWatch) markServed(ctx context.Context) error {
+	pipe := o.rdb.Pipeline()
+	for _, c := range o.caches {
+		pipe.Set(ctx, o.keys.WarmServed(c), "1", servedTTL)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// check renews this worker's markers and reports unserved caches with
+// pending ids, once per orphanCheckEvery (a no-op in between).
 func (o *orphanWatch) check(ctx context.Context, now time.Time) {
+	if o.next.IsZero() {
+		o.next = now.Add(orphanCheckEvery)
+		o.renew(ctx)
+		return
+	}
 	if now.Before(o.next) {
 		return
 	}
 	o.next = now.Add(orphanCheckEvery)
+	o.renew(ctx)
 	names, err := o.rdb.SMembers(ctx, o.keys.WarmCaches()).Result()
 	if err != nil {
 		o.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms: read the cache registry", slog.String("error", err.Error()))
 		return
 	}
 	for _, name := range names {
-		if o.configured[name] {
+		if o.served[name] {
 			continue
+		}
+		if n, err := o.rdb.Exists(ctx, o.keys.WarmServed(name)).Result(); err != nil || n > 0 {
+			continue // another worker serves it
 		}
 		key := o.keys.WarmPending(name)
-		oldest, err := o.rdb.ZRangeWithScores(ctx, key, 0, 0).Result()
-		if err != nil || len(oldest) == 0 {
-			delete(o.oldest, name)
+		pending, err := o.rdb.ZCard(ctx, key).Result()
+		switch {
+		case err != nil:
 			continue
+		case pending == 0:
+			o.rdb.SRem(ctx, o.keys.WarmCaches(), name)
+		default:
+			o.logger.LogAttrs(ctx, slog.LevelWarn, "warms are pending for a cache that no running worker serves: is the cache name misspelt in WarmCache, or the client's key prefix not the workers'?",
+				slog.String("cache", name), slog.Int64("pending_ids", pending), slog.String("key", key))
 		}
-		prev, seen := o.oldest[name]
-		o.oldest[name] = oldest[0].Score
-		if !seen || prev != oldest[0].Score {
-			continue
-		}
-		n, _ := o.rdb.ZCard(ctx, key).Result()
-		o.logger.LogAttrs(ctx, slog.LevelWarn, "warms are pending for a cache that no worker takes: is the cache name misspelt in WarmCache, or the client's key prefix not the workers'?",
-			slog.String("cache", name), slog.Int64("pending_ids", n), slog.String("key", key))
+	}
+}
+
+func (o *orphanWatch) renew(ctx context.Context) {
+	if err := o.markServed(ctx); err != nil {
+		o.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms: mark the served caches", slog.String("error", err.Error()))
 	}
 }

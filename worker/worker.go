@@ -203,6 +203,11 @@ func (w *Worker) shutdown() {
 	if w.lane != nil {
 		w.lane.stop() // end its wait so its server stops at once
 	}
+	if w.coalesce != nil {
+		// Also when a server failed to start after the first pass: no lease
+		// of this worker's may keep the fleet waiting.
+		w.coalesce.releaseAll(context.Background())
+	}
 	var wg sync.WaitGroup
 	for _, srv := range w.servers {
 		wg.Add(1)

@@ -104,7 +104,10 @@ func (o WarmOptions) withDefaults() (WarmOptions, error) {
 //     cache-aside-as-a-job), enqueued first, then drained by the worker.
 //   - warm_coalesced: Rows single-id WarmCache calls, made first (the ids
 //     wait in the cache's pending set), then turned into batched jobs by the
-//     worker's coalescer and warmed; ratio against warm_per_key.
+//     worker's coalescer and warmed; ratio against warm_per_key. Then the
+//     same calls again while the worker runs, timed from the first call
+//     (extra running_worker_per_s: what an application calling WarmCache
+//     against a running worker sees, bound by this process's callers).
 //   - warm_all: one cache:warm_all task over the whole table (fenced writes,
 //     checkpoint, progress, events); ratio against warm_per_key, and
 //     ceiling_per_s: the same rows read with the same keyset pages and
@@ -138,11 +141,11 @@ func Warm(ctx context.Context, opts WarmOptions) ([]Result, error) {
 	log.Info("warm_per_key done", slog.Float64("keys_per_s", round(perKey)))
 
 	log.Info("warm_coalesced: single-id warms, coalesced", slog.Int("keys", o.Rows))
-	coal, coalEnq, batches, err := e.runCoalesced(ctx)
+	coal, err := e.runCoalesced(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("warm_coalesced: %w", err)
 	}
-	log.Info("warm_coalesced done", slog.Float64("keys_per_s", round(coal)))
+	log.Info("warm_coalesced done", slog.Float64("keys_per_s", round(coal.rate)), slog.Float64("running_worker_per_s", round(coal.running)))
 
 	var alls, ceils, seqs []float64
 	for r := 0; r < o.Rounds; r++ {
@@ -167,8 +170,9 @@ func Warm(ctx context.Context, opts WarmOptions) ([]Result, error) {
 	rPer := NewResult("warm_per_key", "itself (one cache:warm task per key)", perKey, perKey)
 	rPer.Extra = map[string]any{"keys": o.PerKeyRows, "enqueue_per_s": round(perKeyEnq), "database": e.kind,
 		"servers": o.Servers, "concurrency": o.Concurrency}
-	rCoal := NewResult("warm_coalesced", "warm_per_key", coal, perKey)
-	rCoal.Extra = map[string]any{"keys": o.Rows, "enqueue_per_s": round(coalEnq), "batches": batches,
+	rCoal := NewResult("warm_coalesced", "warm_per_key", coal.rate, perKey)
+	rCoal.Extra = map[string]any{"keys": o.Rows, "enqueue_per_s": round(coal.calls), "batches": coal.batches,
+		"running_worker_per_s": round(coal.running), "running_calls_per_s": round(coal.runningCalls),
 		"coalesce_max_size": o.CoalesceMaxSize, "coalesce_interval": e.cfg.Warm.CoalesceInterval.String(), "database": e.kind}
 	rAll := NewResult("warm_all", "warm_per_key", all, perKey)
 	rAll.CeilingPerS = round(ceil)
@@ -479,37 +483,82 @@ func (e *warmEnv) runPerKey(ctx context.Context) (rate, enq float64, err error) 
 	return float64(n) / end.Sub(start).Seconds(), enq, nil
 }
 
-func (e *warmEnv) runCoalesced(ctx context.Context) (rate, enq float64, batches float64, err error) {
+// coalescedRun is what the coalesced scenario measured.
+type coalescedRun struct {
+	rate, calls, batches float64
+	// running and runningCalls: the same calls made while the worker runs,
+	// timed from the first call to the last key written, and the calls' rate.
+	running, runningCalls float64
+}
+
+// runCoalesced makes Rows WarmCache calls, then starts the worker and times
+// it from its start to the last key written; then, with the worker running,
+// it makes the same calls again and times them from the first call.
+func (e *warmEnv) runCoalesced(ctx context.Context) (coalescedRun, error) {
+	var r coalescedRun
 	if err := deleteByPrefix(ctx, e.rdb, e.keyPfx); err != nil {
-		return 0, 0, 0, err
+		return r, err
 	}
 	n := e.o.Rows
-	enq, err = enqueueAll(ctx, n, func(ctx context.Context, i int) error {
-		return e.client.WarmCache(ctx, "user", i)
-	})
-	if err != nil {
-		return 0, 0, 0, err
+	call := func(ctx context.Context, i int) error { return e.client.WarmCache(ctx, "user", i) }
+	var err error
+	if r.calls, err = enqueueAll(ctx, n, call); err != nil {
+		return r, err
 	}
+	queue := e.queueOf[tasks.QueueDefault]
 	var before int
-	if qi, err := e.insp.GetQueueInfo(e.queueOf[tasks.QueueDefault]); err == nil {
+	if qi, err := e.insp.GetQueueInfo(queue); err == nil {
 		before = qi.ProcessedTotal
 	}
 	written, stop, start, err := e.startWarmWorker(ctx)
 	if err != nil {
-		return 0, 0, 0, err
+		return r, err
 	}
-	end, err := waitWritten(ctx, written, n, 60*time.Second+time.Duration(n)*time.Millisecond)
+	timeout := 60*time.Second + time.Duration(n)*time.Millisecond
+	end, err := waitWritten(ctx, written, n, timeout)
+	if err == nil {
+		r.rate = float64(n) / end.Sub(start).Seconds()
+		err = waitQueueIdle(ctx, e.insp, queue, 10*time.Second)
+	}
+	if err == nil {
+		if qi, ierr := e.insp.GetQueueInfo(queue); ierr == nil {
+			r.batches = float64(qi.ProcessedTotal - before)
+		}
+		err = deleteByPrefix(ctx, e.rdb, e.keyPfx)
+	}
+	if err == nil {
+		base := written()
+		since := func() float64 { return written() - base }
+		t0 := time.Now()
+		if r.runningCalls, err = enqueueAll(ctx, n, call); err == nil {
+			if end, err = waitWritten(ctx, since, n, timeout); err == nil {
+				r.running = float64(n) / end.Sub(t0).Seconds()
+			}
+		}
+	}
 	if serr := stop(); err == nil {
 		err = serr
 	}
-	if err != nil {
-		return 0, 0, 0, err
+	return r, err
+}
+
+// waitQueueIdle polls until queue has no pending or active task.
+func waitQueueIdle(ctx context.Context, insp *asynq.Inspector, queue string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		qi, err := insp.GetQueueInfo(queue)
+		if err == nil && qi.Pending+qi.Active == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("queue %s not idle within %s", queue, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
-	qi, ierr := e.insp.GetQueueInfo(e.queueOf[tasks.QueueDefault])
-	if ierr == nil {
-		batches = float64(qi.ProcessedTotal - before)
-	}
-	return float64(n) / end.Sub(start).Seconds(), enq, batches, nil
 }
 
 func (e *warmEnv) runWarmAll(ctx context.Context) (float64, error) {

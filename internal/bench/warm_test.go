@@ -32,6 +32,9 @@ func TestWarmScenarios(t *testing.T) {
 			t.Errorf("%s: rates %v / %v", x.Scenario, x.CachekeeperPerS, x.BaselinePerS)
 		}
 	}
+	if v, _ := res[1].Extra["running_worker_per_s"].(float64); v <= 0 {
+		t.Errorf("warm_coalesced has no running-worker figure: %+v", res[1].Extra)
+	}
 	if res[2].CeilingPerS <= 0 {
 		t.Errorf("warm_all has no ceiling: %+v", res[2])
 	}

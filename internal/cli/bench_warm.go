@@ -20,10 +20,12 @@ func benchWarmCommand(io IO) *ucli.Command {
 			"  warm_per_key    --per-key-rows cache:warm tasks of one id each (naive cache-aside as a job)\n" +
 			"  warm_coalesced  --rows single-id WarmCache calls (ids left pending, turned into batched jobs by the\n" +
 			"                  worker's coalescer; ratio vs per key)\n" +
-			"per-key and coalesced drain a backlog made before the worker starts, timed from its start to the\n" +
-			"last key written; enqueue rates are in extra.\n" +
 			"  warm_all        one cache:warm_all over the table, fenced (ratio vs per key), with ceiling_per_s:\n" +
 			"                  the same keyset pages written with plain pipelined DEL+HSET+EXPIRE, no fence\n" +
+			"warm_per_key and warm_coalesced drain a backlog made before the worker starts, timed from its start\n" +
+			"to the last key written (the coalescer turns the backlog into jobs before the servers first poll);\n" +
+			"warm_coalesced's extra.running_worker_per_s is the same calls made while the worker runs, timed\n" +
+			"from the first call (bound by this process's 8 callers, extra.running_calls_per_s).\n" +
 			"warm_all and the ceiling alternate for --rounds; medians are printed.",
 		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "rows", Aliases: []string{"n"}, Value: 100000, Usage: "rows in the table (warm_all, ceiling, coalesced)"},

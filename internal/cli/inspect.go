@@ -19,6 +19,8 @@ func queuesCommand(io IO) *ucli.Command {
 	return &ucli.Command{
 		Name:  "queues",
 		Usage: "show every queue with its task counts by state, and the coalesced warm ids pending per cache",
+		Description: "With -o json, one object per line: {\"cache\": ..., \"pending_warm_ids\": N, \"configured\": bool, \"served\": bool}\n" +
+			"for each cache (served: a running worker takes its ids), then {\"queue\": ..., \"pending\": N, ...} for each queue.",
 		Flags: append([]ucli.Flag{outputFlag()}, connFlags()...),
 		Action: func(c *ucli.Context) error {
 			format, err := outputFormat(c)
@@ -51,7 +53,7 @@ func queuesCommand(io IO) *ucli.Command {
 			if format == "json" {
 				enc := json.NewEncoder(io.Stdout)
 				for _, p := range pending {
-					if err := enc.Encode(map[string]any{"cache": p.cache, "pending_warm_ids": p.ids, "configured": p.configured}); err != nil {
+					if err := enc.Encode(map[string]any{"cache": p.cache, "pending_warm_ids": p.ids, "configured": p.configured, "served": p.served}); err != nil {
 						return err
 					}
 				}
@@ -81,11 +83,7 @@ func queuesCommand(io IO) *ucli.Command {
 			tw = tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nCACHE\tPENDING WARM IDS (WarmCache, not yet a job)\t")
 			for _, p := range pending {
-				note := ""
-				if !p.configured {
-					note = "not in this configuration's caches: misspelt in WarmCache?"
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", p.cache, p.ids, note)
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", p.cache, p.ids, p.note())
 			}
 			return tw.Flush()
 		},
@@ -95,7 +93,18 @@ func queuesCommand(io IO) *ucli.Command {
 type cachePending struct {
 	cache      string
 	ids        int64
-	configured bool
+	configured bool // in this command's configuration
+	served     bool // a running worker marked it served in the last minutes
+}
+
+func (p cachePending) note() string {
+	switch {
+	case p.served:
+		return ""
+	case p.configured:
+		return "no running worker serves it"
+	}
+	return "no running worker serves it, and it is not in this configuration: misspelt in WarmCache?"
 }
 
 // pendingWarms counts the ids WarmCache left that no worker has turned into
@@ -123,8 +132,12 @@ func pendingWarms(ctx context.Context, svc *services) ([]cachePending, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pending warms of %s: %w", name, err)
 		}
+		served, err := svc.redis.Exists(ctx, k.WarmServed(name)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("workers of %s: %w", name, err)
+		}
 		_, configured := svc.cfg.Caches[name]
-		out = append(out, cachePending{name, n, configured})
+		out = append(out, cachePending{cache: name, ids: n, configured: configured, served: served > 0})
 	}
 	return out, nil
 }

@@ -7,8 +7,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/cli"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
@@ -61,13 +63,17 @@ func TestInspectCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	res = run(t, ctx, env, "queues", "--config", cfgPath, "-o", "json")
-	if res.code != 0 || !strings.Contains(res.stdout, `{"cache":"user","configured":true,"pending_warm_ids":2}`) ||
-		!strings.Contains(res.stdout, `{"cache":"usr","configured":false,"pending_warm_ids":1}`) {
+	if res.code != 0 || !strings.Contains(res.stdout, `{"cache":"user","configured":true,"pending_warm_ids":2,"served":false}`) ||
+		!strings.Contains(res.stdout, `{"cache":"usr","configured":false,"pending_warm_ids":1,"served":false}`) {
 		t.Fatalf("queues with a cache: %+v", res)
+	}
+	// A running worker marks the caches it serves.
+	if err := r.Client.Set(ctx, keys.Default().WarmServed("user"), "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
 	}
 	res = run(t, ctx, env, "queues", "--config", cfgPath)
 	if res.code != 0 || !strings.Contains(res.stdout, "PENDING WARM IDS") || !regexp.MustCompile(`(?m)^user\s+2\s*$`).MatchString(res.stdout) ||
-		!regexp.MustCompile(`(?m)^usr\s+1\s+not in this configuration's caches`).MatchString(res.stdout) {
+		!regexp.MustCompile(`(?m)^usr\s+1\s+no running worker serves it, and it is not in this configuration`).MatchString(res.stdout) {
 		t.Fatalf("queues table with a cache: %+v", res)
 	}
 

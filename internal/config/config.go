@@ -118,7 +118,7 @@ func Parse(data []byte, cfg *Config) error {
 // old configuration fails with the way forward.
 var renamed = map[string]string{
 	"coalesce_grace_period": "warm.coalesce_interval (how often the worker takes the ids WarmCache left pending)",
-	"coalesce_max_delay":    "warm.coalesce_interval (a warm now waits at most one interval)",
+	"coalesce_max_delay":    "warm.coalesce_interval (a warm now waits one interval for company, then for its job to be picked up)",
 }
 
 func renamedHint(err error) string {

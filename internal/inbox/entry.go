@@ -21,8 +21,8 @@ import (
 // kind is a task kind (cache:warm, cache:invalidate, ...), args its payload
 // exactly as the Go client would send it, options optional. Unknown fields
 // are rejected, so that a misspelt name is never silently ignored. A
-// cache:warm entry without options (and with at most tasks.MaxWarmCacheIDs
-// ids) is coalesced with the other warms of its cache, as
+// cache:warm entry without options (or with empty ones) and with at most
+// tasks.MaxWarmCacheIDs ids is coalesced with the other warms of its cache, as
 // tasks.Client.WarmCache does, instead of becoming a job of its own.
 type Entry struct {
 	Kind    string          `json:"kind"`
@@ -101,7 +101,7 @@ func Parse(raw []byte, queues []string) (Job, error) {
 	}
 	// A warm without options waits for company like tasks.Client.WarmCache's,
 	// so that producers warming one row at a time cost few SQL queries.
-	if w, ok := p.(*tasks.WarmArgs); ok && e.Options == nil && len(w.IDs) <= tasks.MaxWarmCacheIDs {
+	if w, ok := p.(*tasks.WarmArgs); ok && (e.Options == nil || *e.Options == Options{}) && len(w.IDs) <= tasks.MaxWarmCacheIDs {
 		job.Coalesce = true
 	}
 	return job, nil

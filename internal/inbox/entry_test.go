@@ -91,6 +91,7 @@ func TestParseCoalescesWarmsWithoutOptions(t *testing.T) {
 	for entry, want := range map[string]bool{
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                   true,
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7, 8]}}`:                                true,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {}}`:                    true,
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:     false,
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"process_in": "1m"}}`:  false,
 		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["` + strings.Join(many, `","`) + `"]}}`: false,

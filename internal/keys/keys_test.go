@@ -88,7 +88,7 @@ func TestWarmKeysShareASlot(t *testing.T) {
 	if got := k.WarmPending("user"); got != want {
 		t.Errorf("WarmPending = %q, want %q", got, want)
 	}
-	for _, key := range []string{k.WarmPending("user"), k.WarmSeq("user"), k.WarmDrain("user")} {
+	for _, key := range []string{k.WarmPending("user"), k.WarmSeq("user"), k.WarmDrain("user"), k.WarmServed("user")} {
 		if tag, ok := HashTag(key); !ok || tag != "user" {
 			t.Errorf("%q hashes %q, want the cache name", key, tag)
 		}

@@ -14,7 +14,8 @@ import (
 //     by the request's sequence number (a re-request moves an id up);
 //   - WarmSeq, the counter those sequence numbers come from;
 //   - WarmDrain, the lease of the worker that is turning the pending ids into
-//     cache:warm tasks, so that a fleet enqueues each id once.
+//     cache:warm tasks, so that a fleet enqueues each id once;
+//   - WarmServed, a marker every worker that configures the cache renews.
 
 // WarmPending is the sorted set of ids of cache waiting to be warmed.
 func (k Keys) WarmPending(cache string) string { return k.warm(cache) + ":pending" }
@@ -26,6 +27,10 @@ func (k Keys) WarmSeq(cache string) string { return k.warm(cache) + ":seq" }
 func (k Keys) WarmDrain(cache string) string { return k.warm(cache) + ":drain" }
 
 func (k Keys) warm(cache string) string { return k.prefix + "warm:{" + cache + "}" }
+
+// WarmServed exists (with a TTL) while a running worker takes cache's
+// pending ids; every such worker renews it.
+func (k Keys) WarmServed(cache string) string { return k.warm(cache) + ":served" }
 
 // WarmCaches is the set of cache names WarmCache has been called with, so
 // that ids pending for a cache no worker configures can be found and reported.

@@ -123,3 +123,24 @@ func countKeys(t *testing.T, b *warmBundle, pattern string) int {
 	}
 	return n
 }
+
+// Ids left pending while no worker ran are jobs before the servers' first
+// poll: with a coalescer pass only every minute and servers that sleep 2-6s
+// after finding their queues empty, the backlog is still warmed at once.
+func TestWorkerTurnsTheBacklogIntoJobsBeforeItsServersPoll(t *testing.T) {
+	t.Parallel()
+	db := testenv.SQLite(t)
+	usersTable(t, db)
+	insertUser(t, db, 1, "a@x", "Ann")
+	b := warmSetup(t, db, false, func(c *config.Config) {
+		c.Warm.CoalesceInterval = time.Minute
+		c.Worker.TaskCheckInterval = 4 * time.Second
+		c.Worker.FastLane.Queue = ""
+	})
+	ctx := context.Background()
+	if err := b.client.WarmCache(ctx, "user", 1); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t)
+	waitFor(t, 1900*time.Millisecond, func() bool { return b.redis.Client.Exists(ctx, "user:1").Val() == 1 })
+}

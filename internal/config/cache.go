@@ -71,7 +71,8 @@ type WarmConfig struct {
 	// long a WarmCache call waits for company before its job is enqueued
 	// (longer when another worker of the fleet holds the cache's lease and
 	// stopped without releasing it: up to its 30s).
-	// An idle worker costs Redis one command per cache per interval for it.
+	// An idle worker costs Redis one short script call per cache per
+	// interval for it.
 	CoalesceInterval time.Duration `yaml:"coalesce_interval"`
 	// CoalesceMaxSize is the most ids one coalesced cache:warm job carries.
 	CoalesceMaxSize int `yaml:"coalesce_max_size"`

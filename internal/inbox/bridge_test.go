@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,7 +122,11 @@ const invalidateUser1 = `{"kind": "cache:invalidate", "args": {"cache": "user", 
 func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	run(t, b.config())
+	cfg := b.config()
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	cfg.OnOutcome = func(o string) { mu.Lock(); outcomes[o]++; mu.Unlock() }
+	run(t, cfg)
 	b.push(t,
 		invalidateUser1,
 		invalidateUser1, // pushed twice on purpose: runs twice
@@ -141,6 +147,12 @@ func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 	if n := len(b.tasksIn(t, tasks.QueueDefault, asynq.TaskStatePending)); n != 0 {
 		t.Errorf("warm without options became %d pending job(s), want none (coalesced)", n)
 	}
+	mu.Lock()
+	want := map[string]int{inbox.OutcomeEnqueued: 4, inbox.OutcomeDuplicate: 1, inbox.OutcomeCoalesced: 1}
+	if !maps.Equal(outcomes, want) {
+		t.Errorf("outcomes %v, want %v", outcomes, want)
+	}
+	mu.Unlock()
 	crit := b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)
 	for _, ti := range crit {
 		if ti.Type != tasks.KindInvalidate || !strings.HasPrefix(ti.ID, "inbox:") {

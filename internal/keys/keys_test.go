@@ -81,6 +81,16 @@ func TestParseTemplateErrors(t *testing.T) {
 	}
 }
 
+func TestCheckCacheName(t *testing.T) {
+	t.Parallel()
+	for name, ok := range map[string]bool{"user": true, "user_v2": true, "org.members": true,
+		"": false, " ": false, "us er": false, "us{er}": false, "u*": false, "u?": false, "u[1]": false} {
+		if err := CheckCacheName(name); (err == nil) != ok {
+			t.Errorf("CheckCacheName(%q) = %v, want ok=%v", name, err, ok)
+		}
+	}
+}
+
 func TestWarmKeysShareASlot(t *testing.T) {
 	t.Parallel()
 	k := Default()

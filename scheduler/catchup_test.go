@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 )
 
 func utc(s string) time.Time {

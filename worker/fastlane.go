@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/cachekeeper/cachekeeper/tasks"

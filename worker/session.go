@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
-	"github.com/cachekeeper/cachekeeper/internal/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/cachekeeper/cachekeeper/session"

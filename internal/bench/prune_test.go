@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/bench"
-	"github.com/cachekeeper/cachekeeper/internal/config"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/redis/go-redis/v9"
 	ucli "github.com/urfave/cli/v2"
 )

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/bench"
-	"github.com/cachekeeper/cachekeeper/internal/config"
 	ucli "github.com/urfave/cli/v2"
 )
 

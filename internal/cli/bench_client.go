@@ -3,7 +3,7 @@ package cli
 import (
 	"log/slog"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/redis/go-redis/v9"
 	ucli "github.com/urfave/cli/v2"
 )

@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/bench"
-	"github.com/cachekeeper/cachekeeper/internal/config"
 	ucli "github.com/urfave/cli/v2"
 )
 

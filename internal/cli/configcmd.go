@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	ucli "github.com/urfave/cli/v2"
 )

@@ -3,7 +3,7 @@ package cli
 import (
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/devmode"
 	ucli "github.com/urfave/cli/v2"
 )

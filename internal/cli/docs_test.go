@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
 

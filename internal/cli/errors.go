@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
 

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
-	"github.com/cachekeeper/cachekeeper/internal/config"
 	ucli "github.com/urfave/cli/v2"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/ratelimit"
 	"github.com/cachekeeper/cachekeeper/session"
 	"github.com/cachekeeper/cachekeeper/tasks"

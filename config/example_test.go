@@ -3,7 +3,7 @@ package config_test
 import (
 	"testing"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 )
 
 // The shipped example configuration must load.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/hibiken/asynq"
 )
 

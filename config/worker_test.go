@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/config"
+	"github.com/cachekeeper/cachekeeper/config"
 )
 
 func TestFastLaneDefaults(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 func write(t *testing.T, body string) string {
@@ -139,8 +140,14 @@ func TestRedactionAndConnOpt(t *testing.T) {
 		t.Errorf("conn opt = %+v", ro)
 	}
 	c.Redis.ClusterAddrs = []string{"n1:6379", "n2:6379"}
-	if opt, _ := c.Redis.ConnOpt(); opt.(asynq.RedisClusterClientOpt).Password != "s3cret" {
-		t.Errorf("cluster opt lost the password")
+	opt, _ = c.Redis.ConnOpt()
+	cc, ok := opt.MakeRedisClient().(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("cluster conn opt makes %T, want *redis.ClusterClient", opt.MakeRedisClient())
+	}
+	defer cc.Close()
+	if o := cc.Options(); o.Password != "s3cret" || o.ClusterStateReloadInterval != config.ClusterStateReloadInterval {
+		t.Errorf("cluster client options: password %q, reload interval %s", o.Password, o.ClusterStateReloadInterval)
 	}
 }
 

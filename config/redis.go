@@ -69,7 +69,7 @@ func (r *RedisConfig) ConnOpt() (asynq.RedisConnOpt, error) {
 	}
 	switch {
 	case len(r.ClusterAddrs) > 0:
-		return asynq.RedisClusterClientOpt{Addrs: r.ClusterAddrs, Username: opt.Username, Password: opt.Password, TLSConfig: opt.TLSConfig}, nil
+		return clusterConnOpt{clusterOptions(r.ClusterAddrs, opt.Username, opt.Password, opt.TLSConfig)}, nil
 	case r.Sentinel != nil:
 		return asynq.RedisFailoverClientOpt{MasterName: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
 			SentinelPassword: r.Sentinel.Password, Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig}, nil
@@ -86,8 +86,7 @@ func (r *RedisConfig) NewClient() (redis.UniversalClient, error) {
 	}
 	switch {
 	case len(r.ClusterAddrs) > 0:
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.ClusterAddrs, Username: opt.Username, Password: opt.Password,
-			TLSConfig: opt.TLSConfig, ContextTimeoutEnabled: true}), nil
+		return newClusterClient(clusterOptions(r.ClusterAddrs, opt.Username, opt.Password, opt.TLSConfig)), nil
 	case r.Sentinel != nil:
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
 			SentinelPassword: r.Sentinel.Password, Username: opt.Username, Password: opt.Password, DB: opt.DB,

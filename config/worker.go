@@ -40,6 +40,24 @@ type WorkerConfig struct {
 	// the server is busy with other queues; weights are unchanged. Capped at
 	// half of TaskCheckInterval; 0 turns it off. Default 10ms.
 	EmptyQueueBackoff time.Duration `yaml:"empty_queue_backoff"`
+	// RecoverAfter is how long an active job's lease may go without being
+	// extended, while no live worker lists it, before any worker hands it
+	// back to its queue (see worker/recover.go). asynq extends the lease of a
+	// running job every 5s, so a live worker's lease is never more than about
+	// 6s old; a worker killed with SIGKILL stops extending at once. Jobs
+	// active with no lease at all (asynq #1051/#1144) are handed back on the
+	// first pass when no live worker lists them. A job is re-run within
+	// RecoverAfter plus the 2s pass interval of the kill. Default 10s (two
+	// missed heartbeats); at least 8s; 0 leaves recovery to asynq alone
+	// (30s lease plus its one-minute recoverer pass).
+	RecoverAfter time.Duration `yaml:"recover_after"`
+	// DelayedTaskCheckInterval is how often one server of the process moves
+	// due scheduled and retry jobs to their queues (asynq's forwarder; the
+	// others keep asynq's 5s). A job due at T is pending by T plus this and
+	// then starts on the next poll. Each check is two script calls per queue:
+	// with three queues and 250ms, 24 calls per second per worker process.
+	// Default 250ms.
+	DelayedTaskCheckInterval time.Duration `yaml:"delayed_task_check_interval"`
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string `yaml:"metrics_addr"`
 	// UI serves asynqmon's web UI for the queues under /ui/ on MetricsAddr.
@@ -101,6 +119,8 @@ func (w *WorkerConfig) setDefaults() {
 	w.ShutdownTimeout = 30 * time.Second
 	w.TaskCheckInterval = time.Second
 	w.EmptyQueueBackoff = 10 * time.Millisecond
+	w.RecoverAfter = 10 * time.Second
+	w.DelayedTaskCheckInterval = 250 * time.Millisecond
 	w.MetricsAddr = ":9090"
 	w.FastLane = FastLaneConfig{Queue: "critical", Concurrency: 2, Wait: time.Second, TaskCheckInterval: 5 * time.Millisecond}
 }
@@ -134,6 +154,12 @@ func (w *WorkerConfig) validate() error {
 	}
 	if w.EmptyQueueBackoff < 0 {
 		return fmt.Errorf("worker.empty_queue_backoff must be 0 (off) or a positive duration such as 10ms, got %s", w.EmptyQueueBackoff)
+	}
+	if w.RecoverAfter != 0 && w.RecoverAfter < 8*time.Second {
+		return fmt.Errorf("worker.recover_after must be 0 (leave recovery to asynq) or at least 8s (asynq extends a live job's lease every 5s), got %s", w.RecoverAfter)
+	}
+	if w.DelayedTaskCheckInterval < 10*time.Millisecond || w.DelayedTaskCheckInterval > time.Minute {
+		return fmt.Errorf("worker.delayed_task_check_interval must be between 10ms and 1m, got %s", w.DelayedTaskCheckInterval)
 	}
 	if w.UI && w.MetricsAddr == "" {
 		return fmt.Errorf("worker.ui needs worker.metrics_addr, the server the UI is served on under /ui/: set worker.metrics_addr (e.g. \":9090\"), or turn worker.ui off")

@@ -303,6 +303,9 @@ func testEmptyQueueSkip(t *testing.T, jobs int, backoff time.Duration, check fun
 		cfg.Worker.Concurrency = 1
 		cfg.Worker.TaskCheckInterval = 2 * time.Second // backoff capped at 1s
 		cfg.Worker.EmptyQueueBackoff = backoff
+		// Background scripts (forwarder, dead-job recovery) are not what is counted.
+		cfg.Worker.DelayedTaskCheckInterval = time.Minute
+		cfg.Worker.RecoverAfter = 0
 	})
 	if !r.Real {
 		t.Skip("needs a real redis-server for INFO commandstats")

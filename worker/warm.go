@@ -42,17 +42,22 @@ func (w *Worker) newWarmer() (*warmer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), specValidationTimeout)
-	defer cancel()
 	wm := &warmer{specs: specs}
 	for name := range specs {
 		wm.names = append(wm.names, name)
 	}
 	sort.Strings(wm.names)
-	for _, name := range wm.names {
-		if err := specs[name].Validate(ctx, w.deps.DB); err != nil {
-			return nil, err
+	validate := func(ctx context.Context) error {
+		for _, name := range wm.names {
+			if err := specs[name].Validate(ctx, w.deps.DB); err != nil {
+				return err
+			}
 		}
+		return nil
+	}
+	// database.go: validated now when the database answers, else once it does.
+	if err := w.startDB(validate); err != nil {
+		return nil, err
 	}
 	if wm.fence, err = fence.New(w.deps.Redis, w.keys, w.cfg.Fence.TTL); err != nil {
 		return nil, err
@@ -113,6 +118,9 @@ func (a *warmStats) add(b warmStats) {
 func (w *Worker) handleWarm(ctx context.Context, job *Job[tasks.WarmArgs]) error {
 	spec, err := w.warm.spec(job.Args.Cache)
 	if err != nil {
+		return err
+	}
+	if err := w.needDB(); err != nil {
 		return err
 	}
 	ids := cachespec.Dedupe(job.Args.IDs)

@@ -95,6 +95,9 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 	if err != nil {
 		return err
 	}
+	if err := w.needDB(); err != nil {
+		return err
+	}
 	if !spec.HasAll() {
 		return fmt.Errorf("cache %q has no `all` query (caches.%s.all: \"SELECT ... WHERE id > ? ORDER BY id LIMIT ?\"): %w",
 			spec.Name(), spec.Name(), asynq.SkipRetry)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
@@ -59,6 +60,11 @@ type Worker struct {
 	mu   sync.Mutex
 	// handler is mux behind the middleware: what the servers run.
 	handler asynq.Handler
+	// db watches the database; nil when no cache is declared.
+	db *dbMonitor
+	// fence cancels running jobs when this worker is cut off from Redis
+	// (nil when recovery is off).
+	fence *selfFence
 }
 
 type namedRunner struct {
@@ -104,6 +110,12 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 	if err := w.registerHandlers(); err != nil {
 		return nil, err
 	}
+	if err := w.registerRecoverer(); err != nil { // recover.go
+		return nil, err
+	}
+	if w.fence != nil {
+		w.handler = w.fence.middleware(w.handler)
+	}
 	if err := w.apply(opts); err != nil {
 		return nil, err
 	}
@@ -136,7 +148,7 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 		Concurrency:       concurrency,
 		Queues:            wc.Queues,
 		StrictPriority:    wc.StrictPriority,
-		ShutdownTimeout:   wc.ShutdownTimeout,
+		ShutdownTimeout:   asynqShutdownTimeout(wc.ShutdownTimeout, wc.TaskCheckInterval),
 		TaskCheckInterval: wc.TaskCheckInterval,
 		Logger:            asynqLogger{w.logger},
 		LogLevel:          asynqLevel(w.logger),
@@ -159,7 +171,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		if i < wc.Concurrency%wc.Servers {
 			c++
 		}
-		srv := asynq.NewServer(w.serverConnOpt(), w.serverConfig(c))
+		sc := w.serverConfig(c)
+		if i == 0 {
+			// One forwarder per process is enough to move due jobs on time;
+			// the others keep asynq's 5s.
+			sc.DelayedTaskCheckInterval = wc.DelayedTaskCheckInterval
+		}
+		srv := asynq.NewServer(w.serverConnOpt(), sc)
 		if err := srv.Start(w.handler); err != nil {
 			w.mu.Unlock()
 			w.shutdown()
@@ -194,6 +212,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	err := g.Wait()
 	w.logger.Info("worker stopped")
 	return err
+}
+
+// ShutdownGrace is what the process allows beyond worker.shutdown_timeout
+// for stopping once running jobs had their time: `cachekeeper worker` is gone
+// within shutdown_timeout plus this, even when a part does not stop in time
+// (asynq's processor, for one, sleeps out its poll interval before it
+// starts the shutdown timer).
+const ShutdownGrace = 800 * time.Millisecond
+
+// asynqShutdownTimeout is the time asynq gives running jobs on stop, so that
+// the whole stop fits in shutdown_timeout plus grace: before asynq starts
+// that timer, each server's processor may sleep up to 1.5 poll intervals
+// (asynq polls an empty queue every task_check_interval, plus jitter), and
+// handing the unfinished jobs back and stopping its other parts takes a
+// few hundred milliseconds after it. So jobs get shutdown_timeout plus 0.5s
+// minus 1.5 poll intervals (29s of the default 30s; never more than
+// shutdown_timeout, never less than half of it).
+func asynqShutdownTimeout(timeout, taskCheck time.Duration) time.Duration {
+	d := timeout + ShutdownGrace - taskCheck*3/2 - 300*time.Millisecond
+	return max(min(d, timeout), timeout/2)
 }
 
 func (w *Worker) shutdown() {

@@ -36,13 +36,34 @@ func waitForTask(ctx context.Context, io IO, insp *asynq.Inspector, info *asynq.
 	lastRetried := 0
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	// A failed read (Redis restarting, a cluster failover) is retried with
+	// backoff for as long as the wait lasts: the job goes on meanwhile.
+	var failing error
+	backoff := 100 * time.Millisecond
 	for {
 		cur, err := insp.GetTaskInfo(info.Queue, info.ID)
 		switch {
 		case errors.Is(err, asynq.ErrTaskNotFound):
 			return fmt.Errorf("task %s vanished from queue %s before it finished (deleted by hand?)", info.ID, info.Queue)
 		case err != nil:
-			return fmt.Errorf("read task %s: %w", info.ID, err)
+			if failing == nil {
+				fmt.Fprintf(io.Stderr, "cannot read task %s (%v); retrying while waiting\n", info.ID, err)
+			}
+			failing = err
+			select {
+			case <-ctx.Done():
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return fmt.Errorf("task %s: --wait-timeout %s passed while Redis did not answer: %v", info.ID, timeout, failing)
+				}
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		if failing != nil {
+			fmt.Fprintf(io.Stderr, "reading task %s again\n", info.ID)
+			failing, backoff = nil, 100*time.Millisecond
 		}
 		if len(cur.Result) > 0 && !bytes.Equal(cur.Result, lastResult) {
 			lastResult = append(lastResult[:0], cur.Result...)

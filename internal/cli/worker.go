@@ -7,6 +7,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
+	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/worker"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -51,11 +52,18 @@ func workerCommand(io IO) *ucli.Command {
 // the first failure stops both.
 func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 	logger := newLogger(cfg, io.Stderr)
-	svc, err := connect(ctx, cfg, len(cfg.Caches) > 0)
+	// The database is not pinged here: with it down the worker starts
+	// degraded (worker/database.go) instead of exiting.
+	svc, err := connect(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	if len(cfg.Caches) > 0 {
+		if svc.db, err = sqldb.Open(cfg.Database); err != nil {
+			return usagef("%v", err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := worker.New(cfg, worker.Deps{Redis: svc.redis, DB: svc.db, Client: svc.client, Registry: reg}, logger)
@@ -73,12 +81,7 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 				logger.Warn("closing the web UI's Redis connections", slog.Any("error", err))
 			}
 		}()
-		hs, err := httpapi.New(cfg.Worker.MetricsAddr, reg, func(ctx context.Context) error {
-			if !w.Ready() {
-				return errors.New("worker not started")
-			}
-			return svc.redis.Ping(ctx).Err()
-		}, logger, extra)
+		hs, err := httpapi.New(cfg.Worker.MetricsAddr, reg, workerReadiness(w, svc), logger, extra)
 		if err != nil {
 			return usagef("%v", err)
 		}
@@ -88,7 +91,7 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 		g.Go(func() error { return hs.Run(gctx) })
 	}
 	g.Go(func() error { return w.Run(gctx) })
-	err = g.Wait()
+	err = waitBounded(gctx, g, cfg.Worker.ShutdownTimeout+worker.ShutdownGrace, logger)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

@@ -39,15 +39,7 @@ func New(addr string, gatherer prometheus.Gatherer, ready Check, logger *slog.Lo
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+	mux.Handle("/readyz", readyHandler(ready)) // readyz.go
 	for path, h := range extra {
 		mux.Handle(path, h)
 	}

@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/cachekeeper/cachekeeper/internal/cli.Version=$(
 STATICCHECK_VERSION ?= v0.8.2
 
 .DEFAULT_GOAL := help
-.PHONY: help build dev test test-short lint bench clean
+.PHONY: help build dev test test-short test-faults lint bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,7 +19,10 @@ dev: build ## run worker + demo on embedded Redis and SQLite (no services needed
 
 test: ## go vet, then every test with the race detector (real Redis via private redis-server, PostgreSQL schema per test)
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faults)
+
+test-faults: ## the fault suite: real worker processes killed with real signals, Redis Cluster/Sentinel failovers, database outages (docs/reliability.md); prints what it measured
+	$(GO) test -race -count=1 -timeout 6m -v ./internal/faults/
 
 test-short: ## tests without the race detector, quicker feedback
 	$(GO) test -count=1 ./...

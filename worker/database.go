@@ -22,7 +22,7 @@ import (
 
 // ErrDatabaseDown is the error of a job that needs the database while the
 // worker cannot reach it.
-var ErrDatabaseDown = errors.New("database unreachable; the job will be retried")
+var ErrDatabaseDown = errors.New("this job reads the database, which the worker cannot reach now (asynq retries it while it has retries left)")
 
 const (
 	// dbPingTimeout bounds one probe of the database.
@@ -129,7 +129,7 @@ func (w *Worker) needDB() error {
 		return nil
 	}
 	if s := w.db.get(); !s.Up {
-		return fmt.Errorf("%w (last error: %v)", ErrDatabaseDown, s.Err)
+		return fmt.Errorf("%w: %v", ErrDatabaseDown, s.Err)
 	}
 	return nil
 }

@@ -90,7 +90,7 @@ func TestDatabaseDown(t *testing.T) {
 		return code == 200 && strings.Contains(b, `"status":"ready"`)
 	})
 	t.Logf("database back: worker saw it after %.2fs", time.Since(restored).Seconds())
-	out, err := exec.Command(binary, "task", "run", warm.ID, "--config", cfg).CombinedOutput()
+	out, err := exec.Command(binary, "task", "run", "--config", cfg, warm.ID).CombinedOutput()
 	if err != nil {
 		t.Fatalf("task run: %v: %s", err, out)
 	}
@@ -117,7 +117,7 @@ func TestDatabaseDown(t *testing.T) {
 		_, b := readyz(metrics)
 		return strings.Contains(b, `"status":"ready"`)
 	})
-	if out, err := exec.Command(binary, "task", "run", again.ID, "--config", cfg).CombinedOutput(); err != nil {
+	if out, err := exec.Command(binary, "task", "run", "--config", cfg, again.ID).CombinedOutput(); err != nil {
 		t.Fatalf("task run: %v: %s", err, out)
 	}
 	waitUntil(t, 10*time.Second, "retrying warm succeeds", func() bool { return taskState(insp, again.Queue, again.ID) == asynq.TaskStateCompleted })

@@ -49,8 +49,7 @@ func TestDatabaseDown(t *testing.T) {
 	insp := asynq.NewInspectorFromRedisClient(r.Client)
 
 	proxy.Cut()
-	w := startWorker(t, "worker", cfg)
-	waitUntil(t, 20*time.Second, "worker started with the database down", func() bool { return w.count("worker started") > 0 })
+	w := startedWorker(t, "worker", cfg)
 	var body string
 	waitUntil(t, 10*time.Second, "/readyz degraded", func() bool {
 		code, b := readyz(metrics)

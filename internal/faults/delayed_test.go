@@ -24,8 +24,7 @@ func TestDelayedJobsOnTime(t *testing.T) {
 	ctx := context.Background()
 	r := testenv.NewRedis(t)
 	cfg := writeConfig(t, fmt.Sprintf("redis: {url: %q}\nworker: {metrics_addr: \"\"}\nlog: {format: json}\n", r.URL))
-	w := startWorker(t, "worker", cfg)
-	waitUntil(t, 20*time.Second, "worker started", func() bool { return w.count("worker started") > 0 })
+	w := startedWorker(t, "worker", cfg)
 	sub := r.Client.Subscribe(ctx, "delayed")
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
@@ -65,8 +64,7 @@ func TestDelayedJobsOnTime(t *testing.T) {
 	w.signal(t, 15)
 	w.waitExit(t, 10*time.Second)
 	slowCfg := writeConfig(t, fmt.Sprintf("redis: {url: %q}\nworker: {metrics_addr: \"\", delayed_task_check_interval: 5s}\nlog: {format: json}\n", r.URL))
-	w2 := startWorker(t, "worker 5s", slowCfg)
-	waitUntil(t, 20*time.Second, "worker started", func() bool { return w2.count("worker started") > 0 })
+	startedWorker(t, "worker 5s", slowCfg)
 	slow := idleScripts(t, r.Client, 4*time.Second)
 	t.Logf("idle worker (4 servers + fast lane, 3 queues): %.1f script calls/s with delayed_task_check_interval 250ms, %.1f/s with 5s (the forwarder's share: %.1f/s)",
 		fast, slow, fast-slow)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/hibiken/asynq"
@@ -50,7 +51,7 @@ func flowAfter(t *testing.T, rdb redis.UniversalClient, p *producer, after time.
 		}
 		info, err := insp.GetTaskInfo("default", id)
 		if err != nil {
-			state = err.Error()
+			state = err.Error() + " " + fmt.Sprint(rdb.SMembers(context.Background(), "asynq:queues").Val()) + " " + fmt.Sprint(rdb.Exists(context.Background(), keys.AsynqTaskPrefix("default")+id).Val())
 			return false
 		}
 		state = info.State.String()
@@ -68,11 +69,14 @@ func TestClusterMasterKilled(t *testing.T) {
 	ctx := context.Background()
 	c := testenv.NewCluster(t, 3, 1)
 	cfg := writeConfig(t, notifyConfig(fmt.Sprintf("redis: {url: \"redis://%s/0\", cluster_addrs: [%s]}", c.Addrs[0], strings.Join(c.Addrs, ", "))))
-	w := startWorker(t, "worker", cfg)
-	waitUntil(t, 20*time.Second, "worker started", func() bool { return w.count("worker started") > 0 })
-	// The producer's client is cachekeeper's own cluster client settings'
-	// equivalent: it reloads on errors and every few seconds.
-	prodRdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, ClusterStateReloadInterval: 2 * time.Second})
+	startedWorker(t, "worker", cfg)
+	// The producer and the checks use cachekeeper's own cluster client (it
+	// reloads the slot map on errors and every few seconds).
+	rcfg := config.RedisConfig{URL: "redis://" + c.Addrs[0] + "/0", ClusterAddrs: c.Addrs}
+	prodRdb, err := rcfg.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer prodRdb.Close()
 	p := produce(asynq.NewClientFromRedisClient(prodRdb), "default", 20*time.Millisecond)
 	defer p.halt()
@@ -91,18 +95,7 @@ func TestClusterMasterKilled(t *testing.T) {
 		info, err := rc.Info(ctx, "replication").Result()
 		return err == nil && strings.Contains(info, "role:master")
 	})
-	promoted := time.Now()
-	flowed := flowAfter(t, c.Client, p, promoted, 30*time.Second)
-	t.Logf("cluster master killed: replica promoted after %.2fs; jobs flowed again %.2fs after the promotion (bound %s)",
-		promoted.Sub(killed).Seconds(), flowed.Sub(promoted).Seconds(), flowBound)
-	if flowed.Sub(promoted) > flowBound {
-		t.Errorf("jobs flowed again %s after the promotion, want within %s", flowed.Sub(promoted), flowBound)
-	}
-	time.Sleep(time.Second)
-	p.halt()
-	ids := p.ids()
-	took := allCompleted(t, c.Client, "default", ids, 40*time.Second)
-	t.Logf("cluster: all %d acknowledged jobs completed (%d enqueues refused during the failover), none active, %.2fs after the producer stopped", len(ids), p.failed, took.Seconds())
+	afterPromotion(t, "cluster", prodRdb, p, killed)
 }
 
 // TestSentinelMasterKilled kills the master of a Sentinel group (one
@@ -114,9 +107,12 @@ func TestSentinelMasterKilled(t *testing.T) {
 	g := testenv.NewSentinel(t)
 	cfg := writeConfig(t, notifyConfig(fmt.Sprintf("redis: {url: \"redis://%s/0\", sentinel: {master_name: %s, addrs: [%s]}}",
 		g.Master.Addr, g.MasterName, strings.Join(g.Addrs, ", "))))
-	w := startWorker(t, "worker", cfg)
-	waitUntil(t, 20*time.Second, "worker started", func() bool { return w.count("worker started") > 0 })
-	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: g.MasterName, SentinelAddrs: g.Addrs})
+	startedWorker(t, "worker", cfg)
+	rcfg := config.RedisConfig{URL: "redis://" + g.Master.Addr + "/0", Sentinel: &config.SentinelConfig{MasterName: g.MasterName, Addrs: g.Addrs}}
+	rdb, err := rcfg.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer rdb.Close()
 	p := produce(asynq.NewClientFromRedisClient(rdb), "default", 20*time.Millisecond)
 	defer p.halt()
@@ -127,18 +123,7 @@ func TestSentinelMasterKilled(t *testing.T) {
 		a, err := g.MasterAddr(ctx)
 		return err == nil && a == g.Replica.Addr
 	})
-	promoted := time.Now()
-	flowed := flowAfter(t, rdb, p, promoted, 30*time.Second)
-	t.Logf("sentinel master killed: replica promoted after %.2fs; jobs flowed again %.2fs after the promotion (bound %s)",
-		promoted.Sub(killed).Seconds(), flowed.Sub(promoted).Seconds(), flowBound)
-	if flowed.Sub(promoted) > flowBound {
-		t.Errorf("jobs flowed again %s after the promotion, want within %s", flowed.Sub(promoted), flowBound)
-	}
-	time.Sleep(time.Second)
-	p.halt()
-	ids := p.ids()
-	took := allCompleted(t, rdb, "default", ids, 40*time.Second)
-	t.Logf("sentinel: all %d acknowledged jobs completed (%d enqueues refused during the failover), none active, %.2fs after the producer stopped", len(ids), p.failed, took.Seconds())
+	afterPromotion(t, "sentinel", rdb, p, killed)
 }
 
 // TestRedisRestartWithAOF kills Redis (SIGKILL; appendonly with fsync
@@ -150,8 +135,7 @@ func TestRedisRestartWithAOF(t *testing.T) {
 	t.Parallel()
 	s := testenv.NewServer(t, "--appendonly", "yes", "--appendfsync", "always")
 	cfg := writeConfig(t, notifyConfig(fmt.Sprintf("redis: {url: \"redis://%s/0\"}", s.Addr)))
-	w := startWorker(t, "worker", cfg)
-	waitUntil(t, 20*time.Second, "worker started", func() bool { return w.count("worker started") > 0 })
+	w := startedWorker(t, "worker", cfg)
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
 	defer rdb.Close()
 	p := produce(asynq.NewClientFromRedisClient(rdb), "default", 5*time.Millisecond)
@@ -171,4 +155,23 @@ func TestRedisRestartWithAOF(t *testing.T) {
 		len(ids), p.failed, took.Seconds(), strings.Count(w.logs.String(), "requeued jobs of a dead worker"))
 	w.signal(t, syscall.SIGTERM)
 	w.waitExit(t, 10*time.Second)
+}
+
+// afterPromotion checks, right after a replica's promotion, that jobs flow
+// again within flowBound and that every acknowledged job completes.
+func afterPromotion(t *testing.T, what string, rdb redis.UniversalClient, p *producer, killed time.Time) {
+	t.Helper()
+	promoted := time.Now()
+	flowed := flowAfter(t, rdb, p, promoted, 30*time.Second)
+	t.Logf("%s master killed: replica promoted after %.2fs; jobs flowed again %.2fs after the promotion (bound %s)",
+		what, promoted.Sub(killed).Seconds(), flowed.Sub(promoted).Seconds(), flowBound)
+	if flowed.Sub(promoted) > flowBound {
+		t.Errorf("jobs flowed again %s after the promotion, want within %s", flowed.Sub(promoted), flowBound)
+	}
+	time.Sleep(time.Second)
+	p.halt()
+	ids := p.ids()
+	took := allCompleted(t, rdb, "default", ids, 40*time.Second)
+	t.Logf("%s: all %d acknowledged jobs completed (%d enqueues refused during the failover), none active, %.2fs after the producer stopped",
+		what, len(ids), p.failed, took.Seconds())
 }

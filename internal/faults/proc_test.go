@@ -78,6 +78,14 @@ func startWorker(t *testing.T, name, cfg string) *proc {
 	return start(t, name, "worker", "--config", cfg)
 }
 
+// startedWorker starts a worker and waits until its servers run.
+func startedWorker(t *testing.T, name, cfg string) *proc {
+	t.Helper()
+	p := startWorker(t, name, cfg)
+	waitUntil(t, 20*time.Second, name+" started", func() bool { return p.count("worker started") > 0 })
+	return p
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "..." + s[len(s)-n:]

@@ -60,6 +60,16 @@ caches:
 `, redisURL, dbURL, extra, rate)
 }
 
+// warmSetup gives a warm test its Redis, a users table of rows rows, a
+// worker configuration warming at rate rows/s, a client and an inspector.
+func warmSetup(t *testing.T, rows, rate int) (*testenv.Redis, *testenv.DB, string, *tasks.Client, *asynq.Inspector) {
+	t.Helper()
+	r := testenv.NewRedis(t)
+	db := usersTable(t, rows)
+	cfg := writeConfig(t, warmConfig(r.URL, db.Config.URL, rate, ""))
+	return r, db, cfg, tasks.NewClientFromRedis(r.Client), asynq.NewInspectorFromRedisClient(r.Client)
+}
+
 func checkpointRows(ctx context.Context, rdb redis.UniversalClient, cache string) int64 {
 	k, _ := keys.New("cachekeeper:")
 	data, err := rdb.Get(ctx, k.WarmAllCheckpoint(cache)).Bytes()
@@ -83,22 +93,16 @@ func TestSIGKILLMidWarmAll(t *testing.T) {
 	t.Parallel()
 	const rows = 100_000
 	ctx := context.Background()
-	r := testenv.NewRedis(t)
-	db := usersTable(t, rows)
-	cfg := writeConfig(t, warmConfig(r.URL, db.Config.URL, 12000, ""))
-	client := tasks.NewClientFromRedis(r.Client)
-	insp := asynq.NewInspectorFromRedisClient(r.Client)
+	r, db, cfg, client, insp := warmSetup(t, rows, 12000)
 
-	a := startWorker(t, "worker A", cfg)
-	waitUntil(t, 20*time.Second, "worker A started", func() bool { return a.count("worker started") > 0 })
+	a := startedWorker(t, "worker A", cfg)
 	big, err := client.WarmAll(ctx, "user", asynq.Retention(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 20*time.Second, "worker A runs the warm_all", func() bool { return taskState(insp, big.Queue, big.ID) == asynq.TaskStateActive })
 
-	b := startWorker(t, "worker B", writeConfig(t, warmConfig(r.URL, db.Config.URL, 4000, "")))
-	waitUntil(t, 20*time.Second, "worker B started", func() bool { return b.count("worker started") > 0 })
+	b := startedWorker(t, "worker B", writeConfig(t, warmConfig(r.URL, db.Config.URL, 4000, "")))
 	// B's own job lasts about 12s at 4000 rows/s, longer than recover_after.
 	slow, err := client.WarmAll(ctx, "slow", asynq.Retention(time.Hour))
 	if err != nil {
@@ -171,13 +175,8 @@ func TestSIGTERMDuringWork(t *testing.T) {
 	t.Parallel()
 	const rows = 30_000
 	ctx := context.Background()
-	r := testenv.NewRedis(t)
-	db := usersTable(t, rows)
-	cfg := writeConfig(t, warmConfig(r.URL, db.Config.URL, 3000, ""))
-	client := tasks.NewClientFromRedis(r.Client)
-	insp := asynq.NewInspectorFromRedisClient(r.Client)
-	a := startWorker(t, "worker A", cfg)
-	waitUntil(t, 20*time.Second, "worker started", func() bool { return a.count("worker started") > 0 })
+	r, _, cfg, client, insp := warmSetup(t, rows, 3000)
+	a := startedWorker(t, "worker A", cfg)
 	job, err := client.WarmAll(ctx, "user", asynq.Retention(time.Hour))
 	if err != nil {
 		t.Fatal(err)

@@ -123,6 +123,12 @@ func NewSentinel(t testing.TB) *Sentinel {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	poll(t, ctx, func() bool {
+		info, err := rc.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
 	for _, a := range g.Addrs {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: a})
 		poll(t, ctx, func() bool {

@@ -95,3 +95,23 @@ func TestUIConfig(t *testing.T) {
 		t.Fatalf("ui off without metrics_addr: %v", err)
 	}
 }
+
+func TestRecoveryAndDelayedSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		recoverAfter, delayed time.Duration
+		ok                    bool
+	}{
+		{10 * time.Second, 250 * time.Millisecond, true},
+		{0, 250 * time.Millisecond, true}, // recovery left to asynq
+		{5 * time.Second, 250 * time.Millisecond, false},
+		{10 * time.Second, time.Millisecond, false},
+		{10 * time.Second, 2 * time.Minute, false},
+	} {
+		c := config.Default()
+		c.Worker.RecoverAfter, c.Worker.DelayedTaskCheckInterval = tc.recoverAfter, tc.delayed
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("recover_after %s, delayed_task_check_interval %s: %v, want ok=%v", tc.recoverAfter, tc.delayed, err, tc.ok)
+		}
+	}
+}

@@ -157,7 +157,7 @@ func runEnqueue(c *ucli.Context, io IO, k enqueueKind) error {
 		return err
 	}
 	defer svc.Close()
-	info, err := svc.client.Enqueue(c.Context, payload, opts...)
+	info, err := enqueueRiding(c.Context, io, svc, payload, opts, c.String("task-id")) // enqueue_retry.go
 	if err != nil {
 		if errors.Is(err, tasks.ErrDuplicateTask) {
 			return usagef("a task with id %q already exists; choose another --task-id", c.String("task-id"))

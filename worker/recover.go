@@ -129,9 +129,6 @@ func (r *recoverer) run(ctx context.Context) error {
 			r.logger.Info("dead-job recovery reaches Redis again")
 			failing = false
 		}
-		if err == nil {
-			r.fence.ok()
-		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -144,7 +141,7 @@ func (r *recoverer) run(ctx context.Context) error {
 func (r *recoverer) pass(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, recoverInterval)
 	defer cancel()
-	live, err := liveTaskIDs(ctx, r.rdb)
+	live, err := liveTaskIDs(ctx, r.rdb, r.fence.ok)
 	if err != nil {
 		return err
 	}
@@ -197,15 +194,22 @@ func (r *recoverer) recoverQueue(ctx context.Context, queue string, live []strin
 }
 
 // liveTaskIDs returns the ids of the tasks every live asynq server lists as
-// running: the fields of each unexpired asynq:workers:{...} hash.
-func liveTaskIDs(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+// running: the fields of each unexpired asynq:workers:{...} hash. reached is
+// called once the set of workers hashes has been read: this worker reaches
+// the node its own heartbeat writes to (on a cluster, a pass may fail on
+// another node without this worker being cut off).
+func liveTaskIDs(ctx context.Context, rdb redis.UniversalClient, reached func()) ([]string, error) {
 	now, err := rdb.Time(ctx).Result()
 	if err != nil {
 		return nil, err
 	}
 	hashes, err := rdb.ZRangeByScore(ctx, keys.AsynqWorkers, &redis.ZRangeBy{Min: strconv.FormatInt(now.Unix(), 10), Max: "+inf"}).Result()
-	if err != nil || len(hashes) == 0 {
+	if err != nil {
 		return nil, err
+	}
+	reached()
+	if len(hashes) == 0 {
+		return nil, nil
 	}
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, len(hashes))

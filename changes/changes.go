@@ -211,7 +211,10 @@ func New(cfg Config, logger *slog.Logger) (*Stream, error) {
 	case "postgres":
 		s.src = newPostgres(cfg, m, logger)
 	case "mysql":
-		return nil, setupErrorf("the MySQL/MariaDB binlog reader is not in this build yet")
+		s.src, err = newMySQL(cfg, k, m, logger)
+		if err != nil {
+			return nil, err
+		}
 	default:
 		return nil, config.ErrNoChangeStream
 	}

@@ -30,6 +30,8 @@ import (
 var (
 	pg    *testenv.PostgresInstance
 	pgErr error
+	my    *testenv.MariaDBInstance
+	myErr error
 )
 
 // helperEnv makes the test binary a `changes` reader process (for tests
@@ -40,16 +42,26 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(runHelper())
 	}
+	// Both servers start at once: a few seconds for the package.
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		my, myErr = testenv.StartMariaDB()
+	}()
 	pg, pgErr = testenv.StartPostgres()
+	<-started
 	code := 0
 	func() {
 		defer pg.Stop()
+		defer my.Stop()
 		code = m.Run()
 	}()
 	if code == 0 {
 		if err := goleak.Find(
 			goleak.IgnoreTopFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).reaper"),
 			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		// vitess's MySQL client logs through glog, whose init starts this.
+		goleak.IgnoreTopFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
 		); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1
@@ -60,7 +72,10 @@ func TestMain(m *testing.M) {
 
 // userCaches is the users cache followed from table users, plus a tagged
 // cache fed from memberships.
-func userCaches(action string) map[string]config.CacheSpec {
+func userCaches(action string) map[string]config.CacheSpec { return cachesFor("postgres", action) }
+
+// cachesFor is userCaches for a database kind (MySQL has no schema public).
+func cachesFor(kind, action string) map[string]config.CacheSpec {
 	c := config.DemoCaches()
 	u := c["user"]
 	u.Changes = config.ChangeSources{{Table: "users", ID: "id", Action: action}}
@@ -71,6 +86,9 @@ func userCaches(action string) map[string]config.CacheSpec {
 	c["member"] = config.CacheSpec{
 		Key: "member:{id}", TTL: time.Hour, ByIDs: "SELECT id, org_id FROM memberships WHERE id IN (?)",
 		Changes: config.ChangeSources{{Table: "public.memberships", Tags: []string{"org:{org_id}"}}},
+	}
+	if kind == "mysql" {
+		c["member"].Changes[0].Table = "memberships"
 	}
 	return c
 }
@@ -89,12 +107,28 @@ type bundle struct {
 // setup gives the test its own database (with users and memberships), its
 // own Redis and a running worker; the stream is built, not started.
 func setup(t *testing.T, edit func(*config.Config, *changes.Config), before ...func(*testenv.DB)) *bundle {
+	return setupOn(t, "postgres", edit, before...)
+}
+
+// kinds are the databases with a change stream, for tests run on each.
+var kinds = []string{"postgres", "mysql"}
+
+// setupOn is setup on a database of the given kind (postgres or mysql).
+func setupOn(t *testing.T, kind string, edit func(*config.Config, *changes.Config), before ...func(*testenv.DB)) *bundle {
 	t.Helper()
-	testenv.RequireInstance(t, "private PostgreSQL with wal_level=logical", pgErr)
-	db := pg.NewDatabase(t)
-	mustExec(t, db, "CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT NOT NULL, full_name TEXT, org_id BIGINT)")
-	mustExec(t, db, "CREATE TABLE memberships (id BIGINT PRIMARY KEY, org_id BIGINT NOT NULL)")
-	mustExec(t, db, "ALTER TABLE memberships REPLICA IDENTITY FULL")
+	var db *testenv.DB
+	if kind == "mysql" {
+		testenv.RequireInstance(t, "private MariaDB with the binlog on", myErr)
+		db = my.NewDatabase(t)
+		mustExec(t, db, "CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR(200) NOT NULL, full_name VARCHAR(200), org_id BIGINT)")
+		mustExec(t, db, "CREATE TABLE memberships (id BIGINT PRIMARY KEY, org_id BIGINT NOT NULL)")
+	} else {
+		testenv.RequireInstance(t, "private PostgreSQL with wal_level=logical", pgErr)
+		db = pg.NewDatabase(t)
+		mustExec(t, db, "CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT NOT NULL, full_name TEXT, org_id BIGINT)")
+		mustExec(t, db, "CREATE TABLE memberships (id BIGINT PRIMARY KEY, org_id BIGINT NOT NULL)")
+		mustExec(t, db, "ALTER TABLE memberships REPLICA IDENTITY FULL")
+	}
 	for _, f := range before {
 		f(db)
 	}
@@ -107,7 +141,7 @@ func setup(t *testing.T, edit func(*config.Config, *changes.Config), before ...f
 	cfg.Worker.Concurrency = 4
 	cfg.Worker.TaskCheckInterval = 10 * time.Millisecond
 	cfg.Worker.ShutdownTimeout = 2 * time.Second
-	cfg.Caches = userCaches("")
+	cfg.Caches = cachesFor(kind, "")
 	sc := changes.Config{Redis: r.Client, Name: "s" + strings.TrimPrefix(dbName(db), "ck_"), LeaseTTL: 2 * time.Second, StatusInterval: 100 * time.Millisecond}
 	if edit != nil {
 		edit(&cfg, &sc)
@@ -130,7 +164,11 @@ func setup(t *testing.T, edit func(*config.Config, *changes.Config), before ...f
 
 func dbName(db *testenv.DB) string {
 	var n string
-	_ = db.Get(&n, "SELECT current_database()")
+	if db.Kind == "mysql" {
+		_ = db.Get(&n, "SELECT DATABASE()")
+	} else {
+		_ = db.Get(&n, "SELECT current_database()")
+	}
 	return n
 }
 
@@ -138,9 +176,16 @@ func dbName(db *testenv.DB) string {
 func (b *bundle) start(t *testing.T) {
 	t.Helper()
 	runUntilCleanup(t, "stream", b.stream.Run)
-	waitFor(t, 10*time.Second, func() bool {
+	b.waitStreaming(t)
+}
+
+// waitStreaming waits until a holder reports (it has prepared the slot or
+// kept the binlog position: every later change is followed).
+func (b *bundle) waitStreaming(t *testing.T) {
+	t.Helper()
+	waitFor(t, 20*time.Second, func() bool {
 		st, err := b.stream.Status(context.Background())
-		return err == nil && st.SlotActive
+		return err == nil && st.Holder != "" && !st.ReportedAt.IsZero() && (st.SlotActive || b.db.Kind == "mysql")
 	})
 }
 
@@ -172,7 +217,11 @@ func mustExec(t *testing.T, db *testenv.DB, sql string, args ...any) {
 // seed inserts users 1..n and caches each as user:{id}.
 func (b *bundle) seed(t *testing.T, n int) {
 	t.Helper()
-	mustExec(t, b.db, "INSERT INTO users SELECT g, 'u' || g || '@x', 'v0', g % 3 FROM generate_series(1, $1) g", n)
+	if b.db.Kind == "mysql" {
+		mustExec(t, b.db, fmt.Sprintf("INSERT INTO users SELECT seq, CONCAT('u', seq, '@x'), 'v0', seq %% 3 FROM seq_1_to_%d", n))
+	} else {
+		mustExec(t, b.db, "INSERT INTO users SELECT g, 'u' || g || '@x', 'v0', g % 3 FROM generate_series(1, $1) g", n)
+	}
 	b.cacheKeys(t, 1, n)
 }
 
@@ -239,7 +288,7 @@ func (b *bundle) startHelper(t *testing.T, holder string) *helper {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1",
 		"HELPER_DB="+b.cfg.Database.URL, "HELPER_REDIS="+b.redis.URL, "HELPER_HOLDER="+holder,
-		"HELPER_NAME="+"s"+strings.TrimPrefix(dbName(b.db), "ck_"))
+		"HELPER_NAME="+"s"+strings.TrimPrefix(dbName(b.db), "ck_"), "HELPER_KIND="+b.db.Kind)
 	h := &helper{cmd: cmd, done: make(chan struct{}), log: &strings.Builder{}}
 	cmd.Stderr = &lockedWriter{b: h.log}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -287,7 +336,7 @@ func runHelper() int {
 	}
 	defer rdb.Close()
 	s, err := changes.New(changes.Config{
-		Caches: userCaches(""), Database: config.DatabaseConfig{URL: os.Getenv("HELPER_DB")},
+		Caches: cachesFor(os.Getenv("HELPER_KIND"), ""), Database: config.DatabaseConfig{URL: os.Getenv("HELPER_DB")},
 		Redis: rdb, Name: os.Getenv("HELPER_NAME"), Holder: os.Getenv("HELPER_HOLDER"),
 		LeaseTTL: 2 * time.Second, StatusInterval: 100 * time.Millisecond,
 	}, slog.New(slog.NewTextHandler(os.Stderr, nil)))

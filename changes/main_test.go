@@ -60,8 +60,8 @@ func TestMain(m *testing.M) {
 		if err := goleak.Find(
 			goleak.IgnoreTopFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).reaper"),
 			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		// vitess's MySQL client logs through glog, whose init starts this.
-		goleak.IgnoreTopFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
+			// vitess's MySQL client logs through glog, whose init starts this.
+			goleak.IgnoreTopFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
 		); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1

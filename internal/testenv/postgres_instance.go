@@ -80,7 +80,7 @@ func StartPostgres(settings ...string) (*PostgresInstance, error) {
 	args := []string{"-D", data, "-p", fmt.Sprint(p.Port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "wal_level=logical",
 		"-c", "max_replication_slots=64", "-c", "max_wal_senders=64", "-c", "max_connections=200",
-		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+		"-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "shared_buffers=32MB", "-c", "logging_collector=off", "-c", "log_min_messages=warning"}
 	for _, s := range settings {
 		args = append(args, "-c", s)

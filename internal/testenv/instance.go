@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 )
 
 // ErrNotInstalled says a database server binary is missing: tests skip on
@@ -32,6 +36,32 @@ func RequireInstance(t testing.TB, what string, err error) {
 		return
 	}
 	t.Fatalf("%s: %v", what, err)
+}
+
+// instanceDatabase creates database name on a server the tests started
+// (exec runs one statement as its superuser), opens it at url, and drops it
+// with dropSQL when the test ends.
+func instanceDatabase(t testing.TB, kind string, exec func(context.Context, string) error, url string, name string, dropSQL ...string) *DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	cfg := config.DatabaseConfig{URL: url}
+	db, err := sqldb.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, q := range dropSQL {
+			_ = exec(ctx, q)
+		}
+	})
+	return &DB{DB: db, Config: cfg, Kind: kind}
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

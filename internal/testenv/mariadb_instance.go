@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
-	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	_ "github.com/go-sql-driver/mysql" // registers "mysql"
 )
 
@@ -135,21 +133,5 @@ func (m *MariaDBInstance) Exec(ctx context.Context, stmt string) error {
 func (m *MariaDBInstance) NewDatabase(t testing.TB) *DB {
 	t.Helper()
 	name := randomName("ck_")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := m.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	cfg := config.DatabaseConfig{URL: m.URL(name)}
-	db, err := sqldb.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = db.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = m.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
-	})
-	return &DB{DB: db, Config: cfg, Kind: "mysql"}
+	return instanceDatabase(t, "mysql", m.Exec, m.URL(name), name, "DROP DATABASE IF EXISTS "+name)
 }

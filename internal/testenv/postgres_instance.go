@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
-	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -127,24 +125,9 @@ func (p *PostgresInstance) Stop() {
 func (p *PostgresInstance) NewDatabase(t testing.TB) *DB {
 	t.Helper()
 	name := randomName("ck_")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	cfg := config.DatabaseConfig{URL: p.URL(name)}
-	db, err := sqldb.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = db.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = p.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '"+name+"' AND NOT active")
-		_ = p.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
-	return &DB{DB: db, Config: cfg, Kind: "postgres"}
+	return instanceDatabase(t, "postgres", p.Exec, p.URL(name), name,
+		"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '"+name+"' AND NOT active",
+		"DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 }
 
 // Exec runs one statement on database postgres as the superuser.

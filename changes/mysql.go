@@ -441,7 +441,7 @@ func (r *myReader) commit(ctx context.Context) error {
 	if lag < 0 {
 		lag = 0
 	}
-	r.p.set(r.confirmed.String(), -1, lag)
+	r.p.setPosition(r.confirmed.String(), lag)
 	return nil
 }
 

@@ -27,6 +27,13 @@ func (p *progress) set(position string, lagBytes int64, lagSeconds float64) {
 	p.mu.Unlock()
 }
 
+// setPosition updates position and lag seconds, keeping the lag in bytes.
+func (p *progress) setPosition(position string, lagSeconds float64) {
+	p.mu.Lock()
+	p.position, p.lagSeconds = position, lagSeconds
+	p.mu.Unlock()
+}
+
 func (p *progress) setLagBytes(n int64) {
 	p.mu.Lock()
 	p.lagBytes = n

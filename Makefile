@@ -17,7 +17,7 @@ build: ## build bin/cachekeeper
 dev: build ## run worker + demo on embedded Redis and SQLite (no services needed); Ctrl-C stops
 	./$(BIN) dev
 
-test: ## go vet, then every test with the race detector (real Redis via private redis-server, PostgreSQL schema per test)
+test: ## go vet, then every test with the race detector (private redis-server, PostgreSQL schema per test, private PostgreSQL/MariaDB for the change stream)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faults)
 
@@ -33,6 +33,7 @@ lint: ## go vet and staticcheck
 
 bench: build ## every `cachekeeper bench` scenario on a private Redis, plus Go benchmarks
 	./$(BIN) bench queue --tasks 20000
+	./$(BIN) bench changes --rows 50000
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./internal/...
 
 clean: ## remove build output

@@ -35,6 +35,9 @@ type CacheSpec struct {
 	// placeholders are result columns. A row whose tag column is NULL does not
 	// join that tag.
 	Tags []string `yaml:"tags,omitempty"`
+	// Changes maps row changes read from the database's change stream
+	// (`cachekeeper changes`) to this cache's keys; see ChangeSource.
+	Changes ChangeSources `yaml:"changes,omitempty"`
 }
 
 // DemoCaches returns the cache of the demo users table (dev mode and the
@@ -177,7 +180,7 @@ func (s CacheSpec) validate(name string) error {
 			return fmt.Errorf("caches.%s.tags[%d]: %v", name, i, err)
 		}
 	}
-	return nil
+	return s.Changes.validate(name)
 }
 
 // IDCol returns the id column name.

@@ -73,6 +73,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 		Commands: []*ucli.Command{
 			workerCommand(io),
 			schedulerCommand(io), scheduleCommand(io),
+			changesCommand(io),
 			enqueueCommand(io),
 			queuesCommand(io),
 			taskCommand(io),

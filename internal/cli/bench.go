@@ -25,6 +25,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchInvalidateCommand,
 	benchWarmCommand,
 	benchPruneCommand,
+	benchChangesCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

@@ -27,6 +27,9 @@ func configCommand(io IO) *ucli.Command {
 						return err
 					}
 					fmt.Fprintln(io.Stdout, "ok   config: valid")
+					if err := checkChangeStream(cfg, io); err != nil {
+						return err
+					}
 					return checkServices(c.Context, cfg, io)
 				},
 			},

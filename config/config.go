@@ -276,6 +276,3 @@ func redactString(s string) string {
 	}
 	return Redaction
 }
-
-// Redaction replaces secrets in printed output.
-const Redaction = "xxxxx"

@@ -112,3 +112,19 @@ func TestClientChecksNames(t *testing.T) {
 		t.Errorf("a served queue was refused: %v", err)
 	}
 }
+
+func TestBadDurationNamesTheField(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`{"max_age": "soon"}`:                     `session:cleanup: field "max_age": is not a duration: "soon"`,
+		`{"max_age": "1h", "idle_timeout": true}`: `session:cleanup: field "idle_timeout": must be a duration`,
+	} {
+		_, err := tasks.Decode(tasks.KindSessionCleanup, []byte(in))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Decode(%s) = %v, want %q", in, err, want)
+		}
+	}
+	if _, err := tasks.Decode(tasks.KindRateLimitPrune, []byte(`{"window": "1 minute"}`)); err == nil || !strings.Contains(err.Error(), `field "window"`) {
+		t.Errorf("window: %v", err)
+	}
+}

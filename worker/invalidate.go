@@ -52,8 +52,8 @@ func (w *Worker) registerInvalidate() error {
 
 // invalidateResult is what cache:invalidate reports through the result writer.
 type invalidateResult struct {
-	Keys    int    `json:"keys"`
-	Deleted int    `json:"deleted"`
+	Keys    int `json:"keys"`
+	Deleted int `json:"deleted"`
 	// Internal is how many of the keys belonged to cachekeeper or asynq
 	// and were left alone (keys.Rule).
 	Internal int64  `json:"internal,omitempty"`

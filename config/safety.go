@@ -76,6 +76,18 @@ func (c *Config) validateKeyTemplates() error {
 			return err
 		}
 	}
+	// Scheduled jobs are refused like any producer's.
+	guard, err := c.Guard()
+	if err != nil {
+		return err
+	}
+	for _, e := range c.Schedule {
+		if p, err := e.Payload(); err == nil {
+			if err := guard.Check(p); err != nil {
+				return fmt.Errorf("schedule.%s.args: %v", e.Name, err)
+			}
+		}
+	}
 	for _, t := range [][2]string{{"sessions.key", c.Sessions.Key}, {"sessions.index", c.Sessions.Index}, {"rate_limits.key", c.RateLimits.Key}} {
 		if err := check(t[0], t[1]); err != nil {
 			return err

@@ -23,6 +23,7 @@ func TestKeyTemplatesMustNotRenderInternalKeys(t *testing.T) {
 		"sessions:\n  key: \"asynq:{token}\"\n":                 "sessions.key",
 		"sessions:\n  index: \"cachekeeper:{user_id}\"\n":       "sessions.index",
 		"rate_limits:\n  key: \"{{cachekeeper:x}}:{client}\"\n": "rate_limits.key",
+		"schedule:\n  - name: nuke\n    schedule: \"@every 1m\"\n    kind: ratelimit:prune\n    args: {pattern: \"asynq:*\"}\n": "schedule.nuke.args",
 	}
 	for body, want := range cases {
 		_, err := config.Load(write(t, body), nil)

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/cachespec"
 	"github.com/cachekeeper/cachekeeper/internal/fence"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -38,26 +40,56 @@ func (w *Worker) newWarmer() (*warmer, error) {
 	if w.deps.DB == nil {
 		return nil, errors.New("worker: caches are configured but Deps.DB is nil; set database.url")
 	}
-	specs, err := cachespec.CompileAll(w.cfg.Caches)
+	ctx, cancel := context.WithTimeout(context.Background(), specValidationTimeout)
+	defer cancel()
+	specs, names, err := checkSpecs(ctx, w.cfg, w.deps.DB)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), specValidationTimeout)
-	defer cancel()
-	wm := &warmer{specs: specs}
-	for name := range specs {
-		wm.names = append(wm.names, name)
-	}
-	sort.Strings(wm.names)
-	for _, name := range wm.names {
-		if err := specs[name].Validate(ctx, w.deps.DB); err != nil {
-			return nil, err
-		}
-	}
+	wm := &warmer{specs: specs, names: names}
 	if wm.fence, err = fence.New(w.deps.Redis, w.keys, w.cfg.Fence.TTL); err != nil {
 		return nil, err
 	}
 	return wm, nil
+}
+
+// CheckCaches runs the worker's start-up checks of the configured caches
+// against db: every query probed (binding NULL, so no row is read) and the
+// key and tag placeholders checked against the columns it returns. It
+// returns the error the worker would refuse to start with; an error about
+// a spec wraps ErrInvalidCache. `cachekeeper config check` runs it.
+func CheckCaches(ctx context.Context, cfg config.Config, db *sqlx.DB) error {
+	if len(cfg.Caches) == 0 {
+		return nil
+	}
+	if db == nil {
+		return errors.New("worker: caches are configured but no database is open; set database.url")
+	}
+	_, _, err := checkSpecs(ctx, cfg, db)
+	return err
+}
+
+// ErrInvalidCache is wrapped by CheckCaches' (and New's) errors about a
+// cache spec the database does not answer as configured: a configuration
+// error rather than an outage.
+var ErrInvalidCache = cachespec.ErrInvalidSpec
+
+func checkSpecs(ctx context.Context, cfg config.Config, db *sqlx.DB) (map[string]*cachespec.Spec, []string, error) {
+	specs, err := cachespec.CompileAll(cfg.Caches)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, 0, len(specs))
+	for name := range specs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := specs[name].Validate(ctx, db); err != nil {
+			return nil, nil, err
+		}
+	}
+	return specs, names, nil
 }
 
 // registerWarm registers the warming family when caches are configured.

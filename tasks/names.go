@@ -38,7 +38,9 @@ func (e *NameError) Error() string {
 }
 
 // Is matches ErrUnknownName and ErrInvalidPayload.
-func (e *NameError) Is(target error) bool { return target == ErrUnknownName || target == ErrInvalidPayload }
+func (e *NameError) Is(target error) bool {
+	return target == ErrUnknownName || target == ErrInvalidPayload
+}
 
 // WithQueues makes the client refuse a job whose queue (the kind's default
 // or a Queue option) is not one of names: the queues the workers serve

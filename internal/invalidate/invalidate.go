@@ -42,11 +42,11 @@ type Cache struct {
 
 // Invalidator deletes cached keys. It is safe for concurrent use.
 type Invalidator struct {
-	rdb    redis.UniversalClient
-	keys   keys.Keys
+	rdb  redis.UniversalClient
+	keys keys.Keys
 	// rule says which keys no invalidation touches, unless the job's
 	// context carries a guard with a rule of its own (keys.WithGuard).
-	rule keys.Rule
+	rule   keys.Rule
 	fence  *fence.Fencer
 	caches map[string]*cache
 	// names are the declared caches, sorted, for error messages.

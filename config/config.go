@@ -208,6 +208,7 @@ func (c *Config) Validate() error {
 		c.Sessions.validate,
 		c.RateLimits.validate,
 		c.validateSchedule,
+		c.validateKeyTemplates,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -275,6 +276,3 @@ func redactString(s string) string {
 	}
 	return Redaction
 }
-
-// Redaction replaces secrets in printed output.
-const Redaction = "xxxxx"

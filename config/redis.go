@@ -3,9 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
-	"regexp"
-	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -53,7 +50,7 @@ func (r *RedisConfig) Options() (*redis.Options, error) {
 	}
 	opt, err := redis.ParseURL(r.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis.url %q: %v (expected redis://[user:password@]host:port/db, rediss://... or unix:///path.sock)", RedactURL(r.URL), err)
+		return nil, fmt.Errorf("redis.url %q: %s (expected redis://[user:password@]host:port/db, rediss://... or unix:///path.sock)", RedactURL(r.URL), RedactError(err, r.URL))
 	}
 	if r.Password != "" {
 		opt.Password = r.Password
@@ -96,25 +93,4 @@ func (r *RedisConfig) NewClient() (redis.UniversalClient, error) {
 	// a job past its timeout.
 	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
-}
-
-var dsnPassword = regexp.MustCompile(`^([^:@/]*):([^@]*)@`)
-
-// RedactURL hides the password of a URL or of a MySQL-style DSN
-// (user:password@tcp(host)/db).
-func RedactURL(s string) string {
-	if s == "" {
-		return s
-	}
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), Redaction)
-			return strings.Replace(u.String(), url.QueryEscape(Redaction), Redaction, 1)
-		}
-		return s
-	}
-	if m := dsnPassword.FindStringSubmatchIndex(s); m != nil && m[5] > m[4] {
-		return s[:m[4]] + Redaction + s[m[5]:]
-	}
-	return s
 }

@@ -67,6 +67,11 @@ type WorkerConfig struct {
 	// UIReadOnly limits the UI to viewing queues and jobs: requests that
 	// would change them are refused.
 	UIReadOnly bool `yaml:"ui_read_only"`
+	// UIAuthFile, when set, holds the UI's login as "user:password" on its
+	// first line (or set CACHEKEEPER_UI_USER and CACHEKEEPER_UI_PASSWORD).
+	// A UI that can change jobs, served on a non-loopback address, needs a
+	// login: the worker refuses to start otherwise.
+	UIAuthFile string `yaml:"ui_auth_file,omitempty"`
 	// FastLane gives one latency-sensitive queue (critical by default) its
 	// own server that picks a job up within about a millisecond of its
 	// enqueue, while the Servers above keep polling every queue, by weight.

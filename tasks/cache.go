@@ -3,6 +3,8 @@ package tasks
 import (
 	"fmt"
 	"strings"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 )
 
 // WarmArgs refreshes the cached hashes of the given ids of one cache from the
@@ -74,7 +76,7 @@ func (a InvalidateArgs) Validate() error {
 		if a.Rewarm {
 			return fieldErr(KindInvalidate, "rewarm", "needs cache and ids, not keys")
 		}
-		return nil
+		return a.checkKeys(keys.DefaultRule())
 	case a.Cache == "" && len(a.IDs) == 0:
 		return fieldErr(KindInvalidate, "cache", "is required with ids (or give keys)")
 	}
@@ -107,7 +109,7 @@ func (a InvalidatePatternArgs) Validate() error {
 	if a.MaxKeysPerSecond < 0 {
 		return fieldErr(KindInvalidatePattern, "max_keys_per_second", "must be 0 (no cap) or positive, got %d", a.MaxKeysPerSecond)
 	}
-	return nil
+	return a.checkKeys(keys.DefaultRule())
 }
 
 // MatchesEverything reports whether a Redis glob pattern has no literal prefix,

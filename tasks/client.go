@@ -47,15 +47,27 @@ type Client struct {
 	// registered holds, per cache name, when WarmCache last added it to the
 	// registry.
 	registered sync.Map
+	// guard refuses jobs naming internal keys under keys' prefix and owned.
+	guard *Guard
+	owned []string
+	// queues and caches, when not nil, are the only names jobs may use
+	// (WithQueues, WithCaches).
+	queues, caches []string
+	offline        bool // NewOfflineClient: no Redis
 }
+
+// ErrOffline is returned by the methods of a client made by
+// NewOfflineClient that would reach Redis.
+var ErrOffline = errors.New("tasks: offline client (NewOfflineClient) cannot reach Redis")
 
 // ClientOption configures a Client.
 type ClientOption func(*Client)
 
 // WithKeyPrefix sets the prefix of cachekeeper's own Redis keys, which must
-// match the workers' key_prefix (default "cachekeeper:"). Only WarmCache
-// uses it; a prefix with braces, glob characters or spaces makes WarmCache
-// return an error.
+// match the workers' key_prefix (default "cachekeeper:"). WarmCache writes
+// under it, and every job naming a key under it is refused (see Guard); a
+// prefix with braces, glob characters or spaces makes NewClient and
+// WarmCache return an error.
 func WithKeyPrefix(prefix string) ClientOption {
 	return func(c *Client) { c.keys, c.keyErr = keys.New(prefix) }
 }
@@ -78,6 +90,7 @@ func NewClient(opt asynq.RedisConnOpt, opts ...ClientOption) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	c.guard = &Guard{rule: c.keys.Rule(c.owned...)}
 	if c.keyErr != nil {
 		_ = rc.Close()
 		return nil, fmt.Errorf("tasks: %w", c.keyErr)
@@ -91,24 +104,36 @@ func NewClientFromRedis(rdb redis.UniversalClient, opts ...ClientOption) *Client
 	for _, o := range opts {
 		o(c)
 	}
+	c.guard = &Guard{rule: c.keys.Rule(c.owned...)}
 	return c
 }
 
 // Close releases the client's Redis connections (none when the client was
 // built with NewClientFromRedis).
 func (c *Client) Close() error {
-	if c.shared {
+	if c.shared || c.offline {
 		return nil
 	}
 	return c.rdb.Close()
 }
 
-// Enqueue validates p and enqueues it. A payload that does not validate is
-// returned as an error wrapping ErrInvalidPayload and nothing is sent.
+// Enqueue validates p and enqueues it. A payload that does not validate,
+// names an internal key (Guard) or, with WithQueues or WithCaches, a queue
+// or cache the workers do not serve, is returned as an error wrapping
+// ErrInvalidPayload and nothing is sent.
 func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...Option) (*asynq.TaskInfo, error) {
 	t, err := NewTask(p, opts...)
 	if err != nil {
 		return nil, err
+	}
+	if err := c.guard.checkKeys(p); err != nil {
+		return nil, err
+	}
+	if err := c.checkNames(p, opts); err != nil {
+		return nil, err
+	}
+	if c.offline {
+		return nil, ErrOffline
 	}
 	info, err := c.c.EnqueueContext(ctx, t)
 	if err != nil {

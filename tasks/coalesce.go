@@ -77,6 +77,12 @@ func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error 
 	if err := a.Validate(); err != nil {
 		return err
 	}
+	if err := c.checkCache(cache); err != nil {
+		return err
+	}
+	if c.offline {
+		return ErrOffline
+	}
 	args := make([]any, len(a.IDs))
 	for i, id := range a.IDs {
 		args[i] = id

@@ -61,7 +61,7 @@ func DecodeInto(kind string, data []byte, p Payload) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(p); err != nil {
-		return describeJSONError(kind, err)
+		return describeJSONError(kind, locateDurationError(data, p, err))
 	}
 	if dec.More() {
 		return fmt.Errorf("%w: %s: trailing data after the JSON object", ErrInvalidPayload, kind)

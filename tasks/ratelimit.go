@@ -1,5 +1,7 @@
 package tasks
 
+import "github.com/cachekeeper/cachekeeper/internal/keys"
+
 // RateLimitPruneArgs trims sliding-window sorted sets: entries older than
 // now - window are removed, emptied keys deleted. Zero values mean the
 // configured defaults.
@@ -23,5 +25,5 @@ func (a RateLimitPruneArgs) Validate() error {
 	if a.Pattern != "" && MatchesEverything(a.Pattern) {
 		return fieldErr(KindRateLimitPrune, "pattern", "%q matches every key; give a prefix such as \"rate_limit:*\"", a.Pattern)
 	}
-	return nil
+	return a.checkKeys(keys.DefaultRule())
 }

@@ -1,6 +1,10 @@
 package tasks
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+)
 
 // SessionCleanupArgs scans session keys and removes expired, idle and
 // orphaned data. Zero values mean the configured defaults.
@@ -33,7 +37,7 @@ func (a SessionCleanupArgs) Validate() error {
 	if a.Pattern != "" && MatchesEverything(a.Pattern) {
 		return fieldErr(KindSessionCleanup, "pattern", "%q matches every key; give a prefix such as \"session:*\"", a.Pattern)
 	}
-	return nil
+	return a.checkKeys(keys.DefaultRule())
 }
 
 // SessionRevokeArgs deletes every session of one user.

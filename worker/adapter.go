@@ -29,6 +29,8 @@ type HandlerFunc[P any] func(ctx context.Context, job *Job[P]) error
 // payload is decoded (unknown fields rejected) and validated before fn runs.
 // A payload that does not decode or validate is archived at once
 // (asynq.SkipRetry) with an error naming the field: retrying cannot fix it.
+// Under a Worker, a payload naming one of its internal keys (tasks.Guard)
+// is archived the same way.
 func Handle[P any, PP interface {
 	*P
 	tasks.Payload
@@ -39,6 +41,11 @@ func Handle[P any, PP interface {
 		args := new(P)
 		if err := tasks.DecodeInto(kind, t.Payload(), PP(args)); err != nil {
 			return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+		}
+		if g := guardFrom(ctx); g != nil {
+			if err := g.Check(PP(args)); err != nil {
+				return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+			}
 		}
 		job := &Job[P]{Args: args, Task: t}
 		job.ID, _ = asynq.GetTaskID(ctx)

@@ -18,8 +18,10 @@ func (w *Worker) registerInbox() error {
 	if w.cfg.Inbox.Disabled {
 		return nil
 	}
-	// The bridge's own client: its WarmCache must use this worker's prefix.
-	client := tasks.NewClientFromRedis(w.deps.Redis, tasks.WithKeyPrefix(w.cfg.KeyPrefix))
+	// The bridge's own client: its WarmCache must use this worker's prefix,
+	// and it refuses (dead-letters) entries naming this worker's internal
+	// keys, or queues and caches it does not serve.
+	client := tasks.NewClientFromRedis(w.deps.Redis, w.cfg.ClientOptions()...)
 	queues := make([]string, 0, len(w.cfg.Worker.Queues))
 	for q := range w.cfg.Worker.Queues {
 		queues = append(queues, q)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/invalidate"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -51,9 +52,12 @@ func (w *Worker) registerInvalidate() error {
 
 // invalidateResult is what cache:invalidate reports through the result writer.
 type invalidateResult struct {
-	Keys    int    `json:"keys"`
-	Deleted int    `json:"deleted"`
-	Rewarm  string `json:"rewarm_task_id,omitempty"`
+	Keys    int `json:"keys"`
+	Deleted int `json:"deleted"`
+	// Internal is how many of the keys belonged to cachekeeper or asynq
+	// and were left alone (keys.Rule).
+	Internal int64  `json:"internal,omitempty"`
+	Rewarm   string `json:"rewarm_task_id,omitempty"`
 }
 
 // handleInvalidate deletes the keys of (cache, ids) or the given keys, each
@@ -81,7 +85,7 @@ func (iv *invalidation) handleInvalidate(ctx context.Context, job *Job[tasks.Inv
 	}); err != nil {
 		return err
 	}
-	res := invalidateResult{Keys: len(keyList), Deleted: existed}
+	res := invalidateResult{Keys: len(keyList), Deleted: existed, Internal: keys.GuardFrom(ctx).Skipped()}
 	if a.Rewarm {
 		opts := []tasks.Option{}
 		if job.ID != "" {

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/cachespec"
 	"github.com/cachekeeper/cachekeeper/internal/fence"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -38,23 +40,12 @@ func (w *Worker) newWarmer() (*warmer, error) {
 	if w.deps.DB == nil {
 		return nil, errors.New("worker: caches are configured but Deps.DB is nil; set database.url")
 	}
-	specs, err := cachespec.CompileAll(w.cfg.Caches)
+	specs, names, err := compileSpecs(w.cfg)
 	if err != nil {
 		return nil, err
 	}
-	wm := &warmer{specs: specs}
-	for name := range specs {
-		wm.names = append(wm.names, name)
-	}
-	sort.Strings(wm.names)
-	validate := func(ctx context.Context) error {
-		for _, name := range wm.names {
-			if err := specs[name].Validate(ctx, w.deps.DB); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	wm := &warmer{specs: specs, names: names}
+	validate := func(ctx context.Context) error { return validateSpecs(ctx, specs, names, w.deps.DB) }
 	// database.go: validated now when the database answers, else once it does.
 	if err := w.startDB(validate); err != nil {
 		return nil, err
@@ -63,6 +54,62 @@ func (w *Worker) newWarmer() (*warmer, error) {
 		return nil, err
 	}
 	return wm, nil
+}
+
+// CheckCaches runs the worker's start-up checks of the configured caches
+// against db: every query probed (binding NULL, so no row is read) and the
+// key and tag placeholders checked against the columns it returns. It
+// returns the error the worker would refuse to start with; an error about
+// a spec wraps ErrInvalidCache. `cachekeeper config check` runs it.
+func CheckCaches(ctx context.Context, cfg config.Config, db *sqlx.DB) error {
+	if len(cfg.Caches) == 0 {
+		return nil
+	}
+	if db == nil {
+		return errors.New("worker: caches are configured but no database is open; set database.url")
+	}
+	_, _, err := checkSpecs(ctx, cfg, db)
+	return err
+}
+
+// ErrInvalidCache is wrapped by CheckCaches' (and New's) errors about a
+// cache spec the database does not answer as configured: a configuration
+// error rather than an outage.
+var ErrInvalidCache = cachespec.ErrInvalidSpec
+
+func checkSpecs(ctx context.Context, cfg config.Config, db *sqlx.DB) (map[string]*cachespec.Spec, []string, error) {
+	specs, names, err := compileSpecs(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateSpecs(ctx, specs, names, db); err != nil {
+		return nil, nil, err
+	}
+	return specs, names, nil
+}
+
+// compileSpecs compiles every configured cache spec; names are sorted.
+func compileSpecs(cfg config.Config) (map[string]*cachespec.Spec, []string, error) {
+	specs, err := cachespec.CompileAll(cfg.Caches)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, 0, len(specs))
+	for name := range specs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return specs, names, nil
+}
+
+// validateSpecs probes every spec against db, in name order.
+func validateSpecs(ctx context.Context, specs map[string]*cachespec.Spec, names []string, db *sqlx.DB) error {
+	for _, name := range names {
+		if err := specs[name].Validate(ctx, db); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // registerWarm registers the warming family when caches are configured.

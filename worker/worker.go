@@ -106,7 +106,12 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 	}
 	// The middleware wraps the mux once; mux.Use would wrap each handler
 	// again for every job (two allocations per job).
-	w.handler = instrument(logger, m)(recoverPanics(logger)(w.mux))
+	guard, err := cfg.Guard()
+	if err != nil {
+		return nil, err
+	}
+	rule := k.Rule(cfg.OwnedKeys()...)
+	w.handler = instrument(logger, m)(recoverPanics(logger)(protect(logger, m, rule, guard)(w.mux)))
 	if err := w.registerHandlers(); err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ type PruneOptions struct {
 	// medians over the rounds.
 	Rounds int
 	// Prefix starts every key the scenario writes (default
-	// "cachekeeper:bench:ratelimit:"); they are deleted before and after.
+	// "cachekeeper_bench:ratelimit:"); they are deleted before and after.
 	Prefix string
 	// Logger receives a progress line per variant and round (default: discard).
 	Logger *slog.Logger
@@ -75,7 +75,7 @@ func (o PruneOptions) withDefaults() (PruneOptions, error) {
 		o.MemorySample = 0
 	}
 	if o.Prefix == "" {
-		o.Prefix = "cachekeeper:bench:ratelimit:"
+		o.Prefix = "cachekeeper_bench:ratelimit:"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -280,9 +280,11 @@ func prunePipelined(ctx context.Context, rdb redis.UniversalClient, match string
 	})
 }
 
-// deleteMatching unlinks every key matching match, in pipelines.
+// deleteMatching unlinks every key matching match, in pipelines: the
+// benchmarks' own keys, including asynq's keys of the queues they created
+// (so the walk includes internal keys).
 func deleteMatching(ctx context.Context, rdb redis.UniversalClient, match string) error {
-	_, err := scan.Each(ctx, rdb, scan.Options{Match: match}, func(ctx context.Context, keys []string) error {
+	_, err := scan.Each(ctx, rdb, scan.Options{Match: match, Internal: true}, func(ctx context.Context, keys []string) error {
 		pipe := rdb.Pipeline()
 		for _, k := range keys {
 			pipe.Unlink(ctx, k)

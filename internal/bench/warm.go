@@ -240,7 +240,7 @@ func newWarmEnv(ctx context.Context, o WarmOptions) (*warmEnv, error) {
 	kind, _ := o.Database.DriverName()
 	prefix := newPrefix() // "ckbench-1a2b3c4d-"
 	e := &warmEnv{o: o, rdb: rdb, db: db, kind: kind, prefix: prefix, keyPfx: prefix + "user:",
-		client: tasks.NewClientFromRedis(rdb, tasks.WithKeyPrefix(prefix)), insp: asynq.NewInspectorFromRedisClient(rdb)}
+		client: tasks.NewClientFromRedis(rdb, tasks.WithKeyPrefix(prefix+"ck:")), insp: asynq.NewInspectorFromRedisClient(rdb)}
 	ident := strings.ReplaceAll(strings.TrimSuffix(prefix, "-"), "-", "_")
 	if kind == "postgres" {
 		e.schema = ident
@@ -252,7 +252,9 @@ func newWarmEnv(ctx context.Context, o WarmOptions) (*warmEnv, error) {
 	cfg := config.Default()
 	cfg.Redis = rc
 	cfg.Database = o.Database
-	cfg.KeyPrefix = prefix
+	// cachekeeper's own keys under prefix+"ck:", the cached rows under
+	// prefix+"user:": a cache template must not render into the key prefix.
+	cfg.KeyPrefix = prefix + "ck:"
 	cfg.Events.Channel = prefix + "events"
 	cfg.Worker.MetricsAddr = ""
 	cfg.Worker.Servers = o.Servers

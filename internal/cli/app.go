@@ -43,7 +43,9 @@ func Run(ctx context.Context, args []string, io IO) int {
 	app := newApp(io, unlock)
 	err := app.RunContext(ctx, append([]string{"cachekeeper"}, args...))
 	if err != nil {
-		fmt.Fprintf(io.Stderr, "cachekeeper: %s\n", oneLine(message(err)))
+		// No secret of the flags or the environment is printed, even
+		// inside an error about a URL that does not parse.
+		fmt.Fprintf(io.Stderr, "cachekeeper: %s\n", oneLine(config.RedactText(message(err), argSecrets(args, io.Env)...)))
 	}
 	return exitCode(err)
 }
@@ -173,8 +175,10 @@ func loadConfig(c *ucli.Context, io IO, extra ...func(*config.Config)) (config.C
 	return config.Load(c.String("config"), io.Env, append(overrides, extra...)...)
 }
 
-// newLogger builds the process logger; logs go to stderr, never stdout.
+// newLogger builds the process logger; logs go to stderr, never stdout, with
+// every password removed (config.RedactingWriter).
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	w = config.RedactingWriter(w, cfg.Secrets()...)
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}

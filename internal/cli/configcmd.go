@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/httpapi"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
+	"github.com/cachekeeper/cachekeeper/worker"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -18,7 +20,7 @@ func configCommand(io IO) *ucli.Command {
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "check",
-				Usage: "validate the configuration and ping Redis and the database (one line per check)",
+				Usage: "run the worker's start-up checks: configuration, web UI exposure, Redis, database, every cache query (one line per check; exit 2 for a configuration error, 1 for a service down)",
 				Flags: connFlags(),
 				Action: func(c *ucli.Context) error {
 					cfg, err := loadConfig(c, io)
@@ -64,8 +66,19 @@ func configCommand(io IO) *ucli.Command {
 	}
 }
 
+// checkServices runs what the worker checks at start-up, one line each: the
+// web UI's exposure, Redis and the database answering, and every cache's
+// queries probed as the worker probes them (worker.CheckCaches, the same
+// code and message). A configuration error exits 2, an unreachable service
+// 1.
 func checkServices(ctx context.Context, cfg config.Config, io IO) error {
-	var failed error
+	var configErr, serviceErr error
+	if _, err := uiCredentials(cfg, io.Env); err != nil {
+		fmt.Fprintf(io.Stdout, "FAIL ui: %s\n", oneLine(message(err)))
+		configErr = err
+	} else if cfg.Worker.UI {
+		fmt.Fprintf(io.Stdout, "ok   ui: %s\n", uiExposure(cfg))
+	}
 	rdb, err := cfg.Redis.NewClient()
 	if err == nil {
 		err = pingRedis(ctx, rdb, cfg)
@@ -73,27 +86,53 @@ func checkServices(ctx context.Context, cfg config.Config, io IO) error {
 	}
 	if err != nil {
 		fmt.Fprintf(io.Stdout, "FAIL redis %s: %s\n", config.RedactURL(cfg.Redis.URL), oneLine(err.Error()))
-		failed = err
+		serviceErr = err
 	} else {
 		fmt.Fprintf(io.Stdout, "ok   redis %s: answers\n", config.RedactURL(cfg.Redis.URL))
 	}
 	db, err := sqldb.Open(cfg.Database)
 	if err == nil {
+		defer db.Close()
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = sqldb.Ping(pctx, db)
 		cancel()
-		_ = db.Close()
 	}
 	if err != nil {
 		fmt.Fprintf(io.Stdout, "FAIL database %s: %s\n", config.RedactURL(cfg.Database.URL), oneLine(err.Error()))
-		if failed == nil {
-			failed = err
+		if serviceErr == nil {
+			serviceErr = err
+		}
+		if len(cfg.Caches) > 0 {
+			fmt.Fprintln(io.Stdout, "skip caches: the database does not answer")
 		}
 	} else {
 		fmt.Fprintf(io.Stdout, "ok   database %s: answers\n", config.RedactURL(cfg.Database.URL))
+		if len(cfg.Caches) > 0 {
+			if err := worker.CheckCaches(ctx, cfg, db); err != nil {
+				fmt.Fprintf(io.Stdout, "FAIL caches: %s\n", oneLine(err.Error()))
+				if configErr == nil {
+					configErr = err
+				}
+			} else {
+				fmt.Fprintf(io.Stdout, "ok   caches: %d probed (queries run, key and tag columns returned)\n", len(cfg.Caches))
+			}
+		}
 	}
-	if failed != nil {
-		return fmt.Errorf("config check failed: %w", failed)
+	switch {
+	case configErr != nil:
+		return fmt.Errorf("config check failed: %w", configErr)
+	case serviceErr != nil:
+		return fmt.Errorf("config check failed: %w", serviceErr)
 	}
 	return nil
+}
+
+func uiExposure(cfg config.Config) string {
+	switch {
+	case cfg.Worker.UIReadOnly:
+		return "read-only"
+	case httpapi.Loopback(cfg.Worker.MetricsAddr):
+		return "loopback only"
+	}
+	return "login required"
 }

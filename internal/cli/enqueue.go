@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 	ucli "github.com/urfave/cli/v2"
@@ -152,6 +153,11 @@ func runEnqueue(c *ucli.Context, io IO, k enqueueKind) error {
 	if err != nil {
 		return err
 	}
+	// What the workers would refuse is refused here, before Redis: internal
+	// keys, and queues and caches they do not serve.
+	if err := checkAgainstConfig(cfg, payload, opts); err != nil {
+		return err
+	}
 	svc, err := connect(c.Context, cfg, false)
 	if err != nil {
 		return err
@@ -211,6 +217,21 @@ func enqueueOptions(c *ucli.Context) ([]tasks.Option, error) {
 		opts = append(opts, tasks.Retention(time.Hour))
 	}
 	return opts, nil
+}
+
+// checkAgainstConfig refuses a job the workers of cfg would refuse, naming
+// the flag and the valid choices.
+func checkAgainstConfig(cfg config.Config, p tasks.Payload, opts []tasks.Option) error {
+	checker, err := tasks.NewOfflineClient(cfg.ClientOptions()...)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	err = checker.Check(p, opts...)
+	var ne *tasks.NameError
+	if errors.As(err, &ne) {
+		return usagef("--%s %s", ne.What, ne.Error())
+	}
+	return flagError(err)
 }
 
 // flagError rewrites a payload field error in terms of the CLI flag.

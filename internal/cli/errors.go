@@ -6,6 +6,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/cachekeeper/cachekeeper/worker"
 )
 
 // Exit codes.
@@ -28,7 +29,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, ErrUsage), errors.Is(err, config.ErrInvalid), errors.Is(err, tasks.ErrInvalidPayload):
+	case errors.Is(err, ErrUsage), errors.Is(err, config.ErrInvalid), errors.Is(err, tasks.ErrInvalidPayload), errors.Is(err, worker.ErrInvalidCache):
 		return ExitUsage
 	}
 	return ExitRuntime

@@ -37,7 +37,7 @@ func connect(ctx context.Context, cfg config.Config, needDB bool) (*services, er
 		s.Close()
 		return nil, err
 	}
-	s.client = tasks.NewClientFromRedis(s.redis, tasks.WithKeyPrefix(cfg.KeyPrefix))
+	s.client = tasks.NewClientFromRedis(s.redis, cfg.ClientOptions()...)
 	if needDB {
 		if s.db, err = sqldb.Open(cfg.Database); err != nil {
 			s.Close()

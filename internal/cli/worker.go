@@ -52,6 +52,10 @@ func workerCommand(io IO) *ucli.Command {
 // the first failure stops both.
 func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 	logger := newLogger(cfg, io.Stderr)
+	// Refuse an exposed UI before touching any service.
+	if _, err := uiCredentials(cfg, io.Env); err != nil {
+		return err
+	}
 	// The database is not pinged here: with it down the worker starts
 	// degraded (worker/database.go) instead of exiting.
 	svc, err := connect(ctx, cfg, false)
@@ -72,7 +76,7 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Worker.MetricsAddr != "" {
-		extra, closeUI, err := workerUI(cfg)
+		extra, closeUI, err := workerUI(cfg, io.Env)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/httpapi"
 	"github.com/hibiken/asynqmon"
 )
 
@@ -16,9 +17,17 @@ const uiPath = "/ui/"
 // server (none when it is off) and a function closing their Redis
 // connections, to call once the server has stopped. The UI reads the queues
 // through the same Redis connection settings as the worker.
-func workerUI(cfg config.Config) (map[string]http.Handler, func() error, error) {
+//
+// A UI that can change jobs, on an address beyond loopback, needs a login
+// (httpapi.CheckUIExposure): without one this is a usage error (exit 2)
+// saying how to fix it. /metrics, /healthz and /readyz stay open.
+func workerUI(cfg config.Config, env func(string) string) (map[string]http.Handler, func() error, error) {
 	if !cfg.Worker.UI {
 		return nil, func() error { return nil }, nil
+	}
+	creds, err := uiCredentials(cfg, env)
+	if err != nil {
+		return nil, nil, err
 	}
 	opt, err := cfg.Redis.ConnOpt()
 	if err != nil {
@@ -29,5 +38,24 @@ func workerUI(cfg config.Config) (map[string]http.Handler, func() error, error) 
 		RedisConnOpt: opt,
 		ReadOnly:     cfg.Worker.UIReadOnly,
 	})
-	return map[string]http.Handler{uiPath: ui}, ui.Close, nil
+	var h http.Handler = ui
+	if creds != nil {
+		h = creds.Wrap(ui)
+	}
+	return map[string]http.Handler{uiPath: h}, ui.Close, nil
+}
+
+// uiCredentials loads the UI's login and refuses an exposed UI without one.
+func uiCredentials(cfg config.Config, env func(string) string) (*httpapi.Credentials, error) {
+	if !cfg.Worker.UI {
+		return nil, nil
+	}
+	creds, err := httpapi.LoadCredentials(env, cfg.Worker.UIAuthFile)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	if err := httpapi.CheckUIExposure(cfg.Worker.MetricsAddr, cfg.Worker.UIReadOnly, creds); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return creds, nil
 }

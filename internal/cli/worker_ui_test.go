@@ -114,6 +114,56 @@ func TestWorkerUI(t *testing.T) {
 		}
 	})
 
+	t.Run("exposed without login refused", func(t *testing.T) {
+		for _, addr := range []string{":9090", "0.0.0.0:9090", "[::]:9090", "192.0.2.1:9090", "example.com:9090"} {
+			res := run(t, context.Background(), env, "worker", "--ui", "--metrics-addr", addr)
+			if res.code != cli.ExitUsage || !strings.Contains(res.stderr, "without a login") || !strings.Contains(res.stderr, "CACHEKEEPER_UI_PASSWORD") ||
+				!strings.Contains(res.stderr, "ui_read_only") || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+				t.Errorf("--ui on %s without a login: %+v, want exit 2 and one line saying how to fix it", addr, res)
+			}
+		}
+		// A read-only UI may be exposed; the address is not bound here.
+		short := map[string]string{"CACHEKEEPER_REDIS_URL": r.URL, "CACHEKEEPER_UI_PASSWORD": "short"}
+		if res := run(t, context.Background(), short, "worker", "--ui", "--metrics-addr", ":9090"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, "at least 12") {
+			t.Errorf("a short password: %+v", res)
+		}
+	})
+
+	t.Run("login", func(t *testing.T) {
+		authEnv := map[string]string{"CACHEKEEPER_REDIS_URL": r.URL, "CACHEKEEPER_UI_USER": "ops", "CACHEKEEPER_UI_PASSWORD": "correct horse battery"}
+		base := startWorker(t, authEnv, "--ui")
+		if code, _, _ := do("GET", base+"/ui/api/queues"); code != http.StatusUnauthorized {
+			t.Fatalf("GET /ui/api/queues without a login = %d, want 401", code)
+		}
+		for _, path := range []string{"/healthz", "/metrics"} {
+			if code, _, _ := do("GET", base+path); code != http.StatusOK {
+				t.Errorf("GET %s = %d: it must stay open for Prometheus and Kubernetes", path, code)
+			}
+		}
+		for _, cred := range [][2]string{{"ops", "wrong"}, {"admin", "correct horse battery"}, {"ops", ""}} {
+			req, _ := http.NewRequest("GET", base+"/ui/api/queues", nil)
+			req.SetBasicAuth(cred[0], cred[1])
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("login %v = %d, want 401", cred, resp.StatusCode)
+			}
+		}
+		req, _ := http.NewRequest("GET", base+"/ui/api/queues", nil)
+		req.SetBasicAuth("ops", "correct horse battery")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /ui/api/queues with the login = %d", resp.StatusCode)
+		}
+	})
+
 	t.Run("no metrics address", func(t *testing.T) {
 		res := run(t, context.Background(), env, "worker", "--ui", "--metrics-addr", "")
 		if res.code != cli.ExitUsage || !strings.Contains(res.stderr, "worker.ui needs worker.metrics_addr") || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {

@@ -70,7 +70,7 @@ func Parse(raw []byte, queues []string) (Job, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
-		return Job{}, invalid("%s", describe(err))
+		return Job{}, invalid("%s", describe(err, raw))
 	}
 	if dec.More() {
 		return Job{}, invalid("trailing data after the JSON object")
@@ -160,7 +160,7 @@ func invalid(format string, a ...any) error {
 
 // describe turns a JSON decoding error of an entry into one line naming
 // the field.
-func describe(err error) string {
+func describe(err error, raw []byte) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	var fe *tasks.FieldError
@@ -174,6 +174,14 @@ func describe(err error) string {
 		}
 		return fmt.Sprintf("field %q must not be JSON %s", field, typ.Value)
 	case errors.As(err, &fe):
+		var e struct {
+			Options json.RawMessage `json:"options"`
+		}
+		if json.Unmarshal(raw, &e) == nil {
+			if name := tasks.BadDurationField(e.Options, &Options{}); name != "" {
+				return fmt.Sprintf("options.%s %s", name, fe.Msg)
+			}
+		}
 		return fmt.Sprintf("options: %s", fe.Msg)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return fmt.Sprintf("unknown field %s (fields: kind, args, options; options: queue, task_id, process_in, process_at, max_retry, timeout, retention)",

@@ -42,8 +42,11 @@ type Cache struct {
 
 // Invalidator deletes cached keys. It is safe for concurrent use.
 type Invalidator struct {
-	rdb    redis.UniversalClient
-	keys   keys.Keys
+	rdb  redis.UniversalClient
+	keys keys.Keys
+	// rule says which keys no invalidation touches, unless the job's
+	// context carries a guard with a rule of its own (keys.WithGuard).
+	rule   keys.Rule
 	fence  *fence.Fencer
 	caches map[string]*cache
 	// names are the declared caches, sorted, for error messages.
@@ -66,7 +69,7 @@ func New(rdb redis.UniversalClient, k keys.Keys, fenceTTL time.Duration, caches 
 	if err != nil {
 		return nil, err
 	}
-	v := &Invalidator{rdb: rdb, keys: k, fence: f, caches: make(map[string]*cache, len(caches))}
+	v := &Invalidator{rdb: rdb, keys: k, rule: k.Rule(), fence: f, caches: make(map[string]*cache, len(caches))}
 	for name, c := range caches {
 		tpl, err := keys.ParseTemplate(c.Key)
 		if err != nil {
@@ -159,10 +162,21 @@ func (v *Invalidator) isCacheKey(key string) bool {
 	return false
 }
 
+// ruleFor returns the internal-key rule a call runs under.
+func (v *Invalidator) ruleFor(ctx context.Context) keys.Rule {
+	if g := keys.GuardFrom(ctx); g != nil {
+		return g.Rule
+	}
+	return v.rule
+}
+
 // Keys advances the fence of each key and deletes it, atomically per key,
 // in batches of BatchSize (one round trip each). It returns how many of the
-// keys existed. Repeating it is harmless.
+// keys existed. Repeating it is harmless. Internal keys (keys.Rule) are
+// left alone and counted in the context's guard.
 func (v *Invalidator) Keys(ctx context.Context, keyList []string) (int, error) {
+	keyList, skipped := v.ruleFor(ctx).Split(keyList)
+	keys.GuardFrom(ctx).Skip(skipped)
 	total := 0
 	for len(keyList) > 0 {
 		n := min(len(keyList), BatchSize)

@@ -50,7 +50,9 @@ type PatternResult struct {
 // of BatchSize:
 //
 //   - keys of cachekeeper itself and of the asynq queue are never deleted
-//     (use invalidate_tag for tag sets; the queue is not a cache);
+//     (keys.Rule; use invalidate_tag for tag sets; the queue is not a
+//     cache): a pattern that can only match them is refused, and a broader
+//     one skips them during the scan;
 //   - keys shaped like a declared cache's keys are deleted with their fence
 //     advanced (one Lua script per batch), so that a warm whose database
 //     read began before this invalidation cannot write its stale value back;
@@ -63,6 +65,10 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 	if opts.Pattern == "" {
 		return PatternResult{}, fmt.Errorf("%w: empty pattern", ErrInvalidRequest)
 	}
+	rule := v.ruleFor(ctx)
+	if err := rule.CheckPattern(opts.Pattern); err != nil {
+		return PatternResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
 	var res PatternResult
 	start := time.Now()
 	plain := make([]string, 0, BatchSize)
@@ -72,13 +78,12 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 		Count:            BatchSize,
 		BatchSize:        BatchSize,
 		MaxKeysPerSecond: opts.MaxKeysPerSecond,
+		Rule:             &rule,
+		OnInternal:       func(n int) { res.Internal += int64(n); res.Scanned += int64(n) },
 	}, func(ctx context.Context, batch []string) error {
 		plain, fenced = plain[:0], fenced[:0]
 		for _, k := range batch {
 			switch {
-			case v.keys.Internal(k):
-				res.Internal++
-				continue
 			case len(v.caches) > 0 && v.isCacheKey(k):
 				fenced = append(fenced, k)
 			default:

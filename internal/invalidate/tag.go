@@ -172,7 +172,7 @@ func (v *Invalidator) PruneTags(ctx context.Context, maxMembersPerSecond int) (P
 		limit = rate.NewLimiter(rate.Limit(maxMembersPerSecond), max(maxMembersPerSecond, BatchSize/2))
 	}
 	var total PruneResult
-	_, err := scan.Each(ctx, v.rdb, scan.Options{Match: v.keys.TagPattern(), Type: "set", BatchSize: 100}, func(ctx context.Context, sets []string) error {
+	_, err := scan.Each(ctx, v.rdb, scan.Options{Match: v.keys.TagPattern(), Type: "set", BatchSize: 100, Internal: true}, func(ctx context.Context, sets []string) error {
 		for _, s := range sets {
 			r, err := v.PruneTag(ctx, s, limit)
 			total.add(r)

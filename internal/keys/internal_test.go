@@ -112,13 +112,15 @@ func TestRuleCheckTemplate(t *testing.T) {
 
 func TestGlobPrefix(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]struct {
+	type want struct {
 		lit   string
 		whole bool
-	}{"user:*": {"user:", false}, `a\*b`: {"a*b", true}, "x": {"x", true}, "": {"", true}, `tail\`: {"tail", true}, "a?b": {"a", false}, "[x]": {"", false}} {
+	}
+	for in, w := range map[string]want{"user:*": {"user:", false}, `a\*b`: {"a*b", true}, "x": {"x", true},
+		"": {"", true}, `tail\`: {"tail", true}, "a?b": {"a", false}, "[x]": {"", false}} {
 		lit, whole := GlobPrefix(in)
-		if lit != want.lit || whole != want.whole {
-			t.Errorf("GlobPrefix(%q) = %q, %v; want %q, %v", in, lit, whole, want.lit, want.whole)
+		if lit != w.lit || whole != w.whole {
+			t.Errorf("GlobPrefix(%q) = %q, %v; want %q, %v", in, lit, whole, w.lit, w.whole)
 		}
 	}
 }

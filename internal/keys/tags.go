@@ -18,12 +18,11 @@ func (k Keys) TagPruneMarker() string { return k.prefix + "tag_prune" }
 // Internal reports whether key belongs to cachekeeper or to the asynq queue
 // rather than to the application: its own keys (prefix), keys built with
 // SameSlot from them ("{cachekeeper:inbox}:processing") and asynq's keys.
-// Pattern invalidation never deletes these.
-func (k Keys) Internal(key string) bool {
-	return hasPrefix(key, k.prefix) || hasPrefix(key, "{"+k.prefix) || hasPrefix(key, AsynqPrefix)
-}
+// See Rule: no job deletes, expires or rewrites these.
+func (k Keys) Internal(key string) bool { return k.Rule().Internal(key) }
+
+// Rule is the internal-key rule for this prefix.
+func (k Keys) Rule(owned ...string) Rule { return NewRule(k.prefix, owned...) }
 
 // AsynqPrefix starts every key of the asynq queue.
 const AsynqPrefix = "asynq:"
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

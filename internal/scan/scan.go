@@ -13,6 +13,12 @@
 // still belong to different hash slots: pipelines of single-key commands are
 // fine, multi-key commands (DEL k1 k2, one Lua script over several keys) must
 // be grouped with SplitBySlot first.
+//
+// A walk never delivers cachekeeper's or asynq's own keys (keys.Rule): the
+// rule of the job's guard (keys.WithGuard) when there is one, else
+// keys.DefaultRule; the keys left out are counted in the guard and given to
+// Options.OnInternal. Only cachekeeper's own maintenance, which walks its
+// own keys on purpose, sets Options.Internal.
 package scan
 
 import (
@@ -23,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	ikeys "github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -54,6 +61,17 @@ type Options struct {
 	// MaxKeysPerSecond caps how fast keys are delivered, summed over every
 	// node; 0 means no cap.
 	MaxKeysPerSecond int
+	// Internal delivers cachekeeper's and asynq's own keys too. Only
+	// cachekeeper's maintenance of its own keys (tag sets) sets it; a walk
+	// driven by a job's pattern never does.
+	Internal bool
+	// Rule says which keys are internal; zero means the rule of ctx's guard
+	// (keys.RuleFrom).
+	Rule *ikeys.Rule
+	// OnInternal, when set, is told how many internal keys each SCAN reply
+	// held (left out of the batches). It may be called concurrently when
+	// Concurrency is above 1.
+	OnInternal func(n int)
 	// Concurrency is how many cluster masters are walked at once (default
 	// 1: one master after another, and fn is never called concurrently).
 	// Above 1, fn must be safe for concurrent use. It has no effect on a
@@ -82,7 +100,14 @@ func Each(ctx context.Context, rdb redis.UniversalClient, opts Options, fn Batch
 		return 0, err
 	}
 	opts = opts.withDefaults()
-	w := &walker{opts: opts, fn: fn}
+	w := &walker{opts: opts, fn: fn, guard: ikeys.GuardFrom(ctx)}
+	if !opts.Internal {
+		rule := ikeys.RuleFrom(ctx)
+		if opts.Rule != nil {
+			rule = *opts.Rule
+		}
+		w.rule = &rule
+	}
 	if opts.MaxKeysPerSecond > 0 {
 		// The burst must cover the largest batch, or WaitN could never succeed.
 		burst := max(opts.MaxKeysPerSecond, opts.BatchSize)
@@ -164,6 +189,9 @@ type walker struct {
 	opts    Options
 	fn      BatchFunc
 	limiter *rate.Limiter
+	// rule, when set, keeps internal keys out of the batches.
+	rule  *ikeys.Rule
+	guard *ikeys.Guard
 
 	mu        sync.Mutex
 	delivered int64
@@ -202,7 +230,7 @@ func (w *walker) node(ctx context.Context, c redis.Cmdable, addr string) error {
 		if p.err != nil {
 			return p.err
 		}
-		keys := p.keys
+		keys := w.protect(p.keys)
 		for len(keys) > 0 {
 			n := min(w.opts.BatchSize-len(buf), len(keys))
 			buf = append(buf, keys[:n]...)
@@ -259,6 +287,21 @@ func (w *walker) scanPages(ctx context.Context, c redis.Cmdable, addr string, pa
 		}
 		cursor = next
 	}
+}
+
+// protect leaves internal keys out of a SCAN reply and counts them.
+func (w *walker) protect(page []string) []string {
+	if w.rule == nil {
+		return page
+	}
+	kept, skipped := w.rule.Split(page)
+	if skipped > 0 {
+		w.guard.Skip(skipped)
+		if w.opts.OnInternal != nil {
+			w.opts.OnInternal(skipped)
+		}
+	}
+	return kept
 }
 
 func (w *walker) deliver(ctx context.Context, keys []string) error {

@@ -33,7 +33,7 @@ func Open(cfg config.DatabaseConfig) (*sqlx.DB, error) {
 	}
 	db, err := sqlx.Open(driver, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open %s database: %w", kind, err)
+		return nil, fmt.Errorf("open %s database: %s", kind, config.RedactError(err, cfg.URL, dsn))
 	}
 	maxOpen := cfg.MaxOpenConns
 	if maxOpen == 0 {
@@ -57,7 +57,7 @@ func DSN(kind, raw string) (driver, dsn string, err error) {
 		}
 		u, err := url.Parse(raw)
 		if err != nil {
-			return "", "", fmt.Errorf("database.url: %v", err)
+			return "", "", fmt.Errorf("database.url %q: %s", config.Redact(raw), config.RedactError(err, raw))
 		}
 		c := mysql.NewConfig()
 		c.Net = "tcp"

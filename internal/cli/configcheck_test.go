@@ -1,0 +1,77 @@
+package cli_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cachekeeper/cachekeeper/internal/cli"
+	"github.com/cachekeeper/cachekeeper/internal/testenv"
+	_ "modernc.org/sqlite"
+)
+
+// config check refuses what the worker refuses at start-up, with the same
+// message: here a cache whose key names a column its query does not return.
+func TestConfigCheckRunsTheWorkersStartupChecks(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "app.db")
+	db, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	write := func(name, cache string) string {
+		p := filepath.Join(dir, name)
+		body := "redis:\n  url: " + r.URL + "\ndatabase:\n  url: sqlite://" + dbPath + "\nworker:\n  metrics_addr: \"\"\ncaches:\n  user:\n" + cache
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "    key: \"user:{id}\"\n    ttl: 1h\n    by_ids: SELECT id, email FROM users WHERE id IN (?)\n")
+	res := run(t, context.Background(), nil, "config", "check", "--config", good)
+	if res.code != 0 || !strings.Contains(res.stdout, "ok   caches: 1 probed") {
+		t.Fatalf("good config: %+v", res)
+	}
+
+	missing := write("missing.yaml", "    key: \"user:{org_id}:{id}\"\n    ttl: 1h\n    by_ids: SELECT id, email FROM users WHERE id IN (?)\n")
+	check := run(t, context.Background(), nil, "config", "check", "--config", missing)
+	if check.code != cli.ExitUsage || !strings.Contains(check.stdout, "FAIL caches:") || !strings.Contains(check.stderr, "org_id") {
+		t.Fatalf("config check of a key naming a missing column: %+v, want exit 2 naming org_id", check)
+	}
+	work := run(t, context.Background(), nil, "worker", "--config", missing)
+	if work.code != cli.ExitUsage {
+		t.Fatalf("worker with the same config: %+v, want exit 2", work)
+	}
+	msg := func(stderr string) string {
+		return strings.TrimPrefix(strings.TrimSpace(stderr), "cachekeeper: config check failed: ")
+	}
+	if w := strings.TrimPrefix(strings.TrimSpace(work.stderr), "cachekeeper: "); !strings.HasSuffix(w, msg(check.stderr)) {
+		t.Fatalf("messages differ:\n worker:       %s\n config check: %s", work.stderr, check.stderr)
+	}
+
+	badSQL := write("badsql.yaml", "    key: \"user:{id}\"\n    ttl: 1h\n    by_ids: SELECT id, email FROM no_such_table WHERE id IN (?)\n")
+	if res := run(t, context.Background(), nil, "config", "check", "--config", badSQL); res.code != cli.ExitUsage || !strings.Contains(res.stdout, "no_such_table") {
+		t.Fatalf("a query on a missing table: %+v", res)
+	}
+	// An unreachable Redis is an outage, not a configuration error.
+	if res := run(t, context.Background(), nil, "config", "check", "--config", good, "--redis-url", "redis://127.0.0.1:1/0"); res.code != cli.ExitRuntime {
+		t.Fatalf("unreachable Redis: %+v, want exit 1", res)
+	}
+	// The UI rule is the worker's too.
+	exposed := filepath.Join(dir, "ui.yaml")
+	if err := os.WriteFile(exposed, []byte("redis:\n  url: "+r.URL+"\ndatabase:\n  url: sqlite://"+dbPath+"\nworker:\n  ui: true\n  metrics_addr: \":9090\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(t, context.Background(), nil, "config", "check", "--config", exposed); res.code != cli.ExitUsage || !strings.Contains(res.stdout, "FAIL ui:") {
+		t.Fatalf("exposed UI: %+v", res)
+	}
+}

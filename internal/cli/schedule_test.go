@@ -148,8 +148,7 @@ func TestScheduleRun(t *testing.T) {
 	}{
 		{[]string{"schedule", "run", "-c", path, "nope"}, `unknown schedule entry "nope" (entries: session-cleanup, rate-limit-prune, warm-users-nightly)`},
 		{[]string{"schedule", "run", "-c", path}, "name the entry to run"},
-		{[]string{"schedule", "run", "rate-limit-prune", "-c", path}, "flags go before the entry name"},
-		{[]string{"schedule", "bogus"}, `unknown schedule command "bogus"`},
+		{[]string{"schedule", "bogus"}, `unknown subcommand "bogus"`},
 	} {
 		code, _, errOut := runSchedCLI(ctx, env, c.args...)
 		if code != cli.ExitUsage || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {

@@ -44,6 +44,7 @@ func (w *Worker) registerInbox() error {
 		Key:          w.cfg.Inbox.Key,
 		BlockTimeout: w.cfg.Inbox.BlockTimeout,
 		RecoverAfter: w.cfg.Inbox.RecoverAfter,
+		DeadMax:      w.cfg.Inbox.DeadMax,
 		Queues:       queues,
 		Logger:       w.logger,
 		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },

@@ -78,6 +78,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 			schedulerCommand(io), scheduleCommand(io),
 			enqueueCommand(io),
 			queuesCommand(io),
+			inboxCommand(io),
 			taskCommand(io),
 			eventsCommand(io),
 			configCommand(io),

@@ -104,6 +104,14 @@ func normalizeArgs(app *ucli.App, args []string) ([]string, error) {
 		}
 		return args, nil
 	}
+	if leaf == nil && len(positionals) == 0 {
+		// A group with a list subcommand lists when given none:
+		// `cachekeeper queues` is `cachekeeper queues list`.
+		if l := findCommand(group.Subcommands, "list"); l != nil {
+			leaf = l
+			path = append(path, l.Name)
+		}
+	}
 	if leaf == nil {
 		return nil, usagef("'%s' needs a subcommand: %s (see 'cachekeeper %s --help')", "cachekeeper "+strings.Join(path, " "), names(group.Subcommands), strings.Join(path, " "))
 	}

@@ -56,9 +56,10 @@ func TestEveryCommandRefusesStrayInput(t *testing.T) {
 			}
 		}
 	}, func(p []string, c *ucli.Command) {
-		cases = append(cases,
-			tc{append(append([]string(nil), p...), "no-such-sub"), `unknown subcommand "no-such-sub"`},
-			tc{p, "needs a subcommand: " + names(c.Subcommands)})
+		cases = append(cases, tc{append(append([]string(nil), p...), "no-such-sub"), `unknown subcommand "no-such-sub"`})
+		if findCommand(c.Subcommands, "list") == nil {
+			cases = append(cases, tc{p, "needs a subcommand: " + names(c.Subcommands)})
+		}
 	})
 	cases = append(cases,
 		tc{[]string{"no-such-command"}, `unknown command "no-such-command" (commands: worker,`},

@@ -18,6 +18,14 @@ import (
 func queuesCommand(io IO) *ucli.Command {
 	return &ucli.Command{
 		Name:  "queues",
+		Usage: "list queues (the default), pause or resume one",
+		Subcommands: []*ucli.Command{queuesListCommand(io), queuePauseCommand(io, true), queuePauseCommand(io, false)},
+	}
+}
+
+func queuesListCommand(io IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "list",
 		Usage: "show every queue with its task counts by state, and the coalesced warm ids pending per cache",
 		Description: "With -o json, one object per line: {\"cache\": ..., \"pending_warm_ids\": N, \"configured\": bool, \"served\": bool}\n" +
 			"for each cache (served: a running worker takes its ids), then {\"queue\": ..., \"pending\": N, ...} for each queue.",
@@ -148,7 +156,7 @@ func taskCommand(io IO) *ucli.Command {
 	queueFlag := &ucli.StringFlag{Name: "queue", Usage: "queue of the task (default: look in every queue)"}
 	return &ucli.Command{
 		Name:  "task",
-		Usage: "inspect tasks: show one, list a queue, run an archived or retrying task again",
+		Usage: "inspect and control tasks: show, list, run again, delete, archive, cancel",
 		Subcommands: []*ucli.Command{
 			{
 				Name: "show", Usage: "show one task by id", ArgsUsage: "ID",
@@ -231,31 +239,10 @@ func taskCommand(io IO) *ucli.Command {
 					return tw.Flush()
 				},
 			},
-			{
-				Name: "run", Usage: "run an archived, retrying or scheduled task now", ArgsUsage: "ID",
-				Flags: append([]ucli.Flag{queueFlag}, connFlags()...),
-				Action: func(c *ucli.Context) error {
-					id, err := oneArg(c, "task id")
-					if err != nil {
-						return err
-					}
-					svc, err := connectFromFlags(c, io)
-					if err != nil {
-						return err
-					}
-					defer svc.Close()
-					insp := svc.inspector()
-					info, err := findTask(insp, c.String("queue"), id)
-					if err != nil {
-						return err
-					}
-					if err := insp.RunTask(info.Queue, info.ID); err != nil {
-						return usagef("task %s is %s and cannot be run now: %v", id, info.State, err)
-					}
-					fmt.Fprintf(io.Stdout, "task %s (%s) moved to pending on queue %s\n", info.ID, info.Type, info.Queue)
-					return nil
-				},
-			},
+			taskRunCommand(io, queueFlag),
+			taskChangeCommand(io, queueFlag, "delete"),
+			taskChangeCommand(io, queueFlag, "archive"),
+			taskChangeCommand(io, queueFlag, "cancel"),
 		},
 	}
 }
@@ -289,14 +276,27 @@ func findTask(insp *asynq.Inspector, queue, id string) (*asynq.TaskInfo, error) 
 			return nil, fmt.Errorf("list queues: %w", err)
 		}
 	}
+	var found []*asynq.TaskInfo
 	for _, q := range queues {
 		info, err := insp.GetTaskInfo(q, id)
 		if err == nil {
-			return info, nil
+			found = append(found, info)
+			continue
 		}
 		if !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
 			return nil, fmt.Errorf("read task %s: %w", id, err)
 		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+	default:
+		var in []string
+		for _, f := range found {
+			in = append(in, f.Queue)
+		}
+		return nil, usagef("task id %q is in several queues (%s): give --queue", id, strings.Join(in, ", "))
 	}
 	where := "any queue"
 	if queue != "" {

@@ -84,6 +84,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 			configCommand(io),
 			devCommand(io),
 			versionCommand(io),
+			completionCommand(io),
 			benchCommand(io),
 		},
 		Description: "Configuration comes from --config (default ./" + config.DefaultFile + " if present), then the\n" +

@@ -61,7 +61,11 @@ func normalizeArgs(app *ucli.App, args []string) ([]string, error) {
 			if hasValue {
 				continue
 			}
-			takes, known := flagTakesValue(leaf, name)
+			cmd := leaf
+			if cmd == nil && group != nil {
+				cmd = findCommand(group.Subcommands, "list") // `queues -o json` is `queues list -o json`
+			}
+			takes, known := flagTakesValue(cmd, name)
 			if !known {
 				// Before the leaf is known only global flags can come; their
 				// values are never optional.

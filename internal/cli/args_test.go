@@ -121,3 +121,43 @@ func TestNormalizeArgsMovesFlags(t *testing.T) {
 		}
 	}
 }
+
+func runHere(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, IO{Stdout: &out, Stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestCompletionAndConsistentOutput(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"completion", "bash"}, []string{"--generate-bash-completion", "complete -o bashdefault -o default -F _cachekeeper cachekeeper"}},
+		{[]string{"completion", "zsh"}, []string{"#compdef cachekeeper", "compdef _cachekeeper cachekeeper"}},
+		{[]string{"completion", "fish"}, []string{"complete -c cachekeeper", "'queues'"}},
+		// real defaults in help
+		{[]string{"worker", "--help"}, []string{"(default: 20)", "(default: 4)", `(default: ":9090")`}},
+		// the YAML's names and Go duration strings, one line
+		{[]string{"config", "show", "-o", "json"}, []string{`"recover_after":"1m0s"`, `"dead_max":10000`, `"key_prefix":"cachekeeper:"`}},
+		// global flags before the command name, flags after arguments
+		{[]string{"--log-level", "debug", "config", "show"}, []string{"level: debug"}},
+	} {
+		code, out, errOut := runHere(c.args...)
+		if code != 0 {
+			t.Errorf("%q: exit %d, stderr %q", c.args, code, errOut)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%q: output lacks %q:\n%.300s", c.args, w, out)
+			}
+		}
+		if c.args[len(c.args)-1] == "json" && strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("%q: want one JSON object on one line", c.args)
+		}
+	}
+	if code, _, errOut := runHere("completion", "tcsh"); code != ExitUsage || !strings.Contains(errOut, "shells: bash, zsh, fish") {
+		t.Errorf("completion tcsh: exit %d, %q", code, errOut)
+	}
+}

@@ -9,6 +9,9 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/tasks"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
@@ -17,8 +20,8 @@ import (
 
 func queuesCommand(io IO) *ucli.Command {
 	return &ucli.Command{
-		Name:  "queues",
-		Usage: "list queues (the default), pause or resume one",
+		Name:        "queues",
+		Usage:       "list queues (the default), pause or resume one",
 		Subcommands: []*ucli.Command{queuesListCommand(io), queuePauseCommand(io, true), queuePauseCommand(io, false)},
 	}
 }
@@ -185,8 +188,13 @@ func taskCommand(io IO) *ucli.Command {
 					t := toTaskJSON(info)
 					tw := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintf(tw, "id\t%s\nkind\t%s\nqueue\t%s\nstate\t%s\nretried\t%d of %d\n", t.ID, t.Kind, t.Queue, t.State, t.Retried, t.MaxRetry)
-					if t.NextProcessAt != nil {
-						fmt.Fprintf(tw, "next run\t%s\n", t.NextProcessAt.Format("2006-01-02T15:04:05Z07:00"))
+					for _, row := range []struct {
+						name string
+						at   *time.Time
+					}{{"enqueued", t.EnqueuedAt}, {"started", t.StartedAt}, {"completed", t.CompletedAt}, {"last failed", t.LastFailedAt}, {"next run", t.NextProcessAt}} {
+						if row.at != nil {
+							fmt.Fprintf(tw, "%s\t%s\n", row.name, row.at.Format(time.RFC3339))
+						}
 					}
 					if t.LastError != "" {
 						fmt.Fprintf(tw, "last error\t%s\n", t.LastError)
@@ -245,6 +253,32 @@ func taskCommand(io IO) *ucli.Command {
 			taskChangeCommand(io, queueFlag, "cancel"),
 		},
 	}
+}
+
+// taskTimes returns what is known of when a task was enqueued (the header
+// tasks.NewTask sets), started, completed and last failed; nil where
+// unknown. asynq records no start time: started is set for a completed
+// task from its result's "started_at" when the handler wrote one.
+func taskTimes(info *asynq.TaskInfo) (enqueued, started, completed, failed *time.Time) {
+	at := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		u := t.UTC()
+		return &u
+	}
+	if v, ok := info.Headers[tasks.HeaderEnqueuedAt]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			enqueued = at(t)
+		}
+	}
+	var r struct {
+		StartedAt time.Time `json:"started_at"`
+	}
+	if len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil {
+		started = at(r.StartedAt)
+	}
+	return enqueued, started, at(info.CompletedAt), at(info.LastFailedAt)
 }
 
 func oneArg(c *ucli.Context, what string) (string, error) {

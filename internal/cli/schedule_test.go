@@ -101,8 +101,17 @@ func TestScheduleList(t *testing.T) {
 		CatchUp                             string `json:"catch_up"`
 		Next                                []time.Time
 	}
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("json: %v\n%s", err, out)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e struct {
+			Name, Schedule, Kind, Queue, Series string
+			TimeZone                            string `json:"time_zone"`
+			CatchUp                             string `json:"catch_up"`
+			Next                                []time.Time
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("json line: %v\n%s", err, line)
+		}
+		got = append(got, e)
 	}
 	if len(got) != 3 {
 		t.Fatalf("%d entries, want 3", len(got))

@@ -63,6 +63,9 @@ func inboxCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 		Namespace: "cachekeeper", Name: "inbox_entries_total",
 		Help: "Inbox entries handled by the bridge, by outcome (enqueued, coalesced, duplicate, dead_lettered, recovered).",
 	}, []string{"outcome"})
+	for _, o := range []string{inbox.OutcomeEnqueued, inbox.OutcomeCoalesced, inbox.OutcomeDuplicate, inbox.OutcomeDeadLettered, inbox.OutcomeRecovered} {
+		c.WithLabelValues(o) // every series from zero
+	}
 	if reg == nil {
 		return c, nil
 	}

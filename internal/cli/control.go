@@ -65,6 +65,7 @@ func requireQueue(insp *asynq.Inspector, q string) error {
 		return fmt.Errorf("list queues: %w", err)
 	}
 	if !slices.Contains(names, q) {
+		slices.Sort(names)
 		return usagef("queue %q does not exist (queues: %s)", q, strings.Join(names, ", "))
 	}
 	return nil

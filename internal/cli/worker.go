@@ -59,6 +59,9 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 	defer svc.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := registerQueueMetrics(reg, cfg, svc); err != nil {
+		return err
+	}
 	w, err := worker.New(cfg, worker.Deps{Redis: svc.redis, DB: svc.db, Client: svc.client, Registry: reg}, logger)
 	if err != nil {
 		return err

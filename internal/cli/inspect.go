@@ -330,6 +330,7 @@ func findTask(insp *asynq.Inspector, queue, id string) (*asynq.TaskInfo, error) 
 		for _, f := range found {
 			in = append(in, f.Queue)
 		}
+		sort.Strings(in)
 		return nil, usagef("task id %q is in several queues (%s): give --queue", id, strings.Join(in, ", "))
 	}
 	where := "any queue"

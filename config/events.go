@@ -45,13 +45,21 @@ type InboxConfig struct {
 	// and enqueues it; entries found there when a worker starts are taken at
 	// once (default 1m).
 	RecoverAfter time.Duration `yaml:"recover_after"`
+	// DeadMax caps the dead-letter list: when an entry is dead-lettered the
+	// list is trimmed to its newest DeadMax entries (default 10000; 0 keeps
+	// every entry). `cachekeeper inbox dead` lists, replays and purges it.
+	DeadMax int `yaml:"dead_max"`
 }
 
 func (i *InboxConfig) setDefaults(prefix string) {
 	i.Key = prefix + "inbox"
 	i.BlockTimeout = time.Second
 	i.RecoverAfter = time.Minute
+	i.DeadMax = DefaultInboxDeadMax
 }
+
+// DefaultInboxDeadMax is inbox.dead_max's default.
+const DefaultInboxDeadMax = 10000
 
 func (i *InboxConfig) validate() error {
 	if i.Disabled {
@@ -65,6 +73,9 @@ func (i *InboxConfig) validate() error {
 	}
 	if i.RecoverAfter < time.Second {
 		return fmt.Errorf("inbox.recover_after must be at least 1s, got %s", i.RecoverAfter)
+	}
+	if i.DeadMax < 0 {
+		return fmt.Errorf("inbox.dead_max must be 0 (no cap) or positive, got %d", i.DeadMax)
 	}
 	return nil
 }

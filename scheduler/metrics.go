@@ -39,3 +39,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) tick(entry, outcome string) { m.ticks.WithLabelValues(entry, outcome).Inc() }
+
+// initEntry creates entry's tick series at zero, so that an alert on
+// enqueued ticks sees a flat line rather than no series.
+func (m *metrics) initEntry(entry string) {
+	for _, o := range []string{OutcomeEnqueued, OutcomeDuplicate, OutcomeMissed, OutcomeFailed} {
+		m.ticks.WithLabelValues(entry, o)
+	}
+}

@@ -129,6 +129,7 @@ func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger, opts ...Opt
 	now := s.clock.Now()
 	for _, e := range entries {
 		s.states = append(s.states, &entryState{entry: e, next: e.sched.Next(now)})
+		s.metrics.initEntry(e.Name)
 	}
 	return s, nil
 }
@@ -165,6 +166,7 @@ func (s *Scheduler) Reload(entries []config.ScheduleEntry) error {
 	var added, changed, kept int
 	states := make([]*entryState, 0, len(parsed))
 	for _, e := range parsed {
+		s.metrics.initEntry(e.Name)
 		st := &entryState{entry: e, next: e.sched.Next(now)}
 		prev, ok := old[e.Name]
 		switch {

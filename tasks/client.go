@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
@@ -33,8 +34,14 @@ func NewTask(p Payload, opts ...Option) (*asynq.Task, error) {
 	all := make([]Option, 0, 3+len(opts))
 	all = append(all, asynq.Queue(info.Queue), asynq.MaxRetry(info.MaxRetry), asynq.Timeout(info.Timeout))
 	all = append(all, opts...)
-	return asynq.NewTask(info.Kind, data, all...), nil
+	headers := map[string]string{HeaderEnqueuedAt: time.Now().UTC().Format(time.RFC3339Nano)}
+	return asynq.NewTaskWithHeaders(info.Kind, data, headers, all...), nil
 }
+
+// HeaderEnqueuedAt is the task header NewTask sets to the time the task was
+// built (RFC 3339, UTC): asynq records no enqueue time of its own, and
+// `cachekeeper task show` prints it.
+const HeaderEnqueuedAt = "enqueued_at"
 
 // Client enqueues cachekeeper jobs. It is safe for concurrent use.
 type Client struct {

@@ -46,6 +46,7 @@ func (w *Worker) registerInbox() error {
 		Key:          w.cfg.Inbox.Key,
 		BlockTimeout: w.cfg.Inbox.BlockTimeout,
 		RecoverAfter: w.cfg.Inbox.RecoverAfter,
+		DeadMax:      w.cfg.Inbox.DeadMax,
 		Queues:       queues,
 		Logger:       w.logger,
 		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },
@@ -64,6 +65,9 @@ func inboxCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 		Namespace: "cachekeeper", Name: "inbox_entries_total",
 		Help: "Inbox entries handled by the bridge, by outcome (enqueued, coalesced, duplicate, dead_lettered, recovered).",
 	}, []string{"outcome"})
+	for _, o := range []string{inbox.OutcomeEnqueued, inbox.OutcomeCoalesced, inbox.OutcomeDuplicate, inbox.OutcomeDeadLettered, inbox.OutcomeRecovered} {
+		c.WithLabelValues(o) // every series from zero
+	}
 	if reg == nil {
 		return c, nil
 	}

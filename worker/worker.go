@@ -99,6 +99,7 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 		return nil, fmt.Errorf("worker metrics: %w", err)
 	}
 	w := &Worker{cfg: cfg, connOpt: connOpt, deps: deps, keys: k, logger: logger, metrics: m, mux: asynq.NewServeMux()}
+	w.initSeries()
 	if !cfg.Events.Disabled {
 		if w.events, err = events.NewPublisher(deps.Redis, cfg.Events.Channel, cfg.Events.MaxKeys); err != nil {
 			return nil, err

@@ -41,7 +41,10 @@ func Run(ctx context.Context, args []string, io IO) int {
 	unlock := func() { once.Do(parseMu.Unlock) }
 	defer unlock()
 	app := newApp(io, unlock)
-	err := app.RunContext(ctx, append([]string{"cachekeeper"}, args...))
+	args, err := normalizeArgs(app, args)
+	if err == nil {
+		err = app.RunContext(ctx, append([]string{"cachekeeper"}, args...))
+	}
 	if err != nil {
 		// No secret of the flags or the environment is printed, even
 		// inside an error about a URL that does not parse.
@@ -78,11 +81,13 @@ func newApp(io IO, parsed func()) *ucli.App {
 			changesCommand(io),
 			enqueueCommand(io),
 			queuesCommand(io),
+			inboxCommand(io),
 			taskCommand(io),
 			eventsCommand(io),
 			configCommand(io),
 			devCommand(io),
 			versionCommand(io),
+			completionCommand(io),
 			benchCommand(io),
 		},
 		Description: "Configuration comes from --config (default ./" + config.DefaultFile + " if present), then the\n" +
@@ -90,12 +95,6 @@ func newApp(io IO, parsed func()) *ucli.App {
 			"Exit codes: 0 success, 1 runtime failure, 2 usage or validation error.",
 	}
 	setCommandDefaults(app.Commands, parsed)
-	app.Before = func(c *ucli.Context) error {
-		if c.Args().Present() && app.Command(c.Args().First()) == nil {
-			return usagef("unknown command %q (commands: %s)", c.Args().First(), commandNames(app))
-		}
-		return nil
-	}
 	return app
 }
 
@@ -119,19 +118,12 @@ func setCommandDefaults(cmds []*ucli.Command, parsed func()) {
 				return usagef("%v (see '%s --help')", err, cc.Command.HelpName)
 			}
 		}
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = groupAction
+		}
 		c.HideHelpCommand = true
 		setCommandDefaults(c.Subcommands, parsed)
 	}
-}
-
-func commandNames(app *ucli.App) string {
-	var names []string
-	for _, c := range app.Commands {
-		if !c.Hidden {
-			names = append(names, c.Name)
-		}
-	}
-	return strings.Join(names, ", ")
 }
 
 // Connection flags, on every command that talks to Redis or the database.

@@ -194,14 +194,20 @@ func printResults(io IO, format string, results []bench.Result) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(io.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tCACHEKEEPER/S\tBASELINE/S\tRATIO\tCEILING/S\tBASELINE")
+	fmt.Fprintln(tw, "SCENARIO\tCACHEKEEPER\tBASELINE\tRATIO\tCEILING\tBASELINE IS")
 	for _, r := range results {
 		ceiling := "-"
 		if r.CeilingPerS > 0 {
-			ceiling = formatNumber(r.CeilingPerS)
+			ceiling = formatNumber(r.CeilingPerS) + "/s"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t%s\t%s\n", r.Scenario, formatNumber(r.CachekeeperPerS),
-			formatNumber(r.BaselinePerS), r.Ratio, ceiling, r.Baseline)
+		ours, base := formatNumber(r.CachekeeperPerS)+"/s", formatNumber(r.BaselinePerS)+"/s"
+		// A latency scenario's rates are 1000/p50; its row gives the p50 itself.
+		if p50, ok := r.Extra["p50_ms"].(float64); ok {
+			if bp50, ok := r.Extra["baseline_p50_ms"].(float64); ok {
+				ours, base = fmt.Sprintf("%s ms p50", strconv.FormatFloat(p50, 'f', -1, 64)), fmt.Sprintf("%s ms p50", strconv.FormatFloat(bp50, 'f', -1, 64))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t%s\t%s\n", r.Scenario, ours, base, r.Ratio, ceiling, r.Baseline)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write results: %w", err)

@@ -30,7 +30,8 @@ func benchWarmCommand(io IO) *ucli.Command {
 		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "rows", Aliases: []string{"n"}, Value: 100000, Usage: "rows in the table (warm_all, ceiling, coalesced)"},
 			&ucli.IntFlag{Name: "per-key-rows", Usage: "keys of the one-task-per-key scenario (default min(--rows, 5000))"},
-			&ucli.StringFlag{Name: "database-url", Usage: "postgres://..., mysql://... or sqlite://file.db (default: a temporary SQLite file)"},
+			&ucli.StringFlag{Name: "database-url", Usage: "postgres://..., mysql://... or sqlite://file.db (default: --config's database.url, else a temporary SQLite file)"},
+			&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file whose database.url is used when --database-url is not given"},
 			&ucli.IntFlag{Name: "servers", Usage: "the worker's asynq servers (default: the worker's default)"},
 			&ucli.IntFlag{Name: "concurrency", Usage: "the worker's concurrency (default: the worker's default)"},
 			&ucli.IntFlag{Name: "coalesce-max-size", Usage: "warm.coalesce_max_size (default: the configuration's)"},
@@ -51,6 +52,13 @@ func benchWarmCommand(io IO) *ucli.Command {
 				return err
 			}
 			db := config.DatabaseConfig{URL: c.String("database-url")}
+			if db.URL == "" && c.String("config") != "" {
+				cfg, err := config.Load(c.String("config"), io.Env)
+				if err != nil {
+					return err
+				}
+				db.URL = cfg.Database.URL
+			}
 			if db.URL == "" {
 				dir, err := os.MkdirTemp("", "ckbench-warm")
 				if err != nil {

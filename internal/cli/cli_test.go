@@ -58,12 +58,12 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		want string
 	}{
 		{[]string{"bogus"}, `unknown command "bogus"`},
-		{[]string{"enqueue", "bogus"}, `unknown job "bogus"`},
+		{[]string{"enqueue", "bogus"}, `unknown subcommand "bogus" of 'cachekeeper enqueue' (subcommands: warm,`},
 		{[]string{"enqueue", "warm", "--cache", "user"}, "--id must not be empty"},
 		{[]string{"enqueue", "warm", "--id", "1"}, "--cache"},
 		{[]string{"enqueue", "notify", "--channel", "c", "--in", "10x"}, `invalid value "10x" for flag -in`},
 		{[]string{"enqueue", "notify", "--channel", "c", "--at", "tomorrow"}, "RFC 3339"},
-		{[]string{"enqueue", "notify", "--channel", "c", "--nope"}, "flag provided but not defined"},
+		{[]string{"enqueue", "notify", "--channel", "c", "--nope"}, "has no flag --nope (its flags: --channel"},
 		{[]string{"enqueue", "invalidate-pattern", "--pattern", "*"}, "--yes"},
 		{[]string{"enqueue", "invalidate", "--cache", "user", "--id", "1", "--key", "k"}, "cannot be combined"},
 		{[]string{"enqueue", "notify", "--channel", "c", "-o", "xml"}, "--output"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"gopkg.in/yaml.v3"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
@@ -48,15 +49,17 @@ func configCommand(io IO) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					red := cfg.Redacted()
-					if format == "json" {
-						enc := json.NewEncoder(io.Stdout)
-						enc.SetIndent("", "  ")
-						return enc.Encode(red)
-					}
-					out, err := red.YAML()
+					out, err := cfg.Redacted().YAML()
 					if err != nil {
 						return err
+					}
+					if format == "json" {
+						// The YAML's names and duration strings, as one JSON object.
+						var m map[string]any
+						if err := yaml.Unmarshal(out, &m); err != nil {
+							return fmt.Errorf("config show: %w", err)
+						}
+						return json.NewEncoder(io.Stdout).Encode(m)
 					}
 					_, err = io.Stdout.Write(out)
 					return err

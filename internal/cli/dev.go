@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
@@ -17,6 +18,7 @@ func devCommand(io IO) *ucli.Command {
 			"demo jobs every --interval and prints what happened. --redis-url / --database-url use\n" +
 			"real services instead (the users table is created there only if it does not exist).",
 		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "use the Redis and database of this YAML config file instead of the embedded ones (flags win)"},
 			&ucli.StringFlag{Name: "redis-url", Usage: "use this Redis instead of the embedded one"},
 			&ucli.StringFlag{Name: "database-url", Usage: "use this database instead of a temporary SQLite file"},
 			&ucli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "pause between demo rounds"},
@@ -38,9 +40,17 @@ func devCommand(io IO) *ucli.Command {
 			if err := logCfg.Validate(); err != nil {
 				return err
 			}
+			redisURL, dbURL := c.String("redis-url"), c.String("database-url")
+			if c.String("config") != "" {
+				cfg, err := config.Load(c.String("config"), io.Env)
+				if err != nil {
+					return err
+				}
+				redisURL, dbURL = cmp.Or(redisURL, cfg.Redis.URL), cmp.Or(dbURL, cfg.Database.URL)
+			}
 			return devmode.Run(c.Context, devmode.Options{
-				RedisURL:    c.String("redis-url"),
-				DatabaseURL: c.String("database-url"),
+				RedisURL:    redisURL,
+				DatabaseURL: dbURL,
 				Out:         io.Stdout,
 				Logger:      newLogger(logCfg, io.Stderr),
 				Interval:    c.Duration("interval"),

@@ -257,6 +257,10 @@ type taskJSON struct {
 	Queue         string          `json:"queue"`
 	State         string          `json:"state"`
 	NextProcessAt *time.Time      `json:"next_process_at,omitempty"`
+	EnqueuedAt    *time.Time      `json:"enqueued_at,omitempty"`
+	StartedAt     *time.Time      `json:"started_at,omitempty"`
+	CompletedAt   *time.Time      `json:"completed_at,omitempty"`
+	LastFailedAt  *time.Time      `json:"last_failed_at,omitempty"`
 	Retried       int             `json:"retried"`
 	MaxRetry      int             `json:"max_retry"`
 	LastError     string          `json:"last_error,omitempty"`
@@ -273,6 +277,7 @@ func toTaskJSON(info *asynq.TaskInfo) taskJSON {
 	if len(info.Result) > 0 && json.Valid(info.Result) {
 		t.Result = info.Result
 	}
+	t.EnqueuedAt, t.StartedAt, t.CompletedAt, t.LastFailedAt = taskTimes(info)
 	return t
 }
 
@@ -285,5 +290,8 @@ func printTaskInfo(io IO, format, verb string, info *asynq.TaskInfo) error {
 		when = " to run at " + info.NextProcessAt.UTC().Format(time.RFC3339)
 	}
 	_, err := fmt.Fprintf(io.Stdout, "%s %s task %s on queue %s (%s)%s\n", verb, info.Type, info.ID, info.Queue, info.State, when)
+	if err == nil && len(info.Result) > 0 {
+		_, err = fmt.Fprintf(io.Stdout, "result: %s\n", info.Result)
+	}
 	return err
 }

@@ -110,7 +110,7 @@ func TestEventsUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"events", "user"}, `unexpected argument "user"`},
+		{[]string{"events", "user"}, `takes no arguments, got "user"`},
 		{[]string{"events", "--count", "-1"}, "--count must not be negative"},
 		{[]string{"events", "-o", "yaml"}, "--output"},
 		{[]string{"events", "--channel", ""}, "--channel must not be empty"},

@@ -9,6 +9,9 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/tasks"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
@@ -17,7 +20,15 @@ import (
 
 func queuesCommand(io IO) *ucli.Command {
 	return &ucli.Command{
-		Name:  "queues",
+		Name:        "queues",
+		Usage:       "list queues (the default), pause or resume one",
+		Subcommands: []*ucli.Command{queuesListCommand(io), queuePauseCommand(io, true), queuePauseCommand(io, false)},
+	}
+}
+
+func queuesListCommand(io IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "list",
 		Usage: "show every queue with its task counts by state, and the coalesced warm ids pending per cache",
 		Description: "With -o json, one object per line: {\"cache\": ..., \"pending_warm_ids\": N, \"configured\": bool, \"served\": bool}\n" +
 			"for each cache (served: a running worker takes its ids), then {\"queue\": ..., \"pending\": N, ...} for each queue.",
@@ -148,7 +159,7 @@ func taskCommand(io IO) *ucli.Command {
 	queueFlag := &ucli.StringFlag{Name: "queue", Usage: "queue of the task (default: look in every queue)"}
 	return &ucli.Command{
 		Name:  "task",
-		Usage: "inspect tasks: show one, list a queue, run an archived or retrying task again",
+		Usage: "inspect and control tasks: show, list, run again, delete, archive, cancel",
 		Subcommands: []*ucli.Command{
 			{
 				Name: "show", Usage: "show one task by id", ArgsUsage: "ID",
@@ -177,8 +188,13 @@ func taskCommand(io IO) *ucli.Command {
 					t := toTaskJSON(info)
 					tw := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintf(tw, "id\t%s\nkind\t%s\nqueue\t%s\nstate\t%s\nretried\t%d of %d\n", t.ID, t.Kind, t.Queue, t.State, t.Retried, t.MaxRetry)
-					if t.NextProcessAt != nil {
-						fmt.Fprintf(tw, "next run\t%s\n", t.NextProcessAt.Format("2006-01-02T15:04:05Z07:00"))
+					for _, row := range []struct {
+						name string
+						at   *time.Time
+					}{{"enqueued", t.EnqueuedAt}, {"started", t.StartedAt}, {"completed", t.CompletedAt}, {"last failed", t.LastFailedAt}, {"next run", t.NextProcessAt}} {
+						if row.at != nil {
+							fmt.Fprintf(tw, "%s\t%s\n", row.name, row.at.Format(time.RFC3339))
+						}
 					}
 					if t.LastError != "" {
 						fmt.Fprintf(tw, "last error\t%s\n", t.LastError)
@@ -231,33 +247,38 @@ func taskCommand(io IO) *ucli.Command {
 					return tw.Flush()
 				},
 			},
-			{
-				Name: "run", Usage: "run an archived, retrying or scheduled task now", ArgsUsage: "ID",
-				Flags: append([]ucli.Flag{queueFlag}, connFlags()...),
-				Action: func(c *ucli.Context) error {
-					id, err := oneArg(c, "task id")
-					if err != nil {
-						return err
-					}
-					svc, err := connectFromFlags(c, io)
-					if err != nil {
-						return err
-					}
-					defer svc.Close()
-					insp := svc.inspector()
-					info, err := findTask(insp, c.String("queue"), id)
-					if err != nil {
-						return err
-					}
-					if err := insp.RunTask(info.Queue, info.ID); err != nil {
-						return usagef("task %s is %s and cannot be run now: %v", id, info.State, err)
-					}
-					fmt.Fprintf(io.Stdout, "task %s (%s) moved to pending on queue %s\n", info.ID, info.Type, info.Queue)
-					return nil
-				},
-			},
+			taskRunCommand(io, queueFlag),
+			taskChangeCommand(io, queueFlag, "delete"),
+			taskChangeCommand(io, queueFlag, "archive"),
+			taskChangeCommand(io, queueFlag, "cancel"),
 		},
 	}
+}
+
+// taskTimes returns what is known of when a task was enqueued (the header
+// tasks.NewTask sets), started, completed and last failed; nil where
+// unknown. asynq records no start time: started is set for a completed
+// task from its result's "started_at" when the handler wrote one.
+func taskTimes(info *asynq.TaskInfo) (enqueued, started, completed, failed *time.Time) {
+	at := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		u := t.UTC()
+		return &u
+	}
+	if v, ok := info.Headers[tasks.HeaderEnqueuedAt]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			enqueued = at(t)
+		}
+	}
+	var r struct {
+		StartedAt time.Time `json:"started_at"`
+	}
+	if len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil {
+		started = at(r.StartedAt)
+	}
+	return enqueued, started, at(info.CompletedAt), at(info.LastFailedAt)
 }
 
 func oneArg(c *ucli.Context, what string) (string, error) {
@@ -289,14 +310,28 @@ func findTask(insp *asynq.Inspector, queue, id string) (*asynq.TaskInfo, error) 
 			return nil, fmt.Errorf("list queues: %w", err)
 		}
 	}
+	var found []*asynq.TaskInfo
 	for _, q := range queues {
 		info, err := insp.GetTaskInfo(q, id)
 		if err == nil {
-			return info, nil
+			found = append(found, info)
+			continue
 		}
 		if !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
 			return nil, fmt.Errorf("read task %s: %w", id, err)
 		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+	default:
+		var in []string
+		for _, f := range found {
+			in = append(in, f.Queue)
+		}
+		sort.Strings(in)
+		return nil, usagef("task id %q is in several queues (%s): give --queue", id, strings.Join(in, ", "))
 	}
 	where := "any queue"
 	if queue != "" {

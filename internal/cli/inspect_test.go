@@ -80,7 +80,6 @@ func TestInspectCommands(t *testing.T) {
 	for _, bad := range [][]string{
 		{"task", "show"},
 		{"task", "show", "nope"},
-		{"task", "show", "t1", "-o", "json"},
 		{"task", "list", "--state", "sleeping"},
 		{"task", "list", "--queue", "missing"},
 		{"task", "list", "--limit", "0"},

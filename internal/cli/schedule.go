@@ -200,8 +200,12 @@ func runScheduleList(c *ucli.Context, io IO) error {
 			out = append(out, j)
 		}
 		enc := json.NewEncoder(io.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		for _, j := range out {
+			if err := enc.Encode(j); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if len(entries) == 0 {
 		_, err := fmt.Fprintln(io.Stdout, "no entries in the schedule section of the configuration")

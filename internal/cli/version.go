@@ -3,8 +3,8 @@ package cli
 import (
 	"fmt"
 	"runtime"
-	"runtime/debug"
 
+	"github.com/cachekeeper/cachekeeper/internal/httpapi"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -16,14 +16,7 @@ func versionCommand(io IO) *ucli.Command {
 		Name:  "version",
 		Usage: "print the version of cachekeeper, Go and asynq",
 		Action: func(c *ucli.Context) error {
-			asynqVersion := "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, d := range bi.Deps {
-					if d.Path == "github.com/hibiken/asynq" {
-						asynqVersion = d.Version
-					}
-				}
-			}
+			asynqVersion := httpapi.AsynqVersion()
 			fmt.Fprintf(io.Stdout, "cachekeeper %s (%s, asynq %s, %s/%s)\n", Version, runtime.Version(), asynqVersion, runtime.GOOS, runtime.GOARCH)
 			return nil
 		},

@@ -16,13 +16,14 @@ import (
 )
 
 func workerCommand(io IO) *ucli.Command {
+	def := config.Default().Worker
 	return &ucli.Command{
 		Name:  "worker",
 		Usage: "run jobs from the queues until interrupted (SIGINT/SIGTERM stop it gracefully)",
 		Flags: append([]ucli.Flag{
-			&ucli.IntFlag{Name: "concurrency", Usage: "jobs run at once in this process (env " + config.EnvConcurrency + ")"},
-			&ucli.IntFlag{Name: "servers", Usage: "asynq servers in this process; more servers dequeue faster (env " + config.EnvServers + ")"},
-			&ucli.StringFlag{Name: "metrics-addr", Usage: "address for /metrics, /healthz, /readyz; empty disables (env " + config.EnvMetricsAddr + ")"},
+			&ucli.IntFlag{Name: "concurrency", Value: def.Concurrency, Usage: "jobs run at once in this process (env " + config.EnvConcurrency + ")"},
+			&ucli.IntFlag{Name: "servers", Value: def.Servers, Usage: "asynq servers in this process; more servers dequeue faster (env " + config.EnvServers + ")"},
+			&ucli.StringFlag{Name: "metrics-addr", Value: def.MetricsAddr, Usage: "address for /metrics, /healthz, /readyz; empty disables (env " + config.EnvMetricsAddr + ")"},
 			&ucli.BoolFlag{Name: "ui", Usage: "serve the asynqmon web UI under /ui/ on --metrics-addr; whoever reaches it can delete and re-run jobs (worker.ui)"},
 		}, connFlags()...),
 		Action: func(c *ucli.Context) error {
@@ -70,6 +71,9 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := registerQueueMetrics(reg, cfg, svc); err != nil {
+		return err
+	}
 	w, err := worker.New(cfg, worker.Deps{Redis: svc.redis, DB: svc.db, Client: svc.client, Registry: reg}, logger)
 	if err != nil {
 		return err

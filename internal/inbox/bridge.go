@@ -90,6 +90,10 @@ type Config struct {
 	// taken from the processing list by a recovery pass.
 	OnOutcome func(outcome string)
 
+	// DeadMax caps the dead-letter list, trimmed on each write to its
+	// newest DeadMax entries (0: no cap).
+	DeadMax int
+
 	// hooks for crash tests: called before the enqueue and before the
 	// final removal of an entry.
 	beforeEnqueue, beforeRemove func()
@@ -317,7 +321,7 @@ func (b *Bridge) deadLetter(ctx context.Context, s, raw string, reason error) er
 	if err != nil {
 		return fmt.Errorf("inbox: encode dead letter: %w", err)
 	}
-	moved, err := deadScript.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec).Bool()
+	moved, err := deadScript.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec, b.cfg.DeadMax).Bool()
 	if err != nil {
 		return fmt.Errorf("inbox: dead-letter an invalid entry: %w", err)
 	}
@@ -374,10 +378,13 @@ return 0
 `)
 
 // deadScript moves an element from the processing list to the dead-letter
-// list. KEYS: processing, dead. ARGV: element, record. Returns 1 if moved.
+// list, trimmed to its newest ARGV[3] entries when that is positive.
+// KEYS: processing, dead. ARGV: element, record, cap. Returns 1 if moved.
 var deadScript = redis.NewScript(`
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[2])
+  local cap = tonumber(ARGV[3])
+  if cap and cap > 0 then redis.call('LTRIM', KEYS[2], 0, cap - 1) end
   return 1
 end
 return 0

@@ -25,6 +25,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchInvalidateCommand,
 	benchWarmCommand,
 	benchPruneCommand,
+	benchMaintenanceCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

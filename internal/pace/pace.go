@@ -17,7 +17,7 @@
 // round trip above its recent floor is the latency the maintenance (and
 // anything else loading Redis or the machine) adds to an application's
 // command. Every ControlInterval it compares the window's high percentile of
-// that added latency with Budget and applies an AIMD rule: above the budget,
+// that added latency (75th percentile) with Budget and applies an AIMD rule: above the budget,
 // halve the batch and double the pause (multiplicative decrease); below,
 // shorten the pause (by a quarter, at least MaxPause/100), then grow the batch by a tenth of MaxBatch (additive
 // increase). The batch is also capped so that its own round trip, measured
@@ -55,7 +55,7 @@ const (
 // Config configures a Pacer. The zero value takes every default.
 type Config struct {
 	// Budget is the latency maintenance may add to other clients' commands,
-	// as seen by the probe at the window's 95th percentile (default
+	// as seen by the probe at the window's 75th percentile (default
 	// DefaultBudget).
 	Budget time.Duration
 	// MinBatch and MaxBatch bound the keys per batch (defaults
@@ -116,7 +116,7 @@ type Stats struct {
 	Batch int `json:"batch"`
 	// KeysPerS is the recent rate (keys per second, last control windows).
 	KeysPerS float64 `json:"keys_per_s"`
-	// AddedLatencyMS is the latency the probe saw above its floor (95th
+	// AddedLatencyMS is the latency the probe saw above its floor (75th
 	// percentile of the last window), in milliseconds.
 	AddedLatencyMS float64 `json:"added_latency_ms"`
 	// BudgetMS is the configured budget, in milliseconds.
@@ -142,6 +142,7 @@ type Pacer struct {
 	pause     time.Duration
 	lastRTT   time.Duration
 	holdCap   float64 // keys whose round trip fits in the budget; 0 = unknown
+	perKey    []float64
 	probes    []time.Duration
 	floors    []time.Duration // minimum probe RTT of recent windows
 	excess    time.Duration
@@ -224,16 +225,20 @@ func (p *Pacer) Observe(n int, rtt time.Duration) {
 	defer p.mu.Unlock()
 	p.lastRTT = rtt
 	p.keys += int64(n)
-	// The keys whose round trip would fit the budget, smoothed.
+	// The keys whose round trip would fit the budget, at the best cost per
+	// key of recent batches: a busy client or machine only adds to a round
+	// trip, so the smallest is the closest to what Redis spent.
 	floor := p.floorLocked()
 	perKey := float64(max(rtt-floor, time.Microsecond)) / float64(n)
-	fit := float64(p.cfg.Budget) / perKey
-	if p.holdCap == 0 {
-		p.holdCap = fit
-	} else {
-		p.holdCap = 0.8*p.holdCap + 0.2*fit
+	p.perKey = append(p.perKey, perKey)
+	if len(p.perKey) > perKeyBatches {
+		p.perKey = p.perKey[1:]
 	}
+	p.holdCap = float64(p.cfg.Budget) / slices.Min(p.perKey)
 }
+
+// perKeyBatches is how many batches the cost per key is taken over.
+const perKeyBatches = 32
 
 // Do waits for the pause, runs fn (a batch of n keys), and observes how long
 // it took.
@@ -329,6 +334,12 @@ func (p *Pacer) floorLocked() time.Duration {
 // floorWindows is how many windows the floor remembers (2 s by default).
 const floorWindows = 20
 
+// probePercentile is the percentile of a window's probes compared with the
+// budget. The 75th moves with the share of time Redis spends on the
+// maintenance's batches (and on any other load) but not with the rare stalls
+// of a busy machine, which the maintenance neither causes nor cures.
+const probePercentile = 75
+
 // controlLocked applies the AIMD rule to the window of probes that ended.
 func (p *Pacer) controlLocked(elapsed time.Duration) {
 	if len(p.probes) == 0 {
@@ -339,7 +350,7 @@ func (p *Pacer) controlLocked(elapsed time.Duration) {
 	if len(p.floors) > floorWindows {
 		p.floors = p.floors[1:]
 	}
-	high := p.probes[min(len(p.probes)-1, len(p.probes)*95/100)]
+	high := p.probes[min(len(p.probes)-1, len(p.probes)*probePercentile/100)]
 	p.excess = high - p.floorLocked()
 	p.probes = p.probes[:0]
 

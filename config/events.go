@@ -45,12 +45,20 @@ type InboxConfig struct {
 	// and enqueues it; entries found there when a worker starts are taken at
 	// once (default 1m).
 	RecoverAfter time.Duration `yaml:"recover_after"`
+	// BatchSize is the most entries moved from the inbox per round trip
+	// (default 100).
+	BatchSize int `yaml:"batch_size"`
+	// Enqueuers is how many entries are enqueued at once (default 8).
+	// Entries are therefore not enqueued in the order they were pushed.
+	Enqueuers int `yaml:"enqueuers"`
 }
 
 func (i *InboxConfig) setDefaults(prefix string) {
 	i.Key = prefix + "inbox"
 	i.BlockTimeout = time.Second
 	i.RecoverAfter = time.Minute
+	i.BatchSize = 100
+	i.Enqueuers = 8
 }
 
 func (i *InboxConfig) validate() error {
@@ -65,6 +73,12 @@ func (i *InboxConfig) validate() error {
 	}
 	if i.RecoverAfter < time.Second {
 		return fmt.Errorf("inbox.recover_after must be at least 1s, got %s", i.RecoverAfter)
+	}
+	if i.BatchSize < 1 || i.BatchSize > 10000 {
+		return fmt.Errorf("inbox.batch_size must be between 1 and 10000, got %d", i.BatchSize)
+	}
+	if i.Enqueuers < 1 || i.Enqueuers > 1000 {
+		return fmt.Errorf("inbox.enqueuers must be between 1 and 1000, got %d", i.Enqueuers)
 	}
 	return nil
 }

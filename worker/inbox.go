@@ -44,6 +44,8 @@ func (w *Worker) registerInbox() error {
 		Key:          w.cfg.Inbox.Key,
 		BlockTimeout: w.cfg.Inbox.BlockTimeout,
 		RecoverAfter: w.cfg.Inbox.RecoverAfter,
+		BatchSize:    w.cfg.Inbox.BatchSize,
+		Enqueuers:    w.cfg.Inbox.Enqueuers,
 		Queues:       queues,
 		Logger:       w.logger,
 		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },

@@ -26,6 +26,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchWarmCommand,
 	benchPruneCommand,
 	benchMaintenanceCommand,
+	benchInboxCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

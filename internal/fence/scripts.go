@@ -107,25 +107,16 @@ return out
 // KEYS: key1, fence1, key2, fence2, ...
 // ARGV: fence_ttl_ms
 // Returns the number of keys that existed.
-//
-// The old fences are read with one MGET and the keys deleted with one
-// UNLINK, so a key costs one call (SET of its fence) inside the script
-// instead of three (GET, SET, DEL).
 var invalidateScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS / 2
-local ks, fs = {}, {}
-for i = 1, n do
-  ks[i] = KEYS[2 * i - 1]
-  fs[i] = KEYS[2 * i]
-end
-local cur = redis.call('MGET', unpack(fs))
-for i = 1, n do
+local deleted = 0
+for i = 1, #KEYS, 2 do
   local v = now
-  local c = tonumber(cur[i] or '0')
-  if c and c >= v then v = c + 1 end
-  redis.call('SET', fs[i], string.format('%.0f', v), 'PX', ARGV[1])
+  local cur = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  if cur >= v then v = cur + 1 end
+  redis.call('SET', KEYS[i + 1], string.format('%.0f', v), 'PX', ARGV[1])
+  deleted = deleted + redis.call('DEL', KEYS[i])
 end
-return redis.call('UNLINK', unpack(ks))
+return deleted
 `)

@@ -39,16 +39,11 @@ func benchInboxCommand(io IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			rdb, url, closeRedis, err := benchClient(c, logger)
+			rdb, producer, closeRedis, err := benchClients(c, logger)
 			if err != nil {
 				return err
 			}
 			defer closeRedis()
-			producer, err := (&config.RedisConfig{URL: url}).NewClient()
-			if err != nil {
-				return err
-			}
-			defer producer.Close()
 			res, err := bench.Inbox(c.Context, rdb, producer, bench.InboxOptions{
 				Entries: c.Int("entries"), Rounds: c.Int("rounds"), LatencyRate: c.Int("latency-rate"),
 				BatchSize: c.Int("batch-size"), Enqueuers: c.Int("enqueuers"), Logger: logger,

@@ -56,16 +56,11 @@ func benchMaintenanceCommand(io IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			rdb, url, closeRedis, err := benchClient(c, logger)
+			rdb, app, closeRedis, err := benchClients(c, logger)
 			if err != nil {
 				return err
 			}
 			defer closeRedis()
-			app, err := (&config.RedisConfig{URL: url}).NewClient()
-			if err != nil {
-				return err
-			}
-			defer app.Close()
 			results, err := bench.Maintenance(c.Context, rdb, app, bench.MaintenanceOptions{
 				Keys: c.Int("keys"), AppRate: c.Int("app-rate"), Baseline: c.Duration("baseline"), Rounds: c.Int("rounds"),
 				Kinds: c.StringSlice("kinds"), Pace: &pc, Logger: logger,

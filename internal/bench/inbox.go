@@ -269,4 +269,3 @@ func inboxLatency(ctx context.Context, rdb, producer redis.UniversalClient, c *t
 	slices.Sort(lat)
 	return pct(lat, 50), pct(lat, 99), nil
 }
-

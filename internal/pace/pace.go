@@ -144,6 +144,7 @@ type Pacer struct {
 	holdCap   float64 // keys whose round trip fits in the budget; 0 = unknown
 	perKey    []float64
 	probes    []time.Duration
+	windowMin time.Duration   // smallest real probe round trip of the window
 	floors    []time.Duration // minimum probe RTT of recent windows
 	excess    time.Duration
 	keys      int64 // keys observed since the last control step
@@ -313,7 +314,16 @@ func (p *Pacer) probeLoop(ctx context.Context) {
 			rtt = p.cfg.MaxPause // no answer in time: as bad as it gets
 		}
 		p.mu.Lock()
-		p.probes = append(p.probes, rtt)
+		// The probe is sent one at a time, so a stall of many intervals
+		// yields one sample. Add what the probes an open-loop client would
+		// have sent during it saw (the rest of the stall each), or a long
+		// stall would count no more than a short one.
+		if p.windowMin == 0 || rtt < p.windowMin {
+			p.windowMin = rtt
+		}
+		for d := rtt; d > 0 && len(p.probes) < maxProbes; d -= p.cfg.ProbeInterval {
+			p.probes = append(p.probes, d)
+		}
 		if now := time.Now(); now.Sub(last) >= p.cfg.ControlInterval {
 			p.controlLocked(now.Sub(last))
 			last = now
@@ -331,6 +341,9 @@ func (p *Pacer) floorLocked() time.Duration {
 	return slices.Min(p.floors)
 }
 
+// maxProbes bounds one window's samples.
+const maxProbes = 4096
+
 // floorWindows is how many windows the floor remembers (2 s by default).
 const floorWindows = 20
 
@@ -346,7 +359,8 @@ func (p *Pacer) controlLocked(elapsed time.Duration) {
 		return
 	}
 	slices.Sort(p.probes)
-	p.floors = append(p.floors, p.probes[0])
+	p.floors = append(p.floors, p.windowMin) // real round trips only
+	p.windowMin = 0
 	if len(p.floors) > floorWindows {
 		p.floors = p.floors[1:]
 	}

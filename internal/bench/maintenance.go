@@ -347,7 +347,9 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		}
 		got = rep.Scanned
 	}
-	if got != int64(n) {
+	// Half the rate-limit sets carry a TTL of the window, as applications
+	// leave them; a slow (paced, loaded) run may see some expire first.
+	if got != int64(n) && (kind != MaintRateLimits || got < int64(n/2) || got > int64(n)) {
 		return got, fmt.Errorf("bench maintenance: %s handled %d keys, want %d", kind, got, n)
 	}
 	return got, nil

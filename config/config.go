@@ -39,6 +39,9 @@ type Config struct {
 	Sessions   SessionsConfig       `yaml:"sessions"`
 	RateLimits RateLimitsConfig     `yaml:"rate_limits"`
 	Schedule   []ScheduleEntry      `yaml:"schedule"`
+
+	// Pace sets how maintenance paces itself by Redis's latency.
+	Pace PaceConfig `yaml:"pace"`
 }
 
 // LogConfig sets the logger.
@@ -65,6 +68,7 @@ func Default() Config {
 	c.Inbox.setDefaults(c.KeyPrefix)
 	c.Sessions.setDefaults()
 	c.RateLimits.setDefaults()
+	c.Pace.setDefaults()
 	return c
 }
 
@@ -207,6 +211,7 @@ func (c *Config) Validate() error {
 		c.Inbox.validate,
 		c.Sessions.validate,
 		c.RateLimits.validate,
+		c.Pace.validate,
 		c.validateSchedule,
 		c.validateKeyTemplates,
 	}

@@ -49,6 +49,12 @@ type InboxConfig struct {
 	// list is trimmed to its newest DeadMax entries (default 10000; 0 keeps
 	// every entry). `cachekeeper inbox dead` lists, replays and purges it.
 	DeadMax int `yaml:"dead_max"`
+	// BatchSize is the most entries moved from the inbox per round trip
+	// (default 100).
+	BatchSize int `yaml:"batch_size"`
+	// Enqueuers is how many entries are enqueued at once (default 8).
+	// Entries are therefore not enqueued in the order they were pushed.
+	Enqueuers int `yaml:"enqueuers"`
 }
 
 func (i *InboxConfig) setDefaults(prefix string) {
@@ -56,6 +62,8 @@ func (i *InboxConfig) setDefaults(prefix string) {
 	i.BlockTimeout = time.Second
 	i.RecoverAfter = time.Minute
 	i.DeadMax = DefaultInboxDeadMax
+	i.BatchSize = 100
+	i.Enqueuers = 8
 }
 
 // DefaultInboxDeadMax is inbox.dead_max's default.
@@ -76,6 +84,12 @@ func (i *InboxConfig) validate() error {
 	}
 	if i.DeadMax < 0 {
 		return fmt.Errorf("inbox.dead_max must be 0 (no cap) or positive, got %d", i.DeadMax)
+	}
+	if i.BatchSize < 1 || i.BatchSize > 10000 {
+		return fmt.Errorf("inbox.batch_size must be between 1 and 10000, got %d", i.BatchSize)
+	}
+	if i.Enqueuers < 1 || i.Enqueuers > 1000 {
+		return fmt.Errorf("inbox.enqueuers must be between 1 and 1000, got %d", i.Enqueuers)
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ func (w *Worker) registerInbox() error {
 		BlockTimeout: w.cfg.Inbox.BlockTimeout,
 		RecoverAfter: w.cfg.Inbox.RecoverAfter,
 		DeadMax:      w.cfg.Inbox.DeadMax,
+		BatchSize:    w.cfg.Inbox.BatchSize,
+		Enqueuers:    w.cfg.Inbox.Enqueuers,
 		Queues:       queues,
 		Logger:       w.logger,
 		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },

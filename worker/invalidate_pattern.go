@@ -27,6 +27,8 @@ type patternResult struct {
 // were refused by Validate unless allow_all is set.
 func (iv *invalidation) handleInvalidatePattern(ctx context.Context, job *Job[tasks.InvalidatePatternArgs]) error {
 	a := job.Args
+	ctx, pacer := paced(ctx, iv.w.deps.Redis, iv.w.cfg.Pace)
+	defer pacer.Stop()
 	var lastReport time.Time
 	res, err := iv.inv.Pattern(ctx, invalidate.PatternOptions{
 		Pattern:          a.Pattern,

@@ -28,6 +28,8 @@ type tagResult struct {
 // tag set, then publishes one event with the tag, a sample of the keys and
 // their count. A retry finishes what an interrupted run left.
 func (iv *invalidation) handleInvalidateTag(ctx context.Context, job *Job[tasks.InvalidateTagArgs]) error {
+	ctx, pacer := paced(ctx, iv.w.deps.Redis, iv.w.cfg.Pace)
+	defer pacer.Stop()
 	res, err := iv.inv.Tag(ctx, job.Args.Tag, job.ID, iv.sampleSize())
 	iv.w.metrics.Keys.WithLabelValues(tasks.KindInvalidateTag, "deleted").Add(float64(res.Deleted))
 	if err != nil {
@@ -40,7 +42,7 @@ func (iv *invalidation) handleInvalidateTag(ctx context.Context, job *Job[tasks.
 	}
 	iv.w.logger.LogAttrs(ctx, slog.LevelInfo, "tag invalidated", slog.String("tag", job.Args.Tag),
 		slog.Int64("members", res.Members), slog.Int64("deleted", res.Deleted))
-	storeResult(job.Task, tagResult{Tag: job.Args.Tag, Members: res.Members, Deleted: res.Deleted})
+	storeResult(job.Task, withPace(tagResult{Tag: job.Args.Tag, Members: res.Members, Deleted: res.Deleted}, pacer))
 	return nil
 }
 
@@ -57,7 +59,9 @@ func (iv *invalidation) pruneTags(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		wait = tagPruneInterval
-		res, ran, err := iv.inv.PruneTagsIfDue(ctx, tagPruneInterval, tagPruneMembersPerSecond)
+		pctx, pacer := paced(ctx, iv.w.deps.Redis, iv.w.cfg.Pace)
+		res, ran, err := iv.inv.PruneTagsIfDue(pctx, tagPruneInterval, tagPruneMembersPerSecond)
+		pacer.Stop()
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -273,6 +273,7 @@ type rateLimitJobs struct {
 	rdb    redis.UniversalClient
 	cfg    config.RateLimitsConfig
 	logger *slog.Logger
+	pace   config.PaceConfig
 }
 
 // registerRateLimits registers ratelimit:prune.
@@ -280,13 +281,15 @@ func (w *Worker) registerRateLimits() error {
 	if err := w.cfg.RateLimits.Validate(); err != nil {
 		return err
 	}
-	j := &rateLimitJobs{rdb: w.deps.Redis, cfg: w.cfg.RateLimits, logger: w.logger}
+	j := &rateLimitJobs{rdb: w.deps.Redis, cfg: w.cfg.RateLimits, logger: w.logger, pace: w.cfg.Pace}
 	Handle(w.mux, j.handlePrune)
 	w.kinds = append(w.kinds, tasks.KindRateLimitPrune)
 	return nil
 }
 
 func (j *rateLimitJobs) handlePrune(ctx context.Context, job *Job[tasks.RateLimitPruneArgs]) error {
+	ctx, pacer := paced(ctx, j.rdb, j.pace)
+	defer pacer.Stop()
 	rep, err := PruneRateLimits(ctx, j.rdb, j.cfg, *job.Args)
 	attrs := []slog.Attr{slog.String("pattern", rep.Pattern), slog.String("window", rep.Window),
 		slog.Int64("scanned", rep.Scanned), slog.Int64("entries_removed", rep.EntriesRemoved),
@@ -301,7 +304,7 @@ func (j *rateLimitJobs) handlePrune(ctx context.Context, job *Job[tasks.RateLimi
 		return err
 	}
 	j.logger.LogAttrs(ctx, slog.LevelInfo, "rate-limit prune done", attrs...)
-	writeResult(ctx, j.logger, job.Task.ResultWriter(), rep)
+	writeResult(ctx, j.logger, job.Task.ResultWriter(), withPace(rep, pacer))
 	return nil
 }
 

@@ -564,6 +564,7 @@ type sessionJobs struct {
 	cfg    config.SessionsConfig
 	events *events.Publisher
 	logger *slog.Logger
+	pace   config.PaceConfig
 }
 
 // registerSessions registers session:cleanup and session:revoke.
@@ -571,7 +572,7 @@ func (w *Worker) registerSessions() error {
 	if err := w.cfg.Sessions.Validate(); err != nil {
 		return err
 	}
-	j := &sessionJobs{rdb: w.deps.Redis, cfg: w.cfg.Sessions, events: w.events, logger: w.logger}
+	j := &sessionJobs{rdb: w.deps.Redis, cfg: w.cfg.Sessions, events: w.events, logger: w.logger, pace: w.cfg.Pace}
 	Handle(w.mux, j.handleCleanup)
 	Handle(w.mux, j.handleRevoke)
 	w.kinds = append(w.kinds, tasks.KindSessionCleanup, tasks.KindSessionRevoke)
@@ -579,6 +580,8 @@ func (w *Worker) registerSessions() error {
 }
 
 func (j *sessionJobs) handleCleanup(ctx context.Context, job *Job[tasks.SessionCleanupArgs]) error {
+	ctx, pacer := paced(ctx, j.rdb, j.pace)
+	defer pacer.Stop()
 	rep, err := CleanupSessions(ctx, j.rdb, j.cfg, *job.Args)
 	attrs := []slog.Attr{slog.String("pattern", rep.Pattern), slog.Bool("dry_run", rep.DryRun),
 		slog.Int64("scanned", rep.Scanned), slog.Int64("expired", rep.Expired),
@@ -595,7 +598,7 @@ func (j *sessionJobs) handleCleanup(ctx context.Context, job *Job[tasks.SessionC
 		return err
 	}
 	j.logger.LogAttrs(ctx, slog.LevelInfo, "session cleanup done", attrs...)
-	writeResult(ctx, j.logger, job.Task.ResultWriter(), rep)
+	writeResult(ctx, j.logger, job.Task.ResultWriter(), withPace(rep, pacer))
 	return nil
 }
 

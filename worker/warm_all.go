@@ -38,6 +38,9 @@ type WarmAllProgress struct {
 	Skipped     int64   `json:"skipped"`
 	ElapsedS    float64 `json:"elapsed_s"`
 	Done        bool    `json:"done"`
+	// Pace holds the pacer's figures (batch, keys_per_s, added_latency_ms,
+	// budget_ms, round_trip_ms, pause_ms, slowdowns) when writes are paced.
+	Pace json.RawMessage `json:"pace,omitempty"`
 }
 
 // warmAllCheckpoint is the position of a whole-table warm, saved after every
@@ -136,6 +139,11 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 		lim = rate.NewLimiter(rate.Limit(maxRate), pageSize)
 	}
 
+	// Writes are paced by Redis's latency: the page size follows the
+	// pacer's batch size, and the pacer's pause comes before each write.
+	ctx, pacer := paced(ctx, w.deps.Redis, w.cfg.Pace)
+	defer pacer.Stop()
+
 	countCtx, stopCount := context.WithTimeout(ctx, countTimeout)
 	totalCh := make(chan int64, 1)
 	go func() { totalCh <- w.countAll(countCtx, spec) }()
@@ -146,6 +154,7 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 		stamp fence.Stamp
 		after any
 		b     *cachespec.Batch
+		size  int
 	}
 	pages := make(chan page, 1)
 	g, gctx := errgroup.WithContext(ctx)
@@ -157,7 +166,11 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 			if err != nil {
 				return err
 			}
-			b, err := spec.ReadPage(gctx, w.deps.DB, cur, pageSize)
+			size := pageSize
+			if n := pacer.Batch(); n > 0 {
+				size = min(size, n)
+			}
+			b, err := spec.ReadPage(gctx, w.deps.DB, cur, size)
 			if err != nil {
 				return err
 			}
@@ -166,11 +179,11 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 					spec.Name(), cur, asynq.SkipRetry)
 			}
 			select {
-			case pages <- page{stamp, cur, b}:
+			case pages <- page{stamp, cur, b, size}:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			if b.Rows < pageSize {
+			if b.Rows < size {
 				return nil
 			}
 			cur = b.Last
@@ -186,12 +199,17 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 					return err
 				}
 			}
-			res, err := w.writeBatch(gctx, spec, p.stamp, p.b, tasks.KindWarmAll, job.ID)
+			var res fence.Result
+			err := pacer.Do(gctx, len(p.b.Entries), func(ctx context.Context) error {
+				var err error
+				res, err = w.writeBatch(ctx, spec, p.stamp, p.b, tasks.KindWarmAll, job.ID)
+				return err
+			})
 			if err != nil {
 				return err
 			}
 			if res.TooOld {
-				if res, err = w.rereadPage(gctx, spec, p.after, pageSize, job.ID); err != nil {
+				if res, err = w.rereadPage(gctx, spec, p.after, p.size, job.ID); err != nil {
 					return err
 				}
 			}
@@ -209,6 +227,9 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 				prog.Total = t
 				totalCh <- t // keep it for the deferred receive
 			default:
+			}
+			if pacer != nil {
+				prog.Pace, _ = json.Marshal(pacer.Stats())
 			}
 			pw.maybeWrite(&prog, false)
 		}

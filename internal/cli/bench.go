@@ -26,6 +26,8 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchWarmCommand,
 	benchPruneCommand,
 	benchChangesCommand,
+	benchMaintenanceCommand,
+	benchInboxCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

@@ -27,3 +27,18 @@ func benchClient(c *ucli.Context, logger *slog.Logger) (rdb redis.UniversalClien
 	}
 	return rdb, url, closeFn, nil
 }
+
+// benchClients is benchClient plus a second client of its own on the same
+// Redis (an application loop, a producer in another language), closed by
+// closeFn too.
+func benchClients(c *ucli.Context, logger *slog.Logger) (rdb, second redis.UniversalClient, closeFn func(), err error) {
+	rdb, url, closeRedis, err := benchClient(c, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if second, err = (&config.RedisConfig{URL: url}).NewClient(); err != nil {
+		closeRedis()
+		return nil, nil, nil, err
+	}
+	return rdb, second, func() { _ = second.Close(); closeRedis() }, nil
+}

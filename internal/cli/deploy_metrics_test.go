@@ -87,7 +87,9 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	go func() {
 		done <- run(t, ctx, nil, "worker", "-c", cfgPath, "--metrics-addr", wAddr, "--servers", "1", "--log-level", "error")
 	}()
-	go func() { done <- run(t, ctx, nil, "scheduler", "-c", cfgPath, "--metrics-addr", sAddr, "--log-level", "error") }()
+	go func() {
+		done <- run(t, ctx, nil, "scheduler", "-c", cfgPath, "--metrics-addr", sAddr, "--log-level", "error")
+	}()
 	have := scrape(t, wAddr)
 	for n := range scrape(t, sAddr) {
 		have[n] = true

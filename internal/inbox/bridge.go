@@ -18,6 +18,16 @@
 // entries pushed twice get distinct ids and both run, unless the producer
 // gave options.task_id, which makes the second a duplicate on purpose.
 //
+// Entries move in batches: one script call moves up to BatchSize entries
+// from the inbox to the processing list, each already wrapped in its
+// envelope (so a batch costs one round trip, not two per entry); Enqueuers
+// goroutines enqueue them concurrently, and the handled envelopes leave the
+// processing list in one pipelined round trip, each only after its own job
+// was enqueued. Only when the inbox is empty does the bridge block, on
+// BLMOVE of a single entry. Order is therefore not kept: entries of one
+// producer may be enqueued in any order (they were never run in order
+// anyway, with several workers and retries).
+//
 // An entry that does not parse or validate goes to the dead-letter list,
 // as {"entry": <the raw entry, as a string>, "error": <why>, "time":
 // <RFC 3339>}; it is never silently dropped.
@@ -32,6 +42,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
@@ -44,6 +55,8 @@ import (
 const (
 	DefaultBlockTimeout = time.Second
 	DefaultRecoverAfter = time.Minute
+	DefaultBatchSize    = 100
+	DefaultEnqueuers    = 8
 	// maxRecoverBatch bounds one recovery pass over the processing list.
 	maxRecoverBatch = 10000
 )
@@ -81,6 +94,13 @@ type Config struct {
 	// RecoverAfter is how long an entry may sit in the processing list
 	// before a running bridge recovers it (default DefaultRecoverAfter).
 	RecoverAfter time.Duration
+	// BatchSize is the most entries moved per round trip (default
+	// DefaultBatchSize).
+	BatchSize int
+	// Enqueuers is how many entries of a batch are enqueued at once
+	// (default DefaultEnqueuers). The Enqueuer must be safe for concurrent
+	// use (tasks.Client is).
+	Enqueuers int
 	// Queues, when not empty, are the queues options.queue may name.
 	Queues []string
 	// Logger (default: discard).
@@ -132,6 +152,18 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.RecoverAfter < time.Second {
 		return nil, fmt.Errorf("inbox: RecoverAfter %s is below 1s", cfg.RecoverAfter)
 	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 {
+		return nil, fmt.Errorf("inbox: BatchSize %d must be between 1 and 10000", cfg.BatchSize)
+	}
+	if cfg.Enqueuers == 0 {
+		cfg.Enqueuers = DefaultEnqueuers
+	}
+	if cfg.Enqueuers < 1 || cfg.Enqueuers > 1000 {
+		return nil, fmt.Errorf("inbox: Enqueuers %d must be between 1 and 1000", cfg.Enqueuers)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -182,6 +214,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 			}
 			lastRecovery = time.Now()
 		}
+		batch, err := b.take(ctx)
+		if err != nil {
+			b.retryLater(ctx, backoff, "move inbox entries", err)
+			continue
+		}
+		if len(batch) > 0 {
+			backoff.reset()
+			b.handleBatch(ctx, batch)
+			continue
+		}
 		entry, err := blocking.BLMove(ctx, b.cfg.Key, b.processing, "RIGHT", "LEFT", b.cfg.BlockTimeout).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -195,6 +237,88 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// take moves up to BatchSize entries from the inbox to the processing list,
+// each wrapped in its envelope, in one script call, and returns the
+// envelopes (none when the inbox is empty).
+func (b *Bridge) take(ctx context.Context) ([]string, error) {
+	args := make([]any, 0, b.cfg.BatchSize+1)
+	args = append(args, time.Now().UTC().Format(time.RFC3339Nano))
+	for range b.cfg.BatchSize {
+		args = append(args, newID())
+	}
+	return takeScript.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing}, args...).StringSlice()
+}
+
+// handleBatch takes envelopes through to asynq, Enqueuers at a time, each
+// retried on Redis failures until it succeeds or ctx ends; then it removes
+// the handled ones from the processing list in one pipeline. An envelope
+// whose enqueue did not succeed stays for recovery.
+func (b *Bridge) handleBatch(ctx context.Context, batch []string) {
+	outcomes := make([]string, len(batch))
+	sem := make(chan struct{}, b.cfg.Enqueuers)
+	var wg sync.WaitGroup
+	for i, s := range batch {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			backoff := newBackoff()
+			for {
+				outcome, err := b.process(ctx, s)
+				if err == nil || ctx.Err() != nil {
+					if err == nil {
+						outcomes[i] = outcome
+					}
+					return
+				}
+				b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
+			}
+		}()
+	}
+	wg.Wait()
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		err := b.finishAll(ctx, batch, outcomes)
+		if err == nil {
+			return
+		}
+		b.retryLater(ctx, backoff, "remove handled entries from the processing list", err)
+	}
+}
+
+// finishAll removes the elements whose outcome is set from the processing
+// list, in one pipeline, and counts their outcomes.
+func (b *Bridge) finishAll(ctx context.Context, batch, outcomes []string) error {
+	if b.cfg.beforeRemove != nil {
+		b.cfg.beforeRemove()
+	}
+	pipe := b.cfg.Redis.Pipeline()
+	n := 0
+	for i, s := range batch {
+		if outcomes[i] != "" && outcomes[i] != outcomeDone {
+			pipe.LRem(ctx, b.processing, 1, s)
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("inbox: remove %d handled entries from %s: %w", n, b.processing, err)
+	}
+	for i, o := range outcomes {
+		if o != "" && o != outcomeDone {
+			b.cfg.OnOutcome(o)
+			outcomes[i] = outcomeDone
+		}
+	}
+	return nil
+}
+
+// outcomeDone marks an element that needs no removal (dead-lettered, taken
+// by another bridge, or already removed).
+const outcomeDone = "-"
 
 // handleUntilDone handles one processing-list element, retrying a Redis
 // failure with backoff until it succeeds or ctx ends (the element then
@@ -224,27 +348,47 @@ func (b *Bridge) retryLater(ctx context.Context, bo *backoff, what string, err e
 }
 
 // handle takes one element of the processing list (a raw entry or an
-// envelope) through to asynq. It returns an error only when Redis or the
-// enqueue failed and the element is still in the processing list.
+// envelope) through to asynq and removes it. It returns an error only when
+// Redis or the enqueue failed and the element is still in the processing
+// list.
 func (b *Bridge) handle(ctx context.Context, s string) error {
 	env, isEnvelope := parseEnvelope(s)
 	if !isEnvelope {
 		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
+		if _, err := Parse([]byte(env.Entry), b.cfg.Queues); err == nil {
+			wrapped := env.encode()
+			ok, err := wrapScript.Run(ctx, b.cfg.Redis, []string{b.processing}, s, wrapped).Bool()
+			if err != nil {
+				return fmt.Errorf("inbox: give the entry an id: %w", err)
+			}
+			if !ok {
+				return nil // another bridge's recovery took it
+			}
+			s = wrapped
+		}
+	}
+	outcome, err := b.process(ctx, s)
+	if err != nil || outcome == outcomeDone {
+		return err
+	}
+	return b.finish(ctx, s, outcome)
+}
+
+// process enqueues (or coalesces, or dead-letters) one element of the
+// processing list, an envelope or an invalid raw entry, and returns the
+// outcome to count when it is removed (outcomeDone when it needs no
+// removal). It returns an error only when Redis or the enqueue failed.
+func (b *Bridge) process(ctx context.Context, s string) (string, error) {
+	env, isEnvelope := parseEnvelope(s)
+	if !isEnvelope {
+		env = envelope{Entry: s}
 	}
 	job, err := Parse([]byte(env.Entry), b.cfg.Queues)
 	if err != nil {
-		return b.deadLetter(ctx, s, env.Entry, err)
+		return outcomeDone, b.deadLetter(ctx, s, env.Entry, err)
 	}
-	if !isEnvelope {
-		wrapped := env.encode()
-		ok, err := wrapScript.Run(ctx, b.cfg.Redis, []string{b.processing}, s, wrapped).Bool()
-		if err != nil {
-			return fmt.Errorf("inbox: give the entry an id: %w", err)
-		}
-		if !ok {
-			return nil // another bridge's recovery took it
-		}
-		s = wrapped
+	if !isEnvelope { // a valid raw entry: handle wraps it first
+		return "", fmt.Errorf("inbox: internal error: unwrapped entry in a batch")
 	}
 	if b.cfg.beforeEnqueue != nil {
 		b.cfg.beforeEnqueue()
@@ -264,41 +408,35 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 	case errors.Is(err, tasks.ErrDuplicateTask):
 		outcome = OutcomeDuplicate
 	case errors.Is(err, tasks.ErrInvalidPayload):
-		return b.deadLetter(ctx, s, env.Entry, err)
+		return outcomeDone, b.deadLetter(ctx, s, env.Entry, err)
 	case err != nil:
-		return err
-	}
-	if err := b.finish(ctx, s, outcome); err != nil {
-		return err
+		return "", err
 	}
 	attrs := []slog.Attr{slog.String("kind", job.Payload.Kind()), slog.String("task_id", taskID), slog.String("outcome", outcome)}
 	if info != nil {
 		attrs = append(attrs, slog.String("queue", info.Queue))
 	}
 	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox entry enqueued", attrs...)
-	return nil
+	return outcome, nil
 }
 
-// coalesce adds the ids of a warm entry to its cache's pending ids and then
-// removes the entry (s) from the processing list. Adding is idempotent, so a
-// crash in between only adds the ids again on recovery.
-func (b *Bridge) coalesce(ctx context.Context, s, raw string, w *tasks.WarmArgs) error {
+// coalesce adds the ids of a warm entry to its cache's pending ids; the
+// caller then removes the entry (s) from the processing list. Adding is
+// idempotent, so a crash in between only adds the ids again on recovery.
+func (b *Bridge) coalesce(ctx context.Context, s, raw string, w *tasks.WarmArgs) (string, error) {
 	ids := make([]any, len(w.IDs))
 	for i, id := range w.IDs {
 		ids[i] = id
 	}
 	err := b.cfg.Enqueuer.WarmCache(ctx, w.Cache, ids...)
 	if errors.Is(err, tasks.ErrInvalidPayload) {
-		return b.deadLetter(ctx, s, raw, err)
+		return outcomeDone, b.deadLetter(ctx, s, raw, err)
 	}
 	if err != nil {
-		return err
-	}
-	if err := b.finish(ctx, s, OutcomeCoalesced); err != nil {
-		return err
+		return "", err
 	}
 	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox warm coalesced", slog.String("cache", w.Cache), slog.Int("ids", len(w.IDs)))
-	return nil
+	return OutcomeCoalesced, nil
 }
 
 // finish removes a handled element (s) from the processing list and counts
@@ -375,6 +513,22 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   return 1
 end
 return 0
+`)
+
+// takeScript moves up to #ARGV-1 entries from the inbox's tail to the
+// processing list's head, each wrapped in its envelope (the JSON of
+// envelope: id, moved_at, entry), and returns the envelopes.
+// KEYS: inbox, processing. ARGV: moved_at (RFC 3339), id1, id2, ...
+var takeScript = redis.NewScript(`
+local out = {}
+for i = 2, #ARGV do
+  local e = redis.call('RPOP', KEYS[1])
+  if not e then break end
+  local env = cjson.encode({cachekeeper_inbox_id = ARGV[i], moved_at = ARGV[1], entry = e})
+  redis.call('LPUSH', KEYS[2], env)
+  out[#out + 1] = env
+end
+return out
 `)
 
 // deadScript moves an element from the processing list to the dead-letter

@@ -317,3 +317,62 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeBatchesCrashMidBatch: entries move in batches and are enqueued
+// concurrently; a bridge that dies in the middle of a batch leaves the
+// entries it had not enqueued in the processing list, and a restarted bridge
+// enqueues every entry exactly once.
+func TestBridgeBatchesCrashMidBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const n = 300
+	for i := 0; i < n; i++ {
+		b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}}`, i))
+	}
+	ctx, crash := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	calls := 0
+	cfg := b.config()
+	cfg.BatchSize, cfg.Enqueuers = 50, 4
+	inbox.SetCrashHooks(&cfg, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if calls++; calls == 120 {
+			crash()
+		}
+	}, nil)
+	br, err := inbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left := b.listLen(processingKey)
+	enqueued := b.pending(t)
+	if left == 0 || int64(enqueued)+left+b.listLen(inboxKey) < n {
+		t.Fatalf("after the crash: %d enqueued, %d in processing, %d in the inbox: entries lost", enqueued, left, b.listLen(inboxKey))
+	}
+	t.Logf("after the crash: %d enqueued, %d in processing, %d still in the inbox", enqueued, left, b.listLen(inboxKey))
+	cfg = b.config()
+	cfg.BatchSize = 50
+	run(t, cfg)
+	waitFor(t, "every entry enqueued", func() bool {
+		return b.listLen(processingKey) == 0 && b.listLen(inboxKey) == 0 && b.pending(t) >= n
+	})
+	if got := b.pending(t); got != n {
+		t.Fatalf("%d tasks, want %d: each entry once", got, n)
+	}
+}
+
+func (b *bundle) pending(t *testing.T) int {
+	t.Helper()
+	qi, err := b.inspect.GetQueueInfo(tasks.QueueCritical)
+	if err != nil {
+		if strings.Contains(err.Error(), "not found") {
+			return 0
+		}
+		t.Fatal(err)
+	}
+	return qi.Pending
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/internal/fence"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/pace"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -171,21 +172,18 @@ func (v *Invalidator) ruleFor(ctx context.Context) keys.Rule {
 }
 
 // Keys advances the fence of each key and deletes it, atomically per key,
-// in batches of BatchSize (one round trip each). It returns how many of the
+// in batches of BatchSize (one round trip each), or of the pacer's batch
+// size when ctx carries one (pace.NewContext). It returns how many of the
 // keys existed. Repeating it is harmless. Internal keys (keys.Rule) are
 // left alone and counted in the context's guard.
 func (v *Invalidator) Keys(ctx context.Context, keyList []string) (int, error) {
 	keyList, skipped := v.ruleFor(ctx).Split(keyList)
 	keys.GuardFrom(ctx).Skip(skipped)
 	total := 0
-	for len(keyList) > 0 {
-		n := min(len(keyList), BatchSize)
-		existed, err := v.fence.Invalidate(ctx, keyList[:n])
+	err := pace.Chunks(ctx, pace.FromContext(ctx), BatchSize, keyList, func(ctx context.Context, chunk []string) error {
+		existed, err := v.fence.Invalidate(ctx, chunk)
 		total += existed
-		if err != nil {
-			return total, err
-		}
-		keyList = keyList[n:]
-	}
-	return total, nil
+		return err
+	})
+	return total, err
 }

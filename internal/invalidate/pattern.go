@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/internal/pace"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/redis/go-redis/v9"
 )
@@ -23,6 +24,10 @@ type PatternOptions struct {
 	Sample int
 	// Progress, when set, is called after every batch with the totals so far.
 	Progress func(PatternResult)
+	// Pacer, when set (or when ctx carries one, pace.NewContext), paces the
+	// walk by observed latency (package pace); MaxKeysPerSecond still caps
+	// it. Its figures are reported in PatternResult.Pace.
+	Pacer *pace.Pacer
 }
 
 // PatternResult counts what a pattern invalidation did.
@@ -43,6 +48,9 @@ type PatternResult struct {
 	Elapsed time.Duration `json:"-"`
 	// Sample lists up to PatternOptions.Sample matched keys.
 	Sample []string `json:"-"`
+	// Pace is what the pacer is doing (batch size, rate, observed latency),
+	// when the walk is paced.
+	Pace *pace.Stats `json:"pace,omitempty"`
 }
 
 // Pattern deletes every key matching opts.Pattern, walking the keyspace with
@@ -73,6 +81,17 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 	start := time.Now()
 	plain := make([]string, 0, BatchSize)
 	fenced := make([]string, 0, BatchSize)
+	pacer := opts.Pacer
+	if pacer == nil {
+		pacer = pace.FromContext(ctx)
+	}
+	report := func() {
+		res.Elapsed = time.Since(start)
+		if pacer != nil {
+			st := pacer.Stats()
+			res.Pace = &st
+		}
+	}
 	_, err := scan.Each(ctx, v.rdb, scan.Options{
 		Match:            opts.Pattern,
 		Count:            BatchSize,
@@ -80,7 +99,11 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 		MaxKeysPerSecond: opts.MaxKeysPerSecond,
 		Rule:             &rule,
 		OnInternal:       func(n int) { res.Internal += int64(n); res.Scanned += int64(n) },
+		Pacer:            pacer,
 	}, func(ctx context.Context, batch []string) error {
+		// The walk paces whole batches: the fenced deletes inside one do
+		// not pace again.
+		ctx = pace.NewContext(ctx, nil)
 		plain, fenced = plain[:0], fenced[:0]
 		for _, k := range batch {
 			switch {
@@ -110,12 +133,12 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 			}
 		}
 		if opts.Progress != nil {
-			res.Elapsed = time.Since(start)
+			report()
 			opts.Progress(res)
 		}
 		return nil
 	})
-	res.Elapsed = time.Since(start)
+	report()
 	if err != nil {
 		return res, fmt.Errorf("invalidate pattern %q: %w", opts.Pattern, err)
 	}

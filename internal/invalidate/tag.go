@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/internal/pace"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
@@ -49,9 +50,13 @@ func (v *Invalidator) Tag(ctx context.Context, tag, job string, sample int) (Tag
 	}
 	res.Members = n
 	var cursor uint64
+	count := int64(BatchSize)
+	if p := pace.FromContext(ctx); p != nil {
+		count = int64(p.Batch()) // Keys below paces each page
+	}
 	for n > 0 {
 		var members []string
-		members, cursor, err = v.rdb.SScan(ctx, hold, cursor, "", BatchSize).Result()
+		members, cursor, err = v.rdb.SScan(ctx, hold, cursor, "", count).Result()
 		if err != nil {
 			return res, fmt.Errorf("invalidate tag %q: read members: %w", tag, err)
 		}
@@ -92,7 +97,8 @@ func (a *PruneResult) add(b PruneResult) {
 // PruneTag removes from the tag set setKey the members whose key no longer
 // exists (expired, invalidated, deleted), SSCAN page by page, so that tag
 // sets of long-lived tags do not grow without bound. limit, when not nil,
-// paces the members checked.
+// caps the members checked per second; a pacer in ctx (pace.NewContext)
+// sets the page size and the pause between pages.
 //
 // A warm adds a key to its tag sets before it writes the key. For each page
 // pruning checks EXISTS, then SREMs the members found missing, then
@@ -103,9 +109,15 @@ func (a *PruneResult) add(b PruneResult) {
 // The price is one fence key (living fence.ttl) per pruned member.
 func (v *Invalidator) PruneTag(ctx context.Context, setKey string, limit *rate.Limiter) (PruneResult, error) {
 	res := PruneResult{Sets: 1}
+	pacer := pace.FromContext(ctx)
+	inner := pace.NewContext(ctx, nil) // each page is paced as a whole
 	var cursor uint64
 	for {
-		members, next, err := v.rdb.SScan(ctx, setKey, cursor, "", BatchSize/2).Result()
+		count := int64(BatchSize / 2)
+		if n := pacer.Batch(); n > 0 {
+			count = int64(n)
+		}
+		members, next, err := v.rdb.SScan(ctx, setKey, cursor, "", count).Result()
 		if err != nil {
 			return res, fmt.Errorf("prune tag set %q: %w", setKey, err)
 		}
@@ -115,23 +127,25 @@ func (v *Invalidator) PruneTag(ctx context.Context, setKey string, limit *rate.L
 			}
 		}
 		res.Members += int64(len(members))
-		gone, err := v.missing(ctx, members)
-		if err != nil {
-			return res, fmt.Errorf("prune tag set %q: %w", setKey, err)
-		}
-		if len(gone) > 0 {
+		err = pacer.Do(inner, len(members), func(ctx context.Context) error {
+			gone, err := v.missing(ctx, members)
+			if err != nil || len(gone) == 0 {
+				return err
+			}
 			args := make([]any, len(gone))
 			for i, m := range gone {
 				args[i] = m
 			}
 			n, err := v.rdb.SRem(ctx, setKey, args...).Result()
 			if err != nil {
-				return res, fmt.Errorf("prune tag set %q: %w", setKey, err)
+				return err
 			}
 			res.Pruned += n
-			if _, err := v.Keys(ctx, gone); err != nil {
-				return res, fmt.Errorf("prune tag set %q: %w", setKey, err)
-			}
+			_, err = v.Keys(ctx, gone)
+			return err
+		})
+		if err != nil {
+			return res, fmt.Errorf("prune tag set %q: %w", setKey, err)
 		}
 		cursor = next
 		if cursor == 0 {
@@ -172,7 +186,11 @@ func (v *Invalidator) PruneTags(ctx context.Context, maxMembersPerSecond int) (P
 		limit = rate.NewLimiter(rate.Limit(maxMembersPerSecond), max(maxMembersPerSecond, BatchSize/2))
 	}
 	var total PruneResult
-	_, err := scan.Each(ctx, v.rdb, scan.Options{Match: v.keys.TagPattern(), Type: "set", BatchSize: 100, Internal: true}, func(ctx context.Context, sets []string) error {
+	// The walk over the sets is not paced: PruneTag paces the members.
+	walkCtx := pace.NewContext(ctx, nil)
+	pacer := pace.FromContext(ctx)
+	_, err := scan.Each(walkCtx, v.rdb, scan.Options{Match: v.keys.TagPattern(), Type: "set", BatchSize: 100, Internal: true}, func(ctx context.Context, sets []string) error {
+		ctx = pace.NewContext(ctx, pacer)
 		for _, s := range sets {
 			r, err := v.PruneTag(ctx, s, limit)
 			total.add(r)

@@ -1,7 +1,8 @@
 // Package scan walks the keyspace without blocking Redis: SCAN with MATCH,
 // COUNT and an optional TYPE, never KEYS, on one node or on every master of
 // a Redis Cluster, delivering the keys in batches to a callback, with an
-// optional rate cap in keys per second.
+// optional rate cap in keys per second and optional pacing by observed
+// latency (package pace).
 //
 // SCAN guarantees that a key present during the whole walk is delivered at
 // least once; a key may be delivered more than once (the table may be
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	ikeys "github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/pace"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -72,6 +74,13 @@ type Options struct {
 	// held (left out of the batches). It may be called concurrently when
 	// Concurrency is above 1.
 	OnInternal func(n int)
+	// Pacer, when set, paces the walk by what Redis is doing (see package
+	// pace): each batch carries the pacer's current batch size (at most
+	// BatchSize), SCAN's COUNT follows it, the pacer's pause is kept before
+	// each batch and the callback's duration is fed back to it. The caller
+	// creates and stops it, and may read its Stats for progress. When nil,
+	// the pacer ctx carries (pace.NewContext) is used, if any.
+	Pacer *pace.Pacer
 	// Concurrency is how many cluster masters are walked at once (default
 	// 1: one master after another, and fn is never called concurrently).
 	// Above 1, fn must be safe for concurrent use. It has no effect on a
@@ -100,6 +109,9 @@ func Each(ctx context.Context, rdb redis.UniversalClient, opts Options, fn Batch
 		return 0, err
 	}
 	opts = opts.withDefaults()
+	if opts.Pacer == nil {
+		opts.Pacer = pace.FromContext(ctx)
+	}
 	w := &walker{opts: opts, fn: fn, guard: ikeys.GuardFrom(ctx)}
 	if !opts.Internal {
 		rule := ikeys.RuleFrom(ctx)
@@ -226,20 +238,22 @@ func (w *walker) node(ctx context.Context, c redis.Cmdable, addr string) error {
 	}()
 
 	buf := make([]string, 0, w.opts.BatchSize)
+	size := w.batchSize()
 	for p := range pages {
 		if p.err != nil {
 			return p.err
 		}
 		keys := w.protect(p.keys)
 		for len(keys) > 0 {
-			n := min(w.opts.BatchSize-len(buf), len(keys))
+			n := min(size-len(buf), len(keys))
 			buf = append(buf, keys[:n]...)
 			keys = keys[n:]
-			if len(buf) == w.opts.BatchSize {
+			if len(buf) >= size {
 				if err := w.deliver(ctx, buf); err != nil {
 					return err
 				}
 				buf = buf[:0]
+				size = w.batchSize()
 			}
 		}
 	}
@@ -264,11 +278,16 @@ func (w *walker) scanPages(ctx context.Context, c redis.Cmdable, addr string, pa
 		if err := ctx.Err(); err != nil {
 			return
 		}
+		count := w.opts.Count
+		if w.opts.Pacer != nil {
+			// One SCAN call holds Redis in proportion to COUNT, like a batch.
+			count = min(count, int64(w.batchSize()))
+		}
 		var cmd *redis.ScanCmd
 		if w.opts.Type != "" {
-			cmd = c.ScanType(ctx, cursor, w.opts.Match, w.opts.Count, w.opts.Type)
+			cmd = c.ScanType(ctx, cursor, w.opts.Match, count, w.opts.Type)
 		} else {
-			cmd = c.Scan(ctx, cursor, w.opts.Match, w.opts.Count)
+			cmd = c.Scan(ctx, cursor, w.opts.Match, count)
 		}
 		keys, next, err := cmd.Result()
 		p := page{keys: keys}
@@ -304,6 +323,14 @@ func (w *walker) protect(page []string) []string {
 	return kept
 }
 
+// batchSize is the size of the next batch: the pacer's, at most BatchSize.
+func (w *walker) batchSize() int {
+	if n := w.opts.Pacer.Batch(); n > 0 {
+		return min(n, w.opts.BatchSize)
+	}
+	return w.opts.BatchSize
+}
+
 func (w *walker) deliver(ctx context.Context, keys []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -316,7 +343,13 @@ func (w *walker) deliver(ctx context.Context, keys []string) error {
 			return fmt.Errorf("scan: rate cap: %w", err)
 		}
 	}
-	if err := w.fn(ctx, keys); err != nil {
+	if err := w.opts.Pacer.Wait(ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := w.fn(ctx, keys)
+	w.opts.Pacer.Observe(len(keys), time.Since(start))
+	if err != nil {
 		return err
 	}
 	w.mu.Lock()

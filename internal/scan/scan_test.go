@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/internal/pace"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
@@ -231,5 +232,31 @@ func TestSplitBySlotSingleNode(t *testing.T) {
 	}
 	if scan.SplitBySlot(r.Client, nil) != nil {
 		t.Fatal("no keys must give no group")
+	}
+}
+
+// TestEachPaced: with a pacer every key is still delivered, in batches no
+// larger than the pacer's, and the pacer sees the batches' rate.
+func TestEachPaced(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	const n = 3000
+	seed(t, r.Client, n)
+	p, err := pace.New(r.Client, pace.Config{MinBatch: 10, MaxBatch: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	seen, sizes, delivered := collect(t, r.Client, scan.Options{Match: "rl:*", Type: "zset", Pacer: p})
+	if len(seen) != n || delivered < n {
+		t.Fatalf("distinct keys = %d, delivered %d, want %d", len(seen), delivered, n)
+	}
+	for _, s := range sizes {
+		if s > 200 {
+			t.Fatalf("batch of %d keys, above the pacer's max_batch 200", s)
+		}
+	}
+	if st := p.Stats(); st.Batch < 10 || st.Batch > 200 {
+		t.Fatalf("pacer stats %+v", st)
 	}
 }

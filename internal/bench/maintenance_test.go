@@ -1,0 +1,54 @@
+package bench_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/bench"
+	"github.com/cachekeeper/cachekeeper/internal/testenv"
+	"github.com/redis/go-redis/v9"
+)
+
+func TestMaintenanceSmall(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	ctx := context.Background()
+	r.Client.Set(ctx, "unrelated", "kept", 0)
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := redis.NewClient(opt)
+	defer app.Close()
+	res, err := bench.Maintenance(ctx, r.Client, app, bench.MaintenanceOptions{Keys: 3000, AppRate: 500, Baseline: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2*len(bench.MaintenanceKinds) {
+		t.Fatalf("%d results, want unpaced and paced of %d kinds", len(res), len(bench.MaintenanceKinds))
+	}
+	for _, x := range res {
+		t.Logf("%s: ratio %.2f, %.0f keys/s, extra %v", x.Scenario, x.Ratio, x.CachekeeperPerS, x.Extra)
+		if x.CachekeeperPerS <= 0 || x.Extra["keys"] != 3000 || x.Extra["baseline_p99_ms"].(float64) <= 0 {
+			t.Fatalf("result = %+v", x)
+		}
+	}
+	if _, ok := res[1].Extra["idle_keys_per_s"]; !ok || res[1].Scenario != "maintenance_invalidate_pattern_paced" {
+		t.Fatalf("paced pattern result lacks the idle rate: %+v", res[1])
+	}
+	if keys := r.Client.Keys(ctx, "*").Val(); len(keys) != 1 || keys[0] != "unrelated" {
+		t.Fatalf("keys left after the run: %v", keys)
+	}
+}
+
+func TestMaintenanceRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewMiniredis(t)
+	for _, o := range []bench.MaintenanceOptions{{Keys: -1}, {Kinds: []string{"nope"}}} {
+		if _, err := bench.Maintenance(context.Background(), r.Client, r.Client, o); !errors.Is(err, bench.ErrInvalidOptions) {
+			t.Errorf("%+v: err = %v, want ErrInvalidOptions", o, err)
+		}
+	}
+}

@@ -1,0 +1,50 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/pace"
+	"github.com/redis/go-redis/v9"
+)
+
+// paced starts a pacer for one maintenance job (see package pace and the
+// `pace:` configuration block) and returns ctx carrying it, so that the
+// scans, batches and writes the job runs pace themselves. With pacing
+// disabled it returns ctx and a nil pacer (whose methods do nothing). Stop
+// the pacer when the job ends.
+func paced(ctx context.Context, rdb redis.UniversalClient, c config.PaceConfig) (context.Context, *pace.Pacer) {
+	if c.Disabled {
+		return pace.NewContext(ctx, nil), nil
+	}
+	p, err := pace.New(rdb, paceConfig(c))
+	if err != nil { // the configuration was validated at start: cannot happen
+		return pace.NewContext(ctx, nil), nil
+	}
+	return pace.NewContext(ctx, p), p
+}
+
+func paceConfig(c config.PaceConfig) pace.Config {
+	return pace.Config{Budget: c.LatencyBudget, MinBatch: c.MinBatch, MaxBatch: c.MaxBatch,
+		MaxPause: c.MaxPause, ProbeInterval: c.ProbeInterval}
+}
+
+// withPace returns v's JSON object with the pacer's figures added as "pace"
+// (batch, keys_per_s, added_latency_ms, budget_ms, round_trip_ms,
+// pause_ms, slowdowns), or v itself when the job was not paced.
+func withPace(v any, p *pace.Pacer) any {
+	if p == nil {
+		return v
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var m map[string]any
+	if json.Unmarshal(data, &m) != nil {
+		return v
+	}
+	m["pace"] = p.Stats()
+	return m
+}

@@ -10,11 +10,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // Errors callers branch on.
@@ -432,21 +434,10 @@ func (s *Scheduler) resetFailures(e Entry) {
 	}
 }
 
-// recordTickScript sets field ARGV[1] of hash KEYS[1] to ARGV[2] unless it
-// already holds a later tick.
-var recordTickScript = redis.NewScript(`
-local cur = redis.call("HGET", KEYS[1], ARGV[1])
-if cur and tonumber(cur) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
-return 1
-`)
-
 func (s *Scheduler) recordTick(ctx context.Context, name string, tick time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, s.enqueueTimeout)
 	defer cancel()
-	err := recordTickScript.Run(ctx, s.rdb, []string{s.keys.SchedulerLastTick()}, name, tick.Unix()).Err()
+	err := redisx.SchedulerRecordTick.Run(ctx, s.rdb, []string{s.keys.SchedulerLastTick()}, name, tick.Unix()).Err()
 	if err != nil {
 		return fmt.Errorf("record last tick of %s: %w", name, err)
 	}

@@ -10,13 +10,14 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/cachespec"
-	"github.com/cachekeeper/cachekeeper/internal/fence"
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+
+	"github.com/cachekeeper/cachekeeper/internal/cachespec"
+	"github.com/cachekeeper/cachekeeper/internal/fence"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // WarmAllProgress is what a cache:warm_all task writes to its asynq result,

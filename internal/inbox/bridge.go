@@ -34,10 +34,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/keys"
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // Defaults used when a Config field is zero.
@@ -233,7 +235,7 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 	}
 	if !isEnvelope {
 		wrapped := env.encode()
-		ok, err := wrapScript.Run(ctx, b.cfg.Redis, []string{b.processing}, s, wrapped).Bool()
+		ok, err := redisx.InboxWrap.Run(ctx, b.cfg.Redis, []string{b.processing}, s, wrapped).Bool()
 		if err != nil {
 			return fmt.Errorf("inbox: give the entry an id: %w", err)
 		}
@@ -317,7 +319,7 @@ func (b *Bridge) deadLetter(ctx context.Context, s, raw string, reason error) er
 	if err != nil {
 		return fmt.Errorf("inbox: encode dead letter: %w", err)
 	}
-	moved, err := deadScript.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec).Bool()
+	moved, err := redisx.InboxDead.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec).Bool()
 	if err != nil {
 		return fmt.Errorf("inbox: dead-letter an invalid entry: %w", err)
 	}
@@ -362,26 +364,6 @@ func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
 	b.rawSeen = seen
 	return nil
 }
-
-// wrapScript replaces a raw entry in the processing list by its envelope.
-// KEYS: processing. ARGV: raw, envelope. Returns 1 if it was there.
-var wrapScript = redis.NewScript(`
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-`)
-
-// deadScript moves an element from the processing list to the dead-letter
-// list. KEYS: processing, dead. ARGV: element, record. Returns 1 if moved.
-var deadScript = redis.NewScript(`
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-`)
 
 // DeadLetter is one element of the dead-letter list.
 type DeadLetter struct {

@@ -12,7 +12,7 @@
 // Every batch holds keys of one node only. On a cluster, keys of one batch
 // still belong to different hash slots: pipelines of single-key commands are
 // fine, multi-key commands (DEL k1 k2, one Lua script over several keys) must
-// be grouped with SplitBySlot first.
+// be grouped with redisx.SplitBySlot first.
 package scan
 
 import (

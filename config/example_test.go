@@ -9,7 +9,7 @@ import (
 // The shipped example configuration must load.
 func TestExampleConfigLoads(t *testing.T) {
 	t.Parallel()
-	c, err := config.Load("../../deploy/cachekeeper.example.yaml", nil)
+	c, err := config.Load("../deploy/cachekeeper.example.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
@@ -43,6 +44,19 @@ type Config struct {
 	// ScoreUnit is "s" (Unix seconds, the guide's, default) or "ms"; it must
 	// match the prune job's rate_limits.score_unit.
 	ScoreUnit string
+}
+
+// ConfigFrom returns the Config of a limit of limit requests per window in
+// the layout of the rate_limits section of cachekeeper's configuration
+// (config.Config.RateLimits: key template, window, score unit), the layout
+// the ratelimit:prune job keeps small.
+func ConfigFrom(c config.RateLimitsConfig, limit int) Config {
+	return Config{Key: c.Key, Limit: limit, Window: c.Window, ScoreUnit: c.ScoreUnit}
+}
+
+// NewFromConfig is New with ConfigFrom(c, limit).
+func NewFromConfig(rdb redis.UniversalClient, c config.RateLimitsConfig, limit int) (*Limiter, error) {
+	return New(rdb, ConfigFrom(c, limit))
 }
 
 // Result is the outcome of one request.

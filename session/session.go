@@ -22,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
@@ -86,6 +87,19 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// ConfigFrom returns the Config of the sessions section of cachekeeper's
+// configuration (config.Config.Sessions), so that an application and its
+// workers share one file: the same key templates, fields and TTL.
+func ConfigFrom(c config.SessionsConfig) Config {
+	return Config{Key: c.Key, Index: c.Index, NoIndex: c.Index == "", UserIDField: c.UserIDField,
+		CreatedAtField: c.CreatedAtField, LastSeenField: c.LastSeenField, TTL: c.TTL}
+}
+
+// NewFromConfig is New with ConfigFrom(c).
+func NewFromConfig(rdb redis.UniversalClient, c config.SessionsConfig) (*Store, error) {
+	return New(rdb, ConfigFrom(c))
 }
 
 // Session is one stored session.
@@ -284,16 +298,11 @@ func (s *Store) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if len(tokens) == 0 {
 		return 0, nil
 	}
-	if err := redisx.SessionDeleteIfOwner.Load(ctx, s.rdb).Err(); err != nil {
-		return 0, fmt.Errorf("session: load script: %w", err)
+	calls := make([]redisx.Call, len(tokens))
+	for i, tok := range tokens {
+		calls[i] = redisx.Call{Script: redisx.SessionDeleteIfOwner, Keys: []string{s.layout.Session(tok)}, Args: []any{s.cfg.UserIDField, userID}}
 	}
-	cmds := make([]*redis.Cmd, len(tokens))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, tok := range tokens {
-			cmds[i] = redisx.SessionDeleteIfOwner.EvalSha(ctx, p, []string{s.layout.Session(tok)}, s.cfg.UserIDField, userID)
-		}
-		return nil
-	})
+	cmds, err := redisx.EvalAll(ctx, s.rdb, calls)
 	if err != nil {
 		return 0, fmt.Errorf("session: revoke sessions of %s: %w", userID, err)
 	}

@@ -82,10 +82,10 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 	if cfg.ScoreUnit == "ms" {
 		unitUS = 1e3
 	}
+	// Whether the server answers MEMORY USAGE is asked once, of the first
+	// key scanned (no probe key of our own).
 	sample := cfg.MemorySample
-	if sample > 0 && !memoryUsageSupported(ctx, rdb) {
-		sample = 0
-	}
+	var probe sync.Once
 	ttlMS := max(window.Milliseconds(), 1)
 
 	var mu sync.Mutex // batches of different cluster masters may run at once
@@ -96,6 +96,11 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 			off := offset
 			offset += int64(len(batch))
 			mu.Unlock()
+			probe.Do(func() {
+				if sample > 0 && !memoryUsageSupported(ctx, rdb, batch[0]) {
+					sample = 0
+				}
+			})
 			res, err := redisx.RunPerSlot(ctx, rdb, redisx.RateLimitPrune, batch, window.Microseconds(), unitUS, ttlMS, sample, off)
 			if err != nil {
 				return fmt.Errorf("prune batch: %w", err)
@@ -112,6 +117,7 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 			return nil
 		})
 	rep.DurationMS = time.Since(start).Milliseconds()
+	probe.Do(func() { sample = 0 }) // nothing scanned: nothing measured
 	if sample > 0 {
 		est := rep.BytesMeasured
 		if rep.BytesMeasuredKeys > 0 && rep.BytesMeasuredKeys < rep.Scanned-rep.Skipped {
@@ -125,9 +131,9 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 	return rep, nil
 }
 
-// memoryUsageSupported reports whether the server answers MEMORY USAGE
-// (real Redis does; miniredis does not).
-func memoryUsageSupported(ctx context.Context, rdb redis.UniversalClient) bool {
-	err := rdb.MemoryUsage(ctx, "cachekeeper:probe:memory-usage").Err()
+// memoryUsageSupported reports whether the server answers MEMORY USAGE of
+// key (real Redis does; miniredis does not).
+func memoryUsageSupported(ctx context.Context, rdb redis.UniversalClient, key string) bool {
+	err := rdb.MemoryUsage(ctx, key).Err()
 	return err == nil || errors.Is(err, redis.Nil)
 }

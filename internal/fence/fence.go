@@ -267,7 +267,7 @@ func (f *Fencer) restoreSupported(ctx context.Context) bool {
 		return v == restoreYes
 	}
 	probe := func(ctx context.Context, c redis.Cmdable) error {
-		key := f.keys.Prefix() + "fence-restore-probe"
+		key := f.keys.Probe("fence-restore")
 		if err := c.RestoreReplace(ctx, key, 10*time.Second, string(hashDump([]string{"f", "v"}))).Err(); err != nil {
 			return err
 		}

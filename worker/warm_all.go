@@ -17,6 +17,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/internal/cachespec"
 	"github.com/cachekeeper/cachekeeper/internal/fence"
+	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
@@ -74,7 +75,7 @@ func (c *warmAllCheckpoint) last() any {
 }
 
 func (c *warmAllCheckpoint) setLast(v any) {
-	s, _ := cachespec.Format(v)
+	s, _ := sqldb.Format(v)
 	c.LastID = s
 	switch v.(type) {
 	case int64, int32, int:
@@ -246,8 +247,8 @@ func (w *Worker) rereadPage(ctx context.Context, spec *cachespec.Spec, after any
 }
 
 func sameID(a, b any) bool {
-	x, _ := cachespec.Format(a)
-	y, _ := cachespec.Format(b)
+	x, _ := sqldb.Format(a)
+	y, _ := sqldb.Format(b)
 	return x == y
 }
 

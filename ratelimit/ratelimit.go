@@ -11,6 +11,10 @@
 // requests within the same second share one member, so they are counted
 // once (under-counting). Allow runs trim, count, add and expire in one Lua
 // script, atomically, with a member unique to each request.
+//
+// Prune is the ratelimit:prune job the worker runs to keep these sets small;
+// NewFromConfig builds a Limiter in the layout of the configuration's
+// rate_limits section, which Prune maintains.
 package ratelimit
 
 import (

@@ -10,6 +10,12 @@
 // cleanup job, which drops index tokens whose session is gone, never drops a
 // token of a session being created. Sessions written by other code (no TTL,
 // dead tokens in the index) are repaired by the session:cleanup job.
+//
+// The package holds the whole concept: Store for applications (built from
+// cachekeeper's configuration with NewFromConfig, so the application and
+// the worker share one file), and the maintenance the worker runs as jobs,
+// Cleanup (session:cleanup) and Revoke (session:revoke), which can also be
+// called directly.
 package session
 
 import (

@@ -20,6 +20,8 @@ dev: build ## run worker + demo on embedded Redis and SQLite (no services needed
 test: ## go vet, then every test with the race detector (private redis-server, PostgreSQL schema per test, private PostgreSQL/MariaDB for the change stream)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faults)
+	# examples/embedded: its own module, built against the public API only
+	cd examples/embedded && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 2m ./...
 
 test-faults: ## the fault suite: real worker processes killed with real signals, Redis Cluster/Sentinel failovers, database outages (docs/reliability.md); prints what it measured
 	$(GO) test -race -count=1 -timeout 6m -v ./internal/faults/

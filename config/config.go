@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/scheduler"
 	"gopkg.in/yaml.v3"
 )
 
@@ -31,14 +32,14 @@ type Config struct {
 	// KeyPrefix starts every key cachekeeper owns (fences, tags, inbox...).
 	KeyPrefix string `yaml:"key_prefix"`
 	// Caches maps a cache name ("user") to its spec.
-	Caches     map[string]CacheSpec `yaml:"caches"`
-	Warm       WarmConfig           `yaml:"warm"`
-	Fence      FenceConfig          `yaml:"fence"`
-	Events     EventsConfig         `yaml:"events"`
-	Inbox      InboxConfig          `yaml:"inbox"`
-	Sessions   SessionsConfig       `yaml:"sessions"`
-	RateLimits RateLimitsConfig     `yaml:"rate_limits"`
-	Schedule   []ScheduleEntry      `yaml:"schedule"`
+	Caches     map[string]CacheSpec    `yaml:"caches"`
+	Warm       WarmConfig              `yaml:"warm"`
+	Fence      FenceConfig             `yaml:"fence"`
+	Events     EventsConfig            `yaml:"events"`
+	Inbox      InboxConfig             `yaml:"inbox"`
+	Sessions   SessionsConfig          `yaml:"sessions"`
+	RateLimits RateLimitsConfig        `yaml:"rate_limits"`
+	Schedule   []scheduler.EntryConfig `yaml:"schedule"`
 
 	// Pace sets how maintenance paces itself by Redis's latency.
 	Pace PaceConfig `yaml:"pace"`

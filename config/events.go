@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 )
 
 // EventsConfig sets where cache-change events are published.
@@ -17,7 +19,7 @@ type EventsConfig struct {
 }
 
 func (e *EventsConfig) setDefaults(prefix string) {
-	e.Channel = prefix + "events"
+	e.Channel = defaultKeys(prefix).EventsChannel()
 	e.MaxKeys = 100
 }
 
@@ -58,7 +60,7 @@ type InboxConfig struct {
 }
 
 func (i *InboxConfig) setDefaults(prefix string) {
-	i.Key = prefix + "inbox"
+	i.Key = defaultKeys(prefix).Inbox()
 	i.BlockTimeout = time.Second
 	i.RecoverAfter = time.Minute
 	i.DeadMax = DefaultInboxDeadMax
@@ -92,4 +94,14 @@ func (i *InboxConfig) validate() error {
 		return fmt.Errorf("inbox.enqueuers must be between 1 and 1000, got %d", i.Enqueuers)
 	}
 	return nil
+}
+
+// defaultKeys names the defaults of prefix's layout (Default's prefix is
+// always valid; Validate checks a configured one).
+func defaultKeys(prefix string) keys.Keys {
+	k, err := keys.New(prefix)
+	if err != nil {
+		return keys.Default()
+	}
+	return k
 }

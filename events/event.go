@@ -13,7 +13,7 @@ import (
 )
 
 // DefaultChannel is the pub/sub channel events go to unless configured.
-const DefaultChannel = "cachekeeper:events"
+const DefaultChannel = "cachekeeper:events" // keys.Default().EventsChannel(); a test keeps them equal
 
 // Event types.
 const (

@@ -6,8 +6,9 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/cachekeeper/cachekeeper/ratelimit"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/ratelimit"
 )
 
 func Example() {

@@ -11,6 +11,10 @@
 // requests within the same second share one member, so they are counted
 // once (under-counting). Allow runs trim, count, add and expire in one Lua
 // script, atomically, with a member unique to each request.
+//
+// Prune is the ratelimit:prune job the worker runs to keep these sets small;
+// NewFromConfig builds a Limiter in the layout of the configuration's
+// rate_limits section, which Prune maintains.
 package ratelimit
 
 import (
@@ -21,8 +25,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // DefaultKey is the FastAPI guide's key template.
@@ -41,6 +48,19 @@ type Config struct {
 	// ScoreUnit is "s" (Unix seconds, the guide's, default) or "ms"; it must
 	// match the prune job's rate_limits.score_unit.
 	ScoreUnit string
+}
+
+// ConfigFrom returns the Config of a limit of limit requests per window in
+// the layout of the rate_limits section of cachekeeper's configuration
+// (config.Config.RateLimits: key template, window, score unit), the layout
+// the ratelimit:prune job keeps small.
+func ConfigFrom(c config.RateLimitsConfig, limit int) Config {
+	return Config{Key: c.Key, Limit: limit, Window: c.Window, ScoreUnit: c.ScoreUnit}
+}
+
+// NewFromConfig is New with ConfigFrom(c, limit).
+func NewFromConfig(rdb redis.UniversalClient, c config.RateLimitsConfig, limit int) (*Limiter, error) {
+	return New(rdb, ConfigFrom(c, limit))
 }
 
 // Result is the outcome of one request.
@@ -98,38 +118,11 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 // Key returns the sorted set of client.
 func (l *Limiter) Key(client string) string { return l.tmpl.RenderOne(client) }
 
-// allowScript is the whole decision, atomically. Time is the Redis
-// server's (TIME), the same clock the prune job uses.
-//
-// KEYS[1] the set. ARGV[1] limit, ARGV[2] window in microseconds, ARGV[3]
-// microseconds per score unit, ARGV[4] a random member suffix.
-// Returns {allowed (0/1), remaining, retry-after in microseconds}.
-var allowScript = redis.NewScript(`
-if redis.replicate_commands then redis.replicate_commands() end
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local unit = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local ttl = math.ceil(window / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', (now - window) / unit)
-local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], now / unit, t[1] .. '.' .. t[2] .. '-' .. ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return {1, limit - count - 1, 0}
-end
-if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ttl) end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local retry = math.ceil(tonumber(oldest[2]) * unit + window - now)
-if retry < 1 then retry = 1 end
-return {0, 0, retry}`)
-
 // Allow counts one request of client, if it fits, and reports the outcome.
 func (l *Limiter) Allow(ctx context.Context, client string) (Result, error) {
 	key := l.Key(client)
 	suffix := strconv.FormatUint(rand.Uint64(), 36)
-	v, err := allowScript.Run(ctx, l.rdb, []string{key}, l.limit, l.window.Microseconds(), l.unitUS, suffix).Int64Slice()
+	v, err := redisx.RateLimitAllow.Run(ctx, l.rdb, []string{key}, l.limit, l.window.Microseconds(), l.unitUS, suffix).Int64Slice()
 	if err != nil {
 		return Result{}, fmt.Errorf("ratelimit: %s: %w", key, err)
 	}

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/ratelimit"
-	"github.com/redis/go-redis/v9"
 )
 
 // The FastAPI guide's limiter, split at the point where another request can

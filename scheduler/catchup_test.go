@@ -1,11 +1,12 @@
-package scheduler
+package scheduler_test
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
+	. "github.com/cachekeeper/cachekeeper/scheduler" // external test: testenv imports config, which imports scheduler
+
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 )
 
@@ -17,9 +18,9 @@ func TestCatchUpOne(t *testing.T) {
 	r := testenv.NewRedis(t)
 	clock := NewFakeClock(t0)
 	one := notifyEntry("one", "@every 10s")
-	one.CatchUp = config.CatchUpOne
+	one.CatchUp = CatchUpOne
 	none := notifyEntry("none", "@every 10s")
-	entries := []config.ScheduleEntry{one, none}
+	entries := []EntryConfig{one, none}
 
 	// First start: nothing recorded, so nothing to catch up.
 	first := startReplica(t, r, clock, entries)
@@ -51,40 +52,6 @@ func TestCatchUpOne(t *testing.T) {
 	}
 }
 
-// lastTick finds the latest tick in (after, now] without walking every
-// missed tick.
-func TestLastTick(t *testing.T) {
-	t.Parallel()
-	every := func(d time.Duration) config.Schedule { return config.EverySchedule{Interval: d} }
-	daily, err := config.ParseSchedule("0 3 * * *", "Europe/Paris")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		name       string
-		sched      config.Schedule
-		after, now time.Time
-		want       time.Time
-	}{
-		{"on a tick", every(10 * time.Second), t0, t0.Add(30 * time.Second), t0.Add(30 * time.Second)},
-		{"between ticks", every(10 * time.Second), t0, t0.Add(35 * time.Second), t0.Add(30 * time.Second)},
-		{"none in range", every(10 * time.Second), t0, t0.Add(9 * time.Second), time.Time{}},
-		{"after excluded", every(10 * time.Second), t0.Add(-time.Second), t0.Add(5 * time.Second), t0},
-		{"a year of seconds", every(time.Second), t0.AddDate(-1, 0, 0), t0.Add(500 * time.Millisecond), t0},
-		{"no lower bound", every(time.Hour), time.Time{}, t0.Add(90 * time.Minute), t0.Add(time.Hour)},
-		{"daily in Paris", daily, t0.AddDate(0, -2, 0), t0, time.Date(2025, 6, 1, 1, 0, 0, 0, time.UTC)},
-		{"now before after", every(time.Second), t0, t0.Add(-time.Hour), time.Time{}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got := lastTick(c.sched, c.after, c.now)
-			if !got.Equal(c.want) {
-				t.Fatalf("lastTick = %v, want %v", got, c.want)
-			}
-		})
-	}
-}
-
 // An enqueue that fails (Redis refusing writes) is retried until it works,
 // before the next tick; a newer tick supersedes it.
 func TestFailedEnqueueIsRetried(t *testing.T) {
@@ -92,7 +59,7 @@ func TestFailedEnqueueIsRetried(t *testing.T) {
 	r := testenv.NewRedis(t)
 	clock := NewFakeClock(t0)
 	ctx := t.Context()
-	rep := startReplica(t, r, clock, []config.ScheduleEntry{notifyEntry("retry", "@every 10s")},
+	rep := startReplica(t, r, clock, []EntryConfig{notifyEntry("retry", "@every 10s")},
 		func(c *Config) { c.EnqueueTimeout = 200 * time.Millisecond })
 	waitIdle(t, clock, 1)
 

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -23,7 +22,7 @@ const (
 
 // Entry is a validated schedule entry, ready to make tasks.
 type Entry struct {
-	config.ScheduleEntry
+	EntryConfig
 	// Series identifies the entry's definition: "schedule:<name>:<hash>",
 	// the hash covering kind, canonical arguments and queue. Tick task ids
 	// are Series + ":" + Unix seconds.
@@ -35,19 +34,19 @@ type Entry struct {
 	Retention time.Duration
 
 	payload tasks.Payload
-	sched   config.Schedule
+	sched   Schedule
 	clock   Clock
 }
 
 // ParseEntries validates entries (names unique, schedules, time zones, kinds
 // and arguments) and returns them ready to use, in the same order. The
 // entries' Next uses the real clock.
-func ParseEntries(entries []config.ScheduleEntry) ([]Entry, error) {
+func ParseEntries(entries []EntryConfig) ([]Entry, error) {
 	return parseEntries(entries, RealClock())
 }
 
-func parseEntries(entries []config.ScheduleEntry, clock Clock) ([]Entry, error) {
-	if err := config.ValidateSchedule(entries); err != nil {
+func parseEntries(entries []EntryConfig, clock Clock) ([]Entry, error) {
+	if err := ValidateEntries(entries); err != nil {
 		return nil, err
 	}
 	out := make([]Entry, 0, len(entries))
@@ -61,8 +60,8 @@ func parseEntries(entries []config.ScheduleEntry, clock Clock) ([]Entry, error) 
 	return out, nil
 }
 
-func newEntry(ce config.ScheduleEntry, clock Clock) (Entry, error) {
-	sched, err := config.ParseSchedule(ce.Schedule, ce.TimeZone)
+func newEntry(ce EntryConfig, clock Clock) (Entry, error) {
+	sched, err := ParseSchedule(ce.Schedule, ce.TimeZone)
 	if err != nil {
 		return Entry{}, fmt.Errorf("schedule.%s.schedule: %w", ce.Name, err)
 	}
@@ -87,19 +86,19 @@ func newEntry(ce config.ScheduleEntry, clock Clock) (Entry, error) {
 	h.Write([]byte(queue))
 	series := "schedule:" + ce.Name + ":" + hex.EncodeToString(h.Sum(nil))[:8]
 	return Entry{
-		ScheduleEntry: ce,
-		Series:        series,
-		QueueName:     queue,
-		Retention:     retention(sched, clock.Now()),
-		payload:       p,
-		sched:         sched,
-		clock:         clock,
+		EntryConfig: ce,
+		Series:      series,
+		QueueName:   queue,
+		Retention:   retention(sched, clock.Now()),
+		payload:     p,
+		sched:       sched,
+		clock:       clock,
 	}, nil
 }
 
 // retention is twice the longest of the next three gaps between ticks,
 // clamped to [MinRetention, MaxRetention].
-func retention(sched config.Schedule, now time.Time) time.Duration {
+func retention(sched Schedule, now time.Time) time.Duration {
 	var longest time.Duration
 	t := sched.Next(now)
 	for i := 0; i < 3 && !t.IsZero(); i++ {
@@ -131,7 +130,7 @@ func (e Entry) Next(n int) []time.Time { return e.NextAfter(e.clock.Now(), n) }
 // NextAfter returns the first n tick times strictly after t (fewer when the
 // schedule ends), in the entry's time zone.
 func (e Entry) NextAfter(t time.Time, n int) []time.Time {
-	loc, err := config.LoadLocation(e.TimeZone)
+	loc, err := LoadLocation(e.TimeZone)
 	if err != nil {
 		loc = time.UTC
 	}
@@ -188,7 +187,7 @@ func sameTicks(a, b Entry) bool {
 // lastTick returns the latest tick of sched in (after, now], or the zero
 // time when there is none. It looks back in doubling windows so that a long
 // gap costs a few dozen Next calls, not one per missed tick.
-func lastTick(sched config.Schedule, after, now time.Time) time.Time {
+func lastTick(sched Schedule, after, now time.Time) time.Time {
 	if !now.After(after) {
 		return time.Time{}
 	}

@@ -1,11 +1,11 @@
-package scheduler
+package scheduler_test
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
+	. "github.com/cachekeeper/cachekeeper/scheduler" // external test: see helpers_test.go
 )
 
 func utc(s string) time.Time {
@@ -68,7 +68,7 @@ func entryFor(t *testing.T, spec, tz string) Entry {
 	t.Helper()
 	ce := notifyEntry("e", spec)
 	ce.TimeZone = tz
-	es, err := ParseEntries([]config.ScheduleEntry{ce})
+	es, err := ParseEntries([]EntryConfig{ce})
 	if err != nil {
 		t.Fatalf("ParseEntries(%q, %q): %v", spec, tz, err)
 	}
@@ -100,7 +100,7 @@ func TestScheduleParseErrors(t *testing.T) {
 		t.Run(c.spec+" "+c.tz, func(t *testing.T) {
 			ce := notifyEntry("e", c.spec)
 			ce.TimeZone = c.tz
-			_, err := ParseEntries([]config.ScheduleEntry{ce})
+			_, err := ParseEntries([]EntryConfig{ce})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error = %v, want one containing %q", err, c.want)
 			}
@@ -113,45 +113,45 @@ func TestScheduleParseErrors(t *testing.T) {
 
 func TestEntryValidation(t *testing.T) {
 	t.Parallel()
-	base := func() config.ScheduleEntry {
-		return config.ScheduleEntry{Name: "job", Schedule: "@every 1m", Kind: "session:cleanup"}
+	base := func() EntryConfig {
+		return EntryConfig{Name: "job", Schedule: "@every 1m", Kind: "session:cleanup"}
 	}
 	cases := []struct {
 		name   string
-		change func(*config.ScheduleEntry)
+		change func(*EntryConfig)
 		want   string // "" means valid
 	}{
-		{"minimal", func(*config.ScheduleEntry) {}, ""},
-		{"all options", func(e *config.ScheduleEntry) {
+		{"minimal", func(*EntryConfig) {}, ""},
+		{"all options", func(e *EntryConfig) {
 			e.Args = map[string]any{"max_age": "24h", "idle_timeout": 3600, "max_keys_per_second": 500}
 			e.Queue, e.Timeout, e.CatchUp, e.TimeZone = "default", 10*time.Minute, "one", "Europe/Paris"
 		}, ""},
-		{"catch_up none", func(e *config.ScheduleEntry) { e.CatchUp = "none" }, ""},
-		{"nested args", func(e *config.ScheduleEntry) {
+		{"catch_up none", func(e *EntryConfig) { e.CatchUp = "none" }, ""},
+		{"nested args", func(e *EntryConfig) {
 			e.Kind, e.Args = "cache:invalidate", map[string]any{"keys": []any{"user:1", "user:2"}}
 		}, ""},
-		{"empty name", func(e *config.ScheduleEntry) { e.Name = "" }, "schedule[0].name must not be empty"},
-		{"name with space", func(e *config.ScheduleEntry) { e.Name = "my job" }, `schedule: name "my job" must be 1 to 100 letters`},
-		{"name with colon", func(e *config.ScheduleEntry) { e.Name = "a:b" }, "letters, digits"},
-		{"no kind", func(e *config.ScheduleEntry) { e.Kind = "" }, "schedule.job.kind is required"},
-		{"unknown kind", func(e *config.ScheduleEntry) { e.Kind = "session:clean" }, `schedule.job.kind: kind "session:clean" is not known (known: cache:invalidate`},
-		{"unknown arg", func(e *config.ScheduleEntry) { e.Args = map[string]any{"max_agee": "1h"} }, `schedule.job.args: session:cleanup: field "max_agee"`},
-		{"wrong arg type", func(e *config.ScheduleEntry) { e.Args = map[string]any{"max_keys_per_second": "fast"} }, `schedule.job.args: session:cleanup: field "max_keys_per_second"`},
-		{"invalid arg value", func(e *config.ScheduleEntry) {
+		{"empty name", func(e *EntryConfig) { e.Name = "" }, "schedule[0].name must not be empty"},
+		{"name with space", func(e *EntryConfig) { e.Name = "my job" }, `schedule: name "my job" must be 1 to 100 letters`},
+		{"name with colon", func(e *EntryConfig) { e.Name = "a:b" }, "letters, digits"},
+		{"no kind", func(e *EntryConfig) { e.Kind = "" }, "schedule.job.kind is required"},
+		{"unknown kind", func(e *EntryConfig) { e.Kind = "session:clean" }, `schedule.job.kind: kind "session:clean" is not known (known: cache:invalidate`},
+		{"unknown arg", func(e *EntryConfig) { e.Args = map[string]any{"max_agee": "1h"} }, `schedule.job.args: session:cleanup: field "max_agee"`},
+		{"wrong arg type", func(e *EntryConfig) { e.Args = map[string]any{"max_keys_per_second": "fast"} }, `schedule.job.args: session:cleanup: field "max_keys_per_second"`},
+		{"invalid arg value", func(e *EntryConfig) {
 			e.Kind, e.Args = "cache:warm_all", map[string]any{"cache": ""}
 		}, `schedule.job.args: cache:warm_all: field "cache"`},
-		{"missing required arg", func(e *config.ScheduleEntry) { e.Kind = "notify:publish" }, `schedule.job.args: notify:publish: field "channel"`},
-		{"bad duration arg", func(e *config.ScheduleEntry) { e.Args = map[string]any{"max_age": "a day"} }, `schedule.job.args: session:cleanup`},
-		{"queue with space", func(e *config.ScheduleEntry) { e.Queue = "my queue" }, `schedule.job.queue "my queue" must be a plain queue name`},
-		{"negative timeout", func(e *config.ScheduleEntry) { e.Timeout = -time.Second }, "schedule.job.timeout must be a positive duration"},
-		{"sub-second timeout", func(e *config.ScheduleEntry) { e.Timeout = 500 * time.Millisecond }, "schedule.job.timeout must be at least 1s"},
-		{"bad catch_up", func(e *config.ScheduleEntry) { e.CatchUp = "all" }, `schedule.job.catch_up "all" must be "none"`},
+		{"missing required arg", func(e *EntryConfig) { e.Kind = "notify:publish" }, `schedule.job.args: notify:publish: field "channel"`},
+		{"bad duration arg", func(e *EntryConfig) { e.Args = map[string]any{"max_age": "a day"} }, `schedule.job.args: session:cleanup`},
+		{"queue with space", func(e *EntryConfig) { e.Queue = "my queue" }, `schedule.job.queue "my queue" must be a plain queue name`},
+		{"negative timeout", func(e *EntryConfig) { e.Timeout = -time.Second }, "schedule.job.timeout must be a positive duration"},
+		{"sub-second timeout", func(e *EntryConfig) { e.Timeout = 500 * time.Millisecond }, "schedule.job.timeout must be at least 1s"},
+		{"bad catch_up", func(e *EntryConfig) { e.CatchUp = "all" }, `schedule.job.catch_up "all" must be "none"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := base()
 			c.change(&e)
-			_, err := ParseEntries([]config.ScheduleEntry{e})
+			_, err := ParseEntries([]EntryConfig{e})
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("valid entry refused: %v", err)
@@ -160,98 +160,9 @@ func TestEntryValidation(t *testing.T) {
 			}
 		})
 	}
-	dup := []config.ScheduleEntry{base(), base()}
+	dup := []EntryConfig{base(), base()}
 	if _, err := ParseEntries(dup); err == nil || !strings.Contains(err.Error(), `name "job" is used twice`) {
 		t.Fatalf("duplicate names: %v", err)
-	}
-}
-
-// The config file's schedule section is checked against the rest of the
-// configuration: caches exist and have an "all" query, queues are served.
-func TestConfigScheduleSection(t *testing.T) {
-	t.Parallel()
-	const head = `
-caches:
-  user:
-    key: "user:{id}"
-    ttl: 1h
-    by_ids: "SELECT id, email FROM users WHERE id IN (?)"
-    all: "SELECT id, email FROM users WHERE id > ? ORDER BY id LIMIT ?"
-  org:
-    key: "org:{id}"
-    ttl: 1h
-    by_ids: "SELECT id FROM orgs WHERE id IN (?)"
-schedule:
-`
-	cases := []struct{ name, yaml, want string }{
-		{"defaults", `
-  - name: session-cleanup
-    schedule: "@every 5m"
-    kind: session:cleanup
-  - name: rate-limit-prune
-    schedule: "@every 1m"
-    kind: ratelimit:prune
-  - name: warm-users-nightly
-    schedule: "0 3 * * *"
-    time_zone: UTC
-    kind: cache:warm_all
-    args: {cache: user}
-    timeout: 2h
-    catch_up: one
-`, ""},
-		{"nested yaml args", `
-  - name: cleanup
-    schedule: "*/10 * * * *"
-    kind: session:cleanup
-    args:
-      max_age: 48h
-      idle_timeout: 2h
-      dry_run: true
-`, ""},
-		{"unknown cache", `
-  - name: warm
-    schedule: "@daily"
-    kind: cache:warm_all
-    args: {cache: users}
-`, `schedule.warm.args.cache "users" is not a cache declared under caches (org, user)`},
-		{"cache without all", `
-  - name: warm
-    schedule: "@daily"
-    kind: cache:warm_all
-    args: {cache: org}
-`, "needs caches.org.all"},
-		{"queue not served", `
-  - name: cleanup
-    schedule: "@hourly"
-    kind: session:cleanup
-    queue: slow
-`, `schedule.cleanup.queue "slow" is not one of worker.queues (critical, default, low)`},
-		{"misspelt field", `
-  - name: cleanup
-    schedule: "@hourly"
-    kind: session:cleanup
-    catchup: one
-`, "field catchup not found"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cfg := config.Default()
-			err := config.Parse([]byte(head+strings.TrimPrefix(c.yaml, "\n")), &cfg)
-			if err == nil {
-				err = cfg.Validate()
-			}
-			switch {
-			case c.want == "" && err != nil:
-				t.Fatalf("valid config refused: %v", err)
-			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-				t.Fatalf("error = %v, want one containing %q", err, c.want)
-			}
-			if c.want == "" {
-				if _, err := ParseEntries(cfg.Schedule); err != nil {
-					t.Fatalf("ParseEntries: %v", err)
-				}
-			}
-		})
 	}
 }
 
@@ -259,44 +170,44 @@ schedule:
 // queue change, not when only the schedule or timeout changes.
 func TestSeriesAndTaskIDs(t *testing.T) {
 	t.Parallel()
-	base := config.ScheduleEntry{Name: "warm", Schedule: "0 3 * * *", Kind: "cache:warm_all", Args: map[string]any{"cache": "user"}}
-	series := func(change func(*config.ScheduleEntry)) string {
+	base := EntryConfig{Name: "warm", Schedule: "0 3 * * *", Kind: "cache:warm_all", Args: map[string]any{"cache": "user"}}
+	series := func(change func(*EntryConfig)) string {
 		e := base
 		e.Args = map[string]any{"cache": "user"}
 		change(&e)
-		es, err := ParseEntries([]config.ScheduleEntry{e})
+		es, err := ParseEntries([]EntryConfig{e})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return es[0].Series
 	}
-	s0 := series(func(*config.ScheduleEntry) {})
+	s0 := series(func(*EntryConfig) {})
 	if !strings.HasPrefix(s0, "schedule:warm:") || len(s0) != len("schedule:warm:")+8 {
 		t.Fatalf("series %q, want schedule:warm:<8 hex>", s0)
 	}
-	same := map[string]func(*config.ScheduleEntry){
-		"again":               func(*config.ScheduleEntry) {},
-		"schedule":            func(e *config.ScheduleEntry) { e.Schedule = "@daily" },
-		"timeout":             func(e *config.ScheduleEntry) { e.Timeout = time.Hour },
-		"explicit default q":  func(e *config.ScheduleEntry) { e.Queue = "low" },
-		"zero-valued arg set": func(e *config.ScheduleEntry) { e.Args["restart"] = false },
+	same := map[string]func(*EntryConfig){
+		"again":               func(*EntryConfig) {},
+		"schedule":            func(e *EntryConfig) { e.Schedule = "@daily" },
+		"timeout":             func(e *EntryConfig) { e.Timeout = time.Hour },
+		"explicit default q":  func(e *EntryConfig) { e.Queue = "low" },
+		"zero-valued arg set": func(e *EntryConfig) { e.Args["restart"] = false },
 	}
 	for name, f := range same {
 		if got := series(f); got != s0 {
 			t.Errorf("%s: series %s, want unchanged %s", name, got, s0)
 		}
 	}
-	differ := map[string]func(*config.ScheduleEntry){
-		"args":  func(e *config.ScheduleEntry) { e.Args["restart"] = true },
-		"queue": func(e *config.ScheduleEntry) { e.Queue = "default" },
-		"name":  func(e *config.ScheduleEntry) { e.Name = "warm2" },
+	differ := map[string]func(*EntryConfig){
+		"args":  func(e *EntryConfig) { e.Args["restart"] = true },
+		"queue": func(e *EntryConfig) { e.Queue = "default" },
+		"name":  func(e *EntryConfig) { e.Name = "warm2" },
 	}
 	for name, f := range differ {
 		if got := series(f); got == s0 {
 			t.Errorf("%s: series unchanged %s, want a new series", name, got)
 		}
 	}
-	es, _ := ParseEntries([]config.ScheduleEntry{base})
+	es, _ := ParseEntries([]EntryConfig{base})
 	if id := es[0].TaskID(utc("2025-06-01T03:00:00Z")); id != s0+":1748746800" {
 		t.Fatalf("TaskID = %q, want %s:1748746800", id, s0)
 	}
@@ -319,5 +230,39 @@ func TestRetention(t *testing.T) {
 		if got := entryFor(t, c.spec, "").Retention; got != c.want {
 			t.Errorf("%s: retention %s, want %s", c.spec, got, c.want)
 		}
+	}
+}
+
+// lastTick finds the latest tick in (after, now] without walking every
+// missed tick.
+func TestLastTick(t *testing.T) {
+	t.Parallel()
+	every := func(d time.Duration) Schedule { return EverySchedule{Interval: d} }
+	daily, err := ParseSchedule("0 3 * * *", "Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		sched      Schedule
+		after, now time.Time
+		want       time.Time
+	}{
+		{"on a tick", every(10 * time.Second), t0, t0.Add(30 * time.Second), t0.Add(30 * time.Second)},
+		{"between ticks", every(10 * time.Second), t0, t0.Add(35 * time.Second), t0.Add(30 * time.Second)},
+		{"none in range", every(10 * time.Second), t0, t0.Add(9 * time.Second), time.Time{}},
+		{"after excluded", every(10 * time.Second), t0.Add(-time.Second), t0.Add(5 * time.Second), t0},
+		{"a year of seconds", every(time.Second), t0.AddDate(-1, 0, 0), t0.Add(500 * time.Millisecond), t0},
+		{"no lower bound", every(time.Hour), time.Time{}, t0.Add(90 * time.Minute), t0.Add(time.Hour)},
+		{"daily in Paris", daily, t0.AddDate(0, -2, 0), t0, time.Date(2025, 6, 1, 1, 0, 0, 0, time.UTC)},
+		{"now before after", every(time.Second), t0, t0.Add(-time.Hour), time.Time{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := LastTickForTest(c.sched, c.after, c.now)
+			if !got.Equal(c.want) {
+				t.Fatalf("lastTick = %v, want %v", got, c.want)
+			}
+		})
 	}
 }

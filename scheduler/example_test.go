@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/scheduler"
 )
 
 // Entries are validated as a whole; each one knows its upcoming ticks and
 // the task id each tick will be enqueued with.
 func ExampleParseEntries() {
-	entries, err := scheduler.ParseEntries([]config.ScheduleEntry{
+	entries, err := scheduler.ParseEntries([]scheduler.EntryConfig{
 		{Name: "warm-users-nightly", Schedule: "0 3 * * *", TimeZone: "Europe/Paris",
 			Kind: "cache:warm_all", Args: map[string]any{"cache": "user"}},
 		{Name: "rate-limit-prune", Schedule: "@every 1m", Kind: "ratelimit:prune"},
@@ -27,7 +26,7 @@ func ExampleParseEntries() {
 			fmt.Println(" ", t.Format(time.RFC3339))
 		}
 	}
-	_, err = scheduler.ParseEntries([]config.ScheduleEntry{{Name: "x", Schedule: "@every 90m", TimeZone: "Europe/Pariss", Kind: "session:cleanup"}})
+	_, err = scheduler.ParseEntries([]scheduler.EntryConfig{{Name: "x", Schedule: "@every 90m", TimeZone: "Europe/Pariss", Kind: "session:cleanup"}})
 	fmt.Println(err)
 	// Output:
 	// warm-users-nightly on low

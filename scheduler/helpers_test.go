@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"context"
@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
+	. "github.com/cachekeeper/cachekeeper/scheduler" // external test: testenv imports config, which imports scheduler
+
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -39,7 +39,7 @@ type replica struct {
 
 // startReplica builds a scheduler on its own connection pool to r and runs it
 // until stop or the end of the test.
-func startReplica(t *testing.T, r *testenv.Redis, clock Clock, entries []config.ScheduleEntry, tune ...func(*Config)) *replica {
+func startReplica(t *testing.T, r *testenv.Redis, clock Clock, entries []EntryConfig, tune ...func(*Config)) *replica {
 	t.Helper()
 	opt, err := r.Config.Options()
 	if err != nil {
@@ -85,7 +85,7 @@ func (r *replica) stop(t *testing.T) {
 }
 
 func (r *replica) count(entry, outcome string) int {
-	return int(testutil.ToFloat64(r.s.metrics.ticks.WithLabelValues(entry, outcome)))
+	return r.s.TickCountForTest(entry, outcome)
 }
 
 // waitIdle waits until n replicas are waiting for their next tick.
@@ -103,7 +103,7 @@ func waitIdle(t *testing.T, clock *FakeClock, n int) {
 func waitReloaded(t *testing.T, s *Scheduler) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.applied.Load() != s.reloads.Load() {
+	for !s.ReloadSettledForTest() {
 		if time.Now().After(deadline) {
 			t.Fatal("Run loop did not pick up the reload within 10s")
 		}
@@ -152,8 +152,8 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-func notifyEntry(name, schedule string) config.ScheduleEntry {
-	return config.ScheduleEntry{
+func notifyEntry(name, schedule string) EntryConfig {
+	return EntryConfig{
 		Name: name, Schedule: schedule, Kind: "notify:publish",
 		Args: map[string]any{"channel": "ticks", "message": name},
 	}

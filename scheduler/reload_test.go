@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"errors"
@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
+	. "github.com/cachekeeper/cachekeeper/scheduler" // external test: testenv imports config, which imports scheduler
+
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 )
 
@@ -15,7 +16,7 @@ func TestReload(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	clock := NewFakeClock(t0)
-	rep := startReplica(t, r, clock, []config.ScheduleEntry{notifyEntry("a", "@every 1s"), notifyEntry("gone", "@every 1s")})
+	rep := startReplica(t, r, clock, []EntryConfig{notifyEntry("a", "@every 1s"), notifyEntry("gone", "@every 1s")})
 	step := func(n int) {
 		for i := 0; i < n; i++ {
 			waitIdle(t, clock, 1)
@@ -27,7 +28,7 @@ func TestReload(t *testing.T) {
 	oldA := rep.s.Entries()[0]
 
 	// A broken configuration is refused and the old entries keep running.
-	broken := []config.ScheduleEntry{notifyEntry("a", "@every 1s"), {Name: "b", Schedule: "@every 1s", Kind: "cache:warm_al"}}
+	broken := []EntryConfig{notifyEntry("a", "@every 1s"), {Name: "b", Schedule: "@every 1s", Kind: "cache:warm_al"}}
 	err := rep.s.Reload(broken)
 	if err == nil || !strings.Contains(err.Error(), "schedule.b.kind") || !strings.Contains(err.Error(), "2 running entries stay") {
 		t.Fatalf("Reload(broken) = %v, want an error naming schedule.b.kind and keeping 2 entries", err)
@@ -38,8 +39,8 @@ func TestReload(t *testing.T) {
 	step(1) // t0+3
 
 	// A changed schedule and arguments for a, a new b, gone removed.
-	newA := config.ScheduleEntry{Name: "a", Schedule: "*/5 * * * * *", Kind: "notify:publish", Args: map[string]any{"channel": "ticks", "message": "changed"}}
-	if err := rep.s.Reload([]config.ScheduleEntry{newA, notifyEntry("b", "@every 2s")}); err != nil {
+	newA := EntryConfig{Name: "a", Schedule: "*/5 * * * * *", Kind: "notify:publish", Args: map[string]any{"channel": "ticks", "message": "changed"}}
+	if err := rep.s.Reload([]EntryConfig{newA, notifyEntry("b", "@every 2s")}); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
 	waitReloaded(t, rep.s)
@@ -71,7 +72,7 @@ func TestRunNow(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	clock := NewFakeClock(t0)
-	s, err := New(Config{Entries: []config.ScheduleEntry{notifyEntry("n", "@every 1s")}}, r.Client, quietLogger(), WithClock(clock))
+	s, err := New(Config{Entries: []EntryConfig{notifyEntry("n", "@every 1s")}}, r.Client, quietLogger(), WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestRunNow(t *testing.T) {
 		t.Fatalf("RunNow ids %q, %q in %s: want two distinct %s:now:... ids in default", first.ID, second.ID, first.Queue, e.Series)
 	}
 	// A tick in the same second is not blocked by the on-demand runs.
-	s.fire(ctx, job{entry: e, tick: clock.Now()})
+	s.FireForTest(ctx, e, clock.Now())
 	if got := taskIDs(t, r, "default"); len(got) != 3 {
 		t.Fatalf("tasks = %v, want the two on-demand runs and the tick", got)
 	}
@@ -102,7 +103,7 @@ func TestRunTwiceIsRefused(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	clock := NewFakeClock(t0)
-	rep := startReplica(t, r, clock, []config.ScheduleEntry{notifyEntry("x", "@every 1s")})
+	rep := startReplica(t, r, clock, []EntryConfig{notifyEntry("x", "@every 1s")})
 	waitIdle(t, clock, 1)
 	if err := rep.s.Run(t.Context()); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run = %v, want ErrRunning", err)

@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"context"
@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
+	. "github.com/cachekeeper/cachekeeper/scheduler" // external test: testenv imports config, which imports scheduler
+
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/hibiken/asynq"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // Three replicas, one Redis, an @every 1s entry: every tick is enqueued
@@ -19,7 +19,7 @@ func TestReplicasEnqueueEachTickOnce(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	clock := NewFakeClock(t0)
-	entries := []config.ScheduleEntry{notifyEntry("every-second", "@every 1s")}
+	entries := []EntryConfig{notifyEntry("every-second", "@every 1s")}
 	reps := []*replica{
 		startReplica(t, r, clock, entries),
 		startReplica(t, r, clock, entries),
@@ -77,7 +77,7 @@ func TestLateDuplicateAfterCompletionIsRefused(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	clock := NewFakeClock(t0)
-	entries := []config.ScheduleEntry{notifyEntry("late", "@every 1s")}
+	entries := []EntryConfig{notifyEntry("late", "@every 1s")}
 	a := startReplica(t, r, clock, entries)
 	waitIdle(t, clock, 1)
 	clock.Advance(time.Second)
@@ -95,8 +95,8 @@ func TestLateDuplicateAfterCompletionIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.fire(ctx, job{entry: b.Entries()[0], tick: t0.Add(time.Second)})
-	if n := int(testutil.ToFloat64(b.metrics.ticks.WithLabelValues("late", OutcomeDuplicate))); n != 1 {
+	b.FireForTest(ctx, b.Entries()[0], t0.Add(time.Second))
+	if n := b.TickCountForTest("late", OutcomeDuplicate); n != 1 {
 		t.Fatalf("late replica: duplicate=%d, want 1", n)
 	}
 	if got := taskIDs(t, r, "default"); !equalStrings(got, []string{id}) {

@@ -10,11 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // Errors callers branch on.
@@ -31,10 +32,10 @@ const DefaultEnqueueTimeout = 10 * time.Second
 // Config configures a Scheduler.
 type Config struct {
 	// Entries is the schedule, usually config.Config.Schedule.
-	Entries []config.ScheduleEntry
-	// Keys names the Redis keys the scheduler owns; the zero value means
-	// keys.Default().
-	Keys keys.Keys
+	Entries []EntryConfig
+	// KeyPrefix starts the Redis keys the scheduler owns, usually
+	// config.Config.KeyPrefix; "" means "cachekeeper:".
+	KeyPrefix string
 	// Registerer receives the scheduler's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// EnqueueTimeout bounds one enqueue (default DefaultEnqueueTimeout). It
@@ -104,13 +105,14 @@ func New(cfg Config, rdb redis.UniversalClient, logger *slog.Logger, opts ...Opt
 	if cfg.EnqueueTimeout == 0 {
 		cfg.EnqueueTimeout = DefaultEnqueueTimeout
 	}
-	if cfg.Keys.Prefix() == "" {
-		cfg.Keys = keys.Default()
+	k, err := keys.New(cfg.KeyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
 	}
 	s := &Scheduler{
 		rdb:            rdb,
 		client:         asynq.NewClientFromRedisClient(rdb),
-		keys:           cfg.Keys,
+		keys:           k,
 		log:            logger.With("component", "scheduler"),
 		clock:          RealClock(),
 		enqueueTimeout: cfg.EnqueueTimeout,
@@ -149,7 +151,7 @@ func (s *Scheduler) Entries() []Entry {
 // nothing changes and the running entries keep running. Accepted changes take
 // effect at the next tick; an entry whose schedule and time zone are
 // unchanged keeps its next tick.
-func (s *Scheduler) Reload(entries []config.ScheduleEntry) error {
+func (s *Scheduler) Reload(entries []EntryConfig) error {
 	parsed, err := parseEntries(entries, s.clock)
 	if err != nil {
 		s.mu.Lock()
@@ -284,7 +286,7 @@ func (s *Scheduler) start(ctx context.Context) {
 	for _, st := range s.states {
 		st.next = st.entry.sched.Next(now)
 		st.retryTick, st.failures = time.Time{}, 0
-		if st.entry.CatchUp == config.CatchUpOne {
+		if st.entry.CatchUp == CatchUpOne {
 			catchUp = append(catchUp, st.entry)
 		}
 	}
@@ -363,7 +365,7 @@ func (s *Scheduler) due(now time.Time) ([]job, time.Time) {
 }
 
 // countTicks counts the ticks in [from, to), giving up at a large number.
-func countTicks(sched config.Schedule, from, to time.Time) int {
+func countTicks(sched Schedule, from, to time.Time) int {
 	n := 0
 	for t := from; !t.IsZero() && t.Before(to) && n < 100000; t = sched.Next(t) {
 		n++
@@ -434,21 +436,10 @@ func (s *Scheduler) resetFailures(e Entry) {
 	}
 }
 
-// recordTickScript sets field ARGV[1] of hash KEYS[1] to ARGV[2] unless it
-// already holds a later tick.
-var recordTickScript = redis.NewScript(`
-local cur = redis.call("HGET", KEYS[1], ARGV[1])
-if cur and tonumber(cur) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
-return 1
-`)
-
 func (s *Scheduler) recordTick(ctx context.Context, name string, tick time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, s.enqueueTimeout)
 	defer cancel()
-	err := recordTickScript.Run(ctx, s.rdb, []string{s.keys.SchedulerLastTick()}, name, tick.Unix()).Err()
+	err := redisx.SchedulerRecordTick.Run(ctx, s.rdb, []string{s.keys.SchedulerLastTick()}, name, tick.Unix()).Err()
 	if err != nil {
 		return fmt.Errorf("record last tick of %s: %w", name, err)
 	}

@@ -5,8 +5,9 @@ import (
 	"fmt"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/cachekeeper/cachekeeper/session"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/session"
 )
 
 func Example() {

@@ -10,6 +10,12 @@
 // cleanup job, which drops index tokens whose session is gone, never drops a
 // token of a session being created. Sessions written by other code (no TTL,
 // dead tokens in the index) are repaired by the session:cleanup job.
+//
+// The package holds the whole concept: Store for applications (built from
+// cachekeeper's configuration with NewFromConfig, so the application and
+// the worker share one file), and the maintenance the worker runs as jobs,
+// Cleanup (session:cleanup) and Revoke (session:revoke), which can also be
+// called directly.
 package session
 
 import (
@@ -20,8 +26,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // Errors callers branch on.
@@ -84,6 +93,19 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// ConfigFrom returns the Config of the sessions section of cachekeeper's
+// configuration (config.Config.Sessions), so that an application and its
+// workers share one file: the same key templates, fields and TTL.
+func ConfigFrom(c config.SessionsConfig) Config {
+	return Config{Key: c.Key, Index: c.Index, NoIndex: c.Index == "", UserIDField: c.UserIDField,
+		CreatedAtField: c.CreatedAtField, LastSeenField: c.LastSeenField, TTL: c.TTL}
+}
+
+// NewFromConfig is New with ConfigFrom(c).
+func NewFromConfig(rdb redis.UniversalClient, c config.SessionsConfig) (*Store, error) {
+	return New(rdb, ConfigFrom(c))
 }
 
 // Session is one stored session.
@@ -228,20 +250,12 @@ func (s *Store) Get(ctx context.Context, token string) (Session, error) {
 	return out, nil
 }
 
-// touchScript sets last_seen and renews the TTL of an existing session; it
-// never recreates a deleted one. KEYS[1] session; ARGV field, time, ttl ms.
-var touchScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1`)
-
 // Touch records activity: last_seen becomes now and the TTL starts again
 // (sliding expiry), in one script. A session that is gone gives ErrNotFound
 // and is not recreated.
 func (s *Store) Touch(ctx context.Context, token string) error {
 	key := s.layout.Session(token)
-	n, err := touchScript.Run(ctx, s.rdb, []string{key}, s.cfg.LastSeenField, FormatTime(s.cfg.Now()), s.cfg.TTL.Milliseconds()).Int()
+	n, err := redisx.SessionTouch.Run(ctx, s.rdb, []string{key}, s.cfg.LastSeenField, FormatTime(s.cfg.Now()), s.cfg.TTL.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("session: touch %s: %w", key, err)
 	}
@@ -271,12 +285,6 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 	return nil
 }
 
-// deleteIfOwner deletes KEYS[1] only when its user id field (ARGV[1]) is
-// ARGV[2]: a token in a user's index never deletes another user's session.
-var deleteIfOwner = redis.NewScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-
 // RevokeAll deletes every session of userID listed in its index and removes
 // those tokens from the index (a session created meanwhile keeps its
 // entry). It returns how many sessions it deleted. Without an index it
@@ -296,16 +304,11 @@ func (s *Store) RevokeAll(ctx context.Context, userID string) (int, error) {
 	if len(tokens) == 0 {
 		return 0, nil
 	}
-	if err := deleteIfOwner.Load(ctx, s.rdb).Err(); err != nil {
-		return 0, fmt.Errorf("session: load script: %w", err)
+	calls := make([]redisx.Call, len(tokens))
+	for i, tok := range tokens {
+		calls[i] = redisx.Call{Script: redisx.SessionDeleteIfOwner, Keys: []string{s.layout.Session(tok)}, Args: []any{s.cfg.UserIDField, userID}}
 	}
-	cmds := make([]*redis.Cmd, len(tokens))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, tok := range tokens {
-			cmds[i] = deleteIfOwner.EvalSha(ctx, p, []string{s.layout.Session(tok)}, s.cfg.UserIDField, userID)
-		}
-		return nil
-	})
+	cmds, err := redisx.EvalAll(ctx, s.rdb, calls)
 	if err != nil {
 		return 0, fmt.Errorf("session: revoke sessions of %s: %w", userID, err)
 	}

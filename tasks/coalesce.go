@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // registryRefresh is how often a client adds a cache name it uses to the
@@ -16,30 +16,6 @@ const registryRefresh = time.Minute
 // passes 2 values per id to one ZADD through Lua's unpack, which fails past
 // about 8,000 values.
 const MaxWarmCacheIDs = 1000
-
-// pendingAddScript adds ids to a cache's pending set, each scored by a
-// sequence number of its own from the cache's counter (raised first above
-// the highest pending score, should the counter have been lost), so that an
-// id asked for again after a worker read the set changes its score, and the
-// worker, which acknowledges only the members whose score is still the one
-// it read, leaves it for the next batch.
-//
-// KEYS: pending set, counter. ARGV: ids.
-var pendingAddScript = redis.NewScript(`
-local n = #ARGV
-local last = redis.call('INCRBY', KEYS[2], n)
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if top[2] and tonumber(top[2]) > last - n then
-  last = tonumber(top[2]) + n
-  redis.call('SET', KEYS[2], last)
-end
-local args = {}
-for i = 1, n do
-  args[2*i-1] = last - n + i
-  args[2*i] = ARGV[i]
-end
-return redis.call('ZADD', KEYS[1], unpack(args))
-`)
 
 // WarmCache asks for the cached rows of ids to be refreshed soon, for
 // example WarmCache(ctx, "user", 42), and is cheap enough to call on every
@@ -93,7 +69,7 @@ func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error 
 		}
 		c.registered.Store(cache, time.Now())
 	}
-	err := pendingAddScript.Run(ctx, c.rdb, []string{c.keys.WarmPending(cache), c.keys.WarmSeq(cache)}, args...).Err()
+	err := redisx.WarmPendingAdd.Run(ctx, c.rdb, []string{c.keys.WarmPending(cache), c.keys.WarmSeq(cache)}, args...).Err()
 	if err != nil {
 		return fmt.Errorf("warm %s: add to the pending set: %w", cache, err)
 	}

@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
+
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // Job is one delivery of a typed job to its handler.

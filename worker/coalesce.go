@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/keys"
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // Coalescing of warms: tasks.Client.WarmCache adds ids to the cache's
@@ -55,51 +57,6 @@ const cleanupTimeout = 5 * time.Second
 
 // failureLogEvery is how often a cache that keeps failing is logged again.
 const failureLogEvery = time.Minute
-
-// takeScript returns up to ARGV[3] of the oldest pending ids of a cache,
-// flat as id, score, id, score..., and renews the lease (KEYS[2]) of owner
-// ARGV[1] for ARGV[2] ms. It returns false when another worker holds the
-// lease, and an empty list (releasing the caller's lease) when nothing is
-// pending.
-//
-// KEYS: pending set, lease. ARGV: owner, lease_ms, max.
-var takeScript = redis.NewScript(`
-local owner = redis.call('GET', KEYS[2])
-if owner and owner ~= ARGV[1] then return false end
-local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
-if #ids == 0 then
-  if owner then redis.call('DEL', KEYS[2]) end
-  return {}
-end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return ids
-`)
-
-// ackScript removes the ids of an enqueued batch whose score is still the
-// one read (ARGV from 3: id, score, id, score...). With ARGV[2] = "1" it also
-// releases the lease if owner ARGV[1] still holds it. It returns how many ids
-// it removed.
-//
-// KEYS: pending set, lease. ARGV: owner, release, id, score...
-var ackScript = redis.NewScript(`
-local removed = 0
-for i = 3, #ARGV, 2 do
-  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if s and tonumber(s) == tonumber(ARGV[i+1]) then
-    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
-  end
-end
-if ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-return removed
-`)
-
-// releaseScript deletes a lease (KEYS[1]) if owner ARGV[1] holds it.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
 
 // coalescer turns the pending ids of the worker's caches into cache:warm jobs.
 type coalescer struct {
@@ -203,7 +160,7 @@ func (c *coalescer) drain(ctx context.Context, cache string) (int, error) {
 	k := []string{c.keys.WarmPending(cache), c.keys.WarmDrain(cache)}
 	total := 0
 	for range maxBatchesPerDrain {
-		vals, err := takeScript.Run(ctx, c.rdb, k, c.owner, coalesceLease.Milliseconds(), c.maxSize).StringSlice()
+		vals, err := redisx.WarmDrainTake.Run(ctx, c.rdb, k, c.owner, coalesceLease.Milliseconds(), c.maxSize).StringSlice()
 		if errors.Is(err, redis.Nil) {
 			return total, nil // another worker drains this cache
 		}
@@ -238,7 +195,7 @@ func (c *coalescer) drain(ctx context.Context, cache string) (int, error) {
 		for _, v := range vals {
 			args = append(args, v)
 		}
-		err = ackScript.Run(actx, c.rdb, k, args...).Err()
+		err = redisx.WarmDrainAck.Run(actx, c.rdb, k, args...).Err()
 		cancel()
 		if err != nil {
 			return total, fmt.Errorf("acknowledge %d enqueued ids: %w", len(ids), err)
@@ -256,7 +213,7 @@ func (c *coalescer) drain(ctx context.Context, cache string) (int, error) {
 func (c *coalescer) release(ctx context.Context, cache string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if err := releaseScript.Run(rctx, c.rdb, []string{c.keys.WarmDrain(cache)}, c.owner).Err(); err != nil {
+	if err := redisx.WarmDrainRelease.Run(rctx, c.rdb, []string{c.keys.WarmDrain(cache)}, c.owner).Err(); err != nil {
 		c.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms: release the lease", slog.String("cache", cache), slog.String("error", err.Error()))
 	}
 }

@@ -5,8 +5,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 )
 
 // orphanCheckEvery is how often a worker renews the markers of the caches

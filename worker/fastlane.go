@@ -10,9 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/config"
 )
 
 // fastLane turns the empty-queue poll of one asynq server into a bounded

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
-	"github.com/hibiken/asynq"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 const laneKind = "test:lane"

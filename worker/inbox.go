@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/cachekeeper/cachekeeper/internal/inbox"
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/inbox"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // registerInbox adds the inbox bridge (internal/inbox) as a part of the

@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/invalidate"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/hibiken/asynq"
 )
 
 // invalidation is the state of the cache:invalidate* handlers and of the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -24,7 +25,7 @@ import (
 // worker process therefore runs a recoverer of its own: every
 // recoverInterval it reads the ids of the jobs live workers list as running
 // (asynq's heartbeat rewrites each server's asynq:workers:{...} hash every
-// 5s, with a 10s TTL) and, per queue, runs recoverScript, which requeues the
+// 5s, with a 10s TTL) and, per queue, runs redisx.RecoverRequeue (lua/recover_requeue.lua), which requeues the
 // active jobs no live worker lists whose lease has not been extended for
 // worker.recover_after (or that have no lease).
 //
@@ -47,7 +48,7 @@ const (
 	recoverInterval = 2 * time.Second
 	// asynqLeaseSeconds is asynq's lease duration (internal/rdb.LeaseDuration).
 	asynqLeaseSeconds = 30
-	// maxFastRecoveries is how often recoverScript hands back one job; after
+	// maxFastRecoveries is how often RecoverRequeue hands back one job; after
 	// that asynq's recoverer does, counting retries, so a job that kills its
 	// worker every time ends archived instead of looping.
 	maxFastRecoveries = 3
@@ -173,7 +174,7 @@ func (r *recoverer) recoverQueue(ctx context.Context, queue string, live []strin
 	for _, id := range live {
 		args = append(args, id)
 	}
-	v, err := recoverScript.Run(ctx, r.rdb, []string{keys.AsynqActive(queue), keys.AsynqLease(queue), keys.AsynqPending(queue)}, args...).Slice()
+	v, err := redisx.RecoverRequeue.Run(ctx, r.rdb, []string{keys.AsynqActive(queue), keys.AsynqLease(queue), keys.AsynqPending(queue)}, args...).Slice()
 	if err != nil {
 		return recoverResult{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/cachespec"
 	"github.com/cachekeeper/cachekeeper/internal/fence"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
@@ -237,19 +238,6 @@ func (w *Worker) warmChunk(ctx context.Context, spec *cachespec.Spec, ids []stri
 	}
 }
 
-// tagAddScript adds members to a tag set and makes its TTL at least ARGV[1]
-// milliseconds (never shorter than it was). It is sent with EVAL, not EVALSHA,
-// so it needs no loading.
-//
-// KEYS: tag set. ARGV: ttl_ms, member...
-var tagAddScript = redis.NewScript(`
-redis.call('SADD', KEYS[1], unpack(ARGV, 2))
-local ttl = tonumber(ARGV[1])
-local cur = redis.call('PTTL', KEYS[1])
-if cur == -1 or cur < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-`)
-
 // tagTTLMargin is how much longer than its keys a tag set lives.
 const tagTTLMargin = time.Minute
 
@@ -276,7 +264,7 @@ func (w *Worker) writeBatch(ctx context.Context, spec *cachespec.Spec, stamp fen
 					for _, m := range members[:n] {
 						args = append(args, m)
 					}
-					tagAddScript.Eval(ctx, pipe, []string{setKey}, args...)
+					redisx.TagAdd.Eval(ctx, pipe, []string{setKey}, args...)
 					members = members[n:]
 				}
 			}

@@ -10,13 +10,15 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/cachespec"
-	"github.com/cachekeeper/cachekeeper/internal/fence"
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+
+	"github.com/cachekeeper/cachekeeper/internal/cachespec"
+	"github.com/cachekeeper/cachekeeper/internal/fence"
+	"github.com/cachekeeper/cachekeeper/internal/sqldb"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // WarmAllProgress is what a cache:warm_all task writes to its asynq result,
@@ -76,7 +78,7 @@ func (c *warmAllCheckpoint) last() any {
 }
 
 func (c *warmAllCheckpoint) setLast(v any) {
-	s, _ := cachespec.Format(v)
+	s, _ := sqldb.Format(v)
 	c.LastID = s
 	switch v.(type) {
 	case int64, int32, int:
@@ -269,8 +271,8 @@ func (w *Worker) rereadPage(ctx context.Context, spec *cachespec.Spec, after any
 }
 
 func sameID(a, b any) bool {
-	x, _ := cachespec.Format(a)
-	y, _ := cachespec.Format(b)
+	x, _ := sqldb.Format(a)
+	y, _ := sqldb.Format(b)
 	return x == y
 }
 

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
-	"github.com/hibiken/asynq"
 )
 
 func seedUsers(t *testing.T, db *testenv.DB, n int) {

@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/cachespec"
 	"github.com/cachekeeper/cachekeeper/internal/fence"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/hibiken/asynq"
 )
 
 // gatedSpec makes the by_ids query of cache "user" wait, after its snapshot

@@ -9,15 +9,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/config"
-	"github.com/cachekeeper/cachekeeper/events"
-	"github.com/cachekeeper/cachekeeper/internal/keys"
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/events"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // Deps are the connections handlers use. The caller owns them and closes

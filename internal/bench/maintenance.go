@@ -15,9 +15,9 @@ import (
 	"github.com/cachekeeper/cachekeeper/internal/invalidate"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/pace"
+	"github.com/cachekeeper/cachekeeper/ratelimit"
 	"github.com/cachekeeper/cachekeeper/session"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/cachekeeper/cachekeeper/worker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -101,7 +101,7 @@ func (o MaintenanceOptions) withDefaults() (MaintenanceOptions, error) {
 // must keep under 2x) and the maintenance's keys/s. Paced pattern
 // invalidation also runs once with the loop stopped (keys/s on an idle
 // server). The maintenance runs the worker's own code (invalidate.Pattern,
-// invalidate.Tag, worker.CleanupSessions, worker.PruneRateLimits) with a
+// invalidate.Tag, session.Cleanup, ratelimit.Prune) with a
 // pacer built from opts.Pace as the worker builds it. It writes keys under
 // "ckbench:mnt:" and one tag set, and deletes them before and after; run it
 // on a server of its own.
@@ -332,7 +332,7 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		cfg := config.DefaultSessions()
 		cfg.Key = prefix + "{token}"
 		cfg.Index = ""
-		rep, err := worker.CleanupSessions(ctx, rdb, cfg, tasks.SessionCleanupArgs{})
+		rep, err := session.Cleanup(ctx, rdb, cfg, tasks.SessionCleanupArgs{})
 		if err != nil {
 			return 0, err
 		}
@@ -341,7 +341,7 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		cfg := config.DefaultRateLimits()
 		cfg.Key = prefix + "{client}"
 		cfg.Window = pruneWindow
-		rep, err := worker.PruneRateLimits(ctx, rdb, cfg, tasks.RateLimitPruneArgs{})
+		rep, err := ratelimit.Prune(ctx, rdb, cfg, tasks.RateLimitPruneArgs{})
 		if err != nil {
 			return 0, err
 		}

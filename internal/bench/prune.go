@@ -11,8 +11,8 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
+	"github.com/cachekeeper/cachekeeper/ratelimit"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/cachekeeper/cachekeeper/worker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -88,7 +88,7 @@ const pruneWindow = time.Minute
 
 // Prune measures pruning of sliding-window rate-limit sets: Keys sets of
 // Entries members each, half older than the window, half of the sets with
-// no TTL. cachekeeper's ratelimit:prune path (worker.PruneRateLimits: SCAN
+// no TTL. cachekeeper's ratelimit:prune path (ratelimit.Prune: SCAN
 // TYPE zset, one Lua script per batch) is timed against a baseline that
 // prunes one key per round trip (SCAN, then ZREMRANGEBYSCORE per key), on
 // fresh copies of the same data in the same run. Extra also reports SCAN
@@ -110,7 +110,7 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, opts PruneOptions) (R
 		return Result{}, err
 	}
 
-	var rep worker.RateLimitPruneReport
+	var rep ratelimit.PruneReport
 	ours := func(ctx context.Context, prefix string) (int64, error) {
 		cfg := config.DefaultRateLimits()
 		cfg.Key = prefix + "{client}"
@@ -118,7 +118,7 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, opts PruneOptions) (R
 		cfg.BatchSize = opts.BatchSize
 		cfg.MemorySample = opts.MemorySample
 		var err error
-		rep, err = worker.PruneRateLimits(ctx, rdb, cfg, tasks.RateLimitPruneArgs{})
+		rep, err = ratelimit.Prune(ctx, rdb, cfg, tasks.RateLimitPruneArgs{})
 		if err != nil {
 			return 0, fmt.Errorf("bench prune: %w", err)
 		}

@@ -6,10 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
-	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/fence"
+	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jmoiron/sqlx"
 )
@@ -170,6 +169,11 @@ func (s *Spec) collect(rows *sql.Rows, b *Batch) error {
 	if err != nil {
 		return err
 	}
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return err
+	}
+	render := sqldb.NewRenderer(types)
 	idIdx := indexOf(cols, s.idCol)
 	if idIdx < 0 {
 		return fmt.Errorf("query returned no %q column (it returns %v)", s.idCol, cols)
@@ -202,7 +206,7 @@ func (s *Spec) collect(rows *sql.Rows, b *Batch) error {
 		b.Rows++
 		n := 0
 		for i, v := range vals {
-			strs[i], null[i] = Format(v)
+			strs[i], null[i] = render.Render(i, v)
 			if !null[i] {
 				n++
 			}
@@ -244,40 +248,6 @@ func lastValue(v any) any {
 		return string(bs)
 	}
 	return v
-}
-
-// Format renders a column value as a hash field value; isNull is true for
-// SQL NULL.
-// Integers and floats are written in plain decimal, times as RFC 3339 with
-// nanoseconds, booleans as "true"/"false".
-func Format(v any) (s string, isNull bool) {
-	switch x := v.(type) {
-	case nil:
-		return "", true
-	case string:
-		return x, false
-	case []byte:
-		return string(x), false
-	case int64:
-		return strconv.FormatInt(x, 10), false
-	case int32:
-		return strconv.FormatInt(int64(x), 10), false
-	case int:
-		return strconv.Itoa(x), false
-	case uint64:
-		return strconv.FormatUint(x, 10), false
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), false
-	case float32:
-		return strconv.FormatFloat(float64(x), 'f', -1, 32), false
-	case bool:
-		return strconv.FormatBool(x), false
-	case time.Time:
-		return x.Format(time.RFC3339Nano), false
-	case fmt.Stringer:
-		return x.String(), false
-	}
-	return fmt.Sprint(v), false
 }
 
 // Count returns the number of rows the all query yields from the start:

@@ -236,21 +236,3 @@ func TestTTLJitterOnlyShortens(t *testing.T) {
 		t.Fatalf("jitter produced only %d distinct TTLs", len(seen))
 	}
 }
-
-func TestFormat(t *testing.T) {
-	t.Parallel()
-	ts := time.Date(2024, 1, 15, 10, 30, 0, 5, time.UTC)
-	for _, tc := range []struct {
-		in   any
-		want string
-		null bool
-	}{
-		{nil, "", true}, {"x", "x", false}, {[]byte("b"), "b", false}, {int64(-3), "-3", false},
-		{1.5, "1.5", false}, {1e6, "1000000", false}, {true, "true", false}, {ts, "2024-01-15T10:30:00.000000005Z", false},
-	} {
-		got, null := cachespec.Format(tc.in)
-		if got != tc.want || null != tc.null {
-			t.Errorf("Format(%#v) = %q, %v; want %q, %v", tc.in, got, null, tc.want, tc.null)
-		}
-	}
-}

@@ -152,19 +152,8 @@ func outputFormat(c *ucli.Context) (string, error) {
 
 // loadConfig reads the configuration: file, environment, then flags.
 func loadConfig(c *ucli.Context, io IO, extra ...func(*config.Config)) (config.Config, error) {
-	overrides := []func(*config.Config){func(cfg *config.Config) {
-		if v := c.String("redis-url"); v != "" {
-			cfg.Redis.URL = v
-		}
-		if v := c.String("database-url"); v != "" {
-			cfg.Database.URL = v
-			cfg.Database.Driver = ""
-		}
-		if v := c.String("log-level"); v != "" {
-			cfg.Log.Level = v
-		}
-	}}
-	return config.Load(c.String("config"), io.Env, append(overrides, extra...)...)
+	flags := config.Flags{File: c.String("config"), RedisURL: c.String("redis-url"), DatabaseURL: c.String("database-url"), LogLevel: c.String("log-level")}
+	return flags.Load(io.Env, extra...)
 }
 
 // newLogger builds the process logger; logs go to stderr, never stdout, with

@@ -15,7 +15,6 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/scheduler"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -61,13 +60,9 @@ func runScheduler(ctx context.Context, cfg config.Config, reload func() (config.
 		return err
 	}
 	defer svc.Close()
-	k, err := keys.New(cfg.KeyPrefix)
-	if err != nil {
-		return usagef("%v", err)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, Keys: k, Registerer: reg}, svc.redis, logger)
+	s, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, KeyPrefix: cfg.KeyPrefix, Registerer: reg}, svc.redis, logger)
 	if err != nil {
 		return err
 	}
@@ -265,11 +260,7 @@ func runScheduleRun(c *ucli.Context, io IO) error {
 		return err
 	}
 	defer svc.Close()
-	k, err := keys.New(cfg.KeyPrefix)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	s, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, Keys: k}, svc.redis, nil)
+	s, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, KeyPrefix: cfg.KeyPrefix}, svc.redis, nil)
 	if err != nil {
 		return err
 	}
@@ -292,7 +283,7 @@ func zoneName(tz string) string {
 
 func catchUpName(c string) string {
 	if c == "" {
-		return config.CatchUpNone
+		return scheduler.CatchUpNone
 	}
 	return c
 }

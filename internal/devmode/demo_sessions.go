@@ -11,7 +11,6 @@ import (
 	"github.com/cachekeeper/cachekeeper/ratelimit"
 	"github.com/cachekeeper/cachekeeper/session"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/cachekeeper/cachekeeper/worker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -79,7 +78,7 @@ func DemoSessions(ctx context.Context, rdb redis.UniversalClient, out io.Writer)
 	fmt.Fprintf(out, "[sessions] wrote like a real app: %s with no TTL, %s created 3 days ago, a dead token in %s\n",
 		store.Key(short(noTTL)), store.Key(short(old)), store.IndexKey("bob"))
 
-	rep, err := worker.CleanupSessions(ctx, rdb, scfg, tasks.SessionCleanupArgs{})
+	rep, err := session.Cleanup(ctx, rdb, scfg, tasks.SessionCleanupArgs{})
 	if err != nil {
 		return err
 	}
@@ -91,7 +90,7 @@ func DemoSessions(ctx context.Context, rdb redis.UniversalClient, out io.Writer)
 	}
 	fmt.Fprintf(out, "[sessions] the session without TTL now expires in %s (what idle_timeout leaves it)\n", ttl.Round(time.Second))
 
-	rev, err := worker.RevokeSessions(ctx, rdb, scfg, "alice", false)
+	rev, err := session.Revoke(ctx, rdb, scfg, "alice", false)
 	if err != nil {
 		return err
 	}
@@ -146,7 +145,7 @@ func DemoSessions(ctx context.Context, rdb redis.UniversalClient, out io.Writer)
 	}
 	fmt.Fprintf(out, "[ratelimit] %s written the guide's way: 3 requests in one second became 1 member; %d members, 3 of them older than the window, no TTL\n", legacy, n)
 
-	prune, err := worker.PruneRateLimits(ctx, rdb, rcfg, tasks.RateLimitPruneArgs{})
+	prune, err := ratelimit.Prune(ctx, rdb, rcfg, tasks.RateLimitPruneArgs{})
 	if err != nil {
 		return err
 	}

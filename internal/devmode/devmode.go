@@ -16,7 +16,6 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/cachekeeper/cachekeeper/config"
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/scheduler"
 	"github.com/cachekeeper/cachekeeper/tasks"
@@ -73,8 +72,8 @@ func steps() []Step {
 }
 
 // demoSchedule runs the housekeeping jobs often enough to watch them.
-func demoSchedule() []config.ScheduleEntry {
-	return []config.ScheduleEntry{
+func demoSchedule() []scheduler.EntryConfig {
+	return []scheduler.EntryConfig{
 		{Name: "session-cleanup", Schedule: "@every 30s", Kind: tasks.KindSessionCleanup},
 		{Name: "rate-limit-prune", Schedule: "@every 20s", Kind: tasks.KindRateLimitPrune},
 		{Name: "warm-user-nightly", Schedule: "0 3 * * *", TimeZone: "UTC", Kind: tasks.KindWarmAll, Args: map[string]any{"cache": "user"}},
@@ -159,7 +158,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	env := Env{Client: client, Redis: rdb, DB: db, Config: cfg, Out: opts.Out, RedisURL: redisURL}
 
-	sched, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, Keys: keys.Default()}, rdb, opts.Logger)
+	sched, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, KeyPrefix: cfg.KeyPrefix}, rdb, opts.Logger)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // Fencer performs fenced writes and fence-advancing invalidations.
@@ -127,7 +129,7 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 		sinces[i] = st.single
 	}
 	if f.cluster != nil {
-		groups = splitGroups(groupBySlot(entries))
+		groups = splitGroups(redisx.GroupBySlot(entries, entryKey))
 		sinces = make([]int64, len(groups))
 		for gi, g := range groups {
 			c, err := f.cluster.MasterForKey(ctx, g[0].Key)
@@ -143,11 +145,11 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 		}
 	}
 	useRestore := f.restoreSupported(ctx)
-	script := writeScript
+	script := redisx.FenceWrite
 	if useRestore {
-		script = restoreScript
+		script = redisx.FenceRestore
 	}
-	cmds, err := f.pipelinedWith(ctx, script, len(groups), before, func(pipe redis.Pipeliner, gi int) *redis.Cmd {
+	cmds, err := redisx.Pipelined(ctx, f.rdb, script, len(groups), before, func(pipe redis.Pipeliner, gi int) *redis.Cmd {
 		keyList, args := writeArgs(f.keys, sinces[gi], f.ttl, groups[gi], useRestore)
 		return script.EvalSha(ctx, pipe, keyList, args...)
 	})
@@ -184,8 +186,8 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 	return res, nil
 }
 
-// writeArgs builds the keys and arguments of writeScript, or with dump of
-// restoreScript (one DUMP payload per key instead of its fields).
+// writeArgs builds the keys and arguments of redisx.FenceWrite, or with dump of
+// redisx.FenceRestore (one DUMP payload per key instead of its fields).
 func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry, dump bool) ([]string, []any) {
 	keyList := make([]string, 2*len(g))
 	n := 2
@@ -223,7 +225,7 @@ func writeArgs(k keys.Keys, since int64, fenceTTL time.Duration, g []Entry, dump
 
 var errNoRestore = errors.New("fence: RESTORE does not yield the hash")
 
-// refused reports whether a restoreScript call met a server that would not
+// refused reports whether a redisx.FenceRestore call met a server that would not
 // load the payload ("DUMP payload version or checksum are wrong", "Bad data
 // format"). Other errors (out of memory...) are not a reason to switch.
 func refused(cmds []*redis.Cmd) bool {
@@ -242,7 +244,7 @@ func refused(cmds []*redis.Cmd) bool {
 	return false
 }
 
-// Whether the server loads DUMP payloads (restoreScript) or not (writeScript).
+// Whether the server loads DUMP payloads (redisx.FenceRestore) or not (redisx.FenceWrite).
 const (
 	restoreUnknown int32 = iota
 	restoreYes
@@ -265,7 +267,7 @@ func (f *Fencer) restoreSupported(ctx context.Context) bool {
 		return v == restoreYes
 	}
 	probe := func(ctx context.Context, c redis.Cmdable) error {
-		key := f.keys.Prefix() + "fence-restore-probe"
+		key := f.keys.Probe("fence-restore")
 		if err := c.RestoreReplace(ctx, key, 10*time.Second, string(hashDump([]string{"f", "v"}))).Err(); err != nil {
 			return err
 		}
@@ -306,15 +308,15 @@ func (f *Fencer) Invalidate(ctx context.Context, keyList []string) (int, error) 
 	}
 	groups := [][]Entry{entries}
 	if f.cluster != nil {
-		groups = groupBySlot(entries)
+		groups = redisx.GroupBySlot(entries, entryKey)
 	}
 	ttl := strconv.FormatInt(f.ttl.Milliseconds(), 10)
-	cmds, err := f.pipelined(ctx, invalidateScript, len(groups), func(pipe redis.Pipeliner, gi int) *redis.Cmd {
+	cmds, err := redisx.Pipelined(ctx, f.rdb, redisx.FenceInvalidate, len(groups), nil, func(pipe redis.Pipeliner, gi int) *redis.Cmd {
 		kl := make([]string, 0, 2*len(groups[gi]))
 		for _, e := range groups[gi] {
 			kl = append(kl, e.Key, f.keys.Fence(e.Key))
 		}
-		return invalidateScript.EvalSha(ctx, pipe, kl, ttl)
+		return redisx.FenceInvalidate.EvalSha(ctx, pipe, kl, ttl)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("fence: invalidate: %w", err)
@@ -330,48 +332,6 @@ func (f *Fencer) Invalidate(ctx context.Context, keyList []string) (int, error) 
 	return total, nil
 }
 
-// pipelined sends n script calls in one pipeline. When the server does not
-// know the script yet (first use, restart, SCRIPT FLUSH), it loads it on every
-// node and sends the pipeline again.
-func (f *Fencer) pipelined(ctx context.Context, script *redis.Script, n int, call func(redis.Pipeliner, int) *redis.Cmd) ([]*redis.Cmd, error) {
-	return f.pipelinedWith(ctx, script, n, nil, call)
-}
-
-func (f *Fencer) pipelinedWith(ctx context.Context, script *redis.Script, n int, before func(redis.Pipeliner), call func(redis.Pipeliner, int) *redis.Cmd) ([]*redis.Cmd, error) {
-	send := func() ([]*redis.Cmd, error) {
-		pipe := f.rdb.Pipeline()
-		if before != nil {
-			before(pipe)
-		}
-		cmds := make([]*redis.Cmd, n)
-		for i := range cmds {
-			cmds[i] = call(pipe, i)
-		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
-	}
-	cmds, err := send()
-	if err == nil || !isNoScript(err) {
-		return cmds, err
-	}
-	if f.cluster != nil {
-		err = f.cluster.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
-			return script.Load(ctx, c).Err()
-		})
-	} else {
-		err = script.Load(ctx, f.rdb).Err()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load script: %w", err)
-	}
-	return send()
-}
-
-func isNoScript(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
-}
-
 // splitGroups cuts every group into pieces of at most MaxScriptKeys entries.
 func splitGroups(groups [][]Entry) [][]Entry {
 	out := groups[:0:0]
@@ -385,18 +345,5 @@ func splitGroups(groups [][]Entry) [][]Entry {
 	return out
 }
 
-func groupBySlot(entries []Entry) [][]Entry {
-	idx := map[int]int{}
-	var groups [][]Entry
-	for _, e := range entries {
-		s := keys.Slot(e.Key)
-		gi, ok := idx[s]
-		if !ok {
-			gi = len(groups)
-			idx[s] = gi
-			groups = append(groups, nil)
-		}
-		groups[gi] = append(groups[gi], e)
-	}
-	return groups
-}
+// entryKey is what entries are grouped by hash slot on.
+func entryKey(e Entry) string { return e.Key }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // Tags. A tag set (keys.Tag) lists the cache keys carrying a tag; a warm adds
@@ -22,26 +24,6 @@ import (
 // that: after its write, it asks which of the tags it added have a fence
 // newer than its stamp and invalidates the keys it wrote under those tags.
 
-// captureScript advances a tag's fence and moves the tag set's members into
-// a hold set (merged with what a previous attempt left there).
-//
-// KEYS: tag set, hold set, tag fence. ARGV: fence_ttl_ms, hold_ttl_ms.
-// Returns the number of members in the hold set.
-var captureScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cur = tonumber(redis.call('GET', KEYS[3]) or '0')
-if cur >= now then now = cur + 1 end
-redis.call('SET', KEYS[3], string.format('%.0f', now), 'PX', ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
-  redis.call('DEL', KEYS[1])
-end
-local n = redis.call('SCARD', KEYS[2])
-if n > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-return n
-`)
-
 // CaptureTag advances the fence of the tag whose set is setKey (fenceKey,
 // see keys.TagFence) and moves the set's members into holdKey, in one atomic
 // step; the three keys must share a cluster slot. The hold set keeps its
@@ -49,7 +31,7 @@ return n
 // interrupted one left. It returns how many members the hold set has.
 func (f *Fencer) CaptureTag(ctx context.Context, setKey, holdKey, fenceKey string) (int64, error) {
 	ttl := strconv.FormatInt(f.ttl.Milliseconds(), 10)
-	n, err := captureScript.Run(ctx, f.rdb, []string{setKey, holdKey, fenceKey}, ttl, ttl).Int64()
+	n, err := redisx.FenceTagCapture.Run(ctx, f.rdb, []string{setKey, holdKey, fenceKey}, ttl, ttl).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("fence: capture tag set %q: %w", setKey, err)
 	}

@@ -45,10 +45,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/keys"
-	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // Defaults used when a Config field is zero.
@@ -247,7 +249,7 @@ func (b *Bridge) take(ctx context.Context) ([]string, error) {
 	for range b.cfg.BatchSize {
 		args = append(args, newID())
 	}
-	return takeScript.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing}, args...).StringSlice()
+	return redisx.InboxTake.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing}, args...).StringSlice()
 }
 
 // handleBatch takes envelopes through to asynq, Enqueuers at a time, each
@@ -357,7 +359,7 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
 		if _, err := Parse([]byte(env.Entry), b.cfg.Queues); err == nil {
 			wrapped := env.encode()
-			ok, err := wrapScript.Run(ctx, b.cfg.Redis, []string{b.processing}, s, wrapped).Bool()
+			ok, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.processing}, s, wrapped, 0).Bool()
 			if err != nil {
 				return fmt.Errorf("inbox: give the entry an id: %w", err)
 			}
@@ -459,7 +461,7 @@ func (b *Bridge) deadLetter(ctx context.Context, s, raw string, reason error) er
 	if err != nil {
 		return fmt.Errorf("inbox: encode dead letter: %w", err)
 	}
-	moved, err := deadScript.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec, b.cfg.DeadMax).Bool()
+	moved, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec, b.cfg.DeadMax).Bool()
 	if err != nil {
 		return fmt.Errorf("inbox: dead-letter an invalid entry: %w", err)
 	}
@@ -504,45 +506,6 @@ func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
 	b.rawSeen = seen
 	return nil
 }
-
-// wrapScript replaces a raw entry in the processing list by its envelope.
-// KEYS: processing. ARGV: raw, envelope. Returns 1 if it was there.
-var wrapScript = redis.NewScript(`
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-`)
-
-// takeScript moves up to #ARGV-1 entries from the inbox's tail to the
-// processing list's head, each wrapped in its envelope (the JSON of
-// envelope: id, moved_at, entry), and returns the envelopes.
-// KEYS: inbox, processing. ARGV: moved_at (RFC 3339), id1, id2, ...
-var takeScript = redis.NewScript(`
-local out = {}
-for i = 2, #ARGV do
-  local e = redis.call('RPOP', KEYS[1])
-  if not e then break end
-  local env = cjson.encode({cachekeeper_inbox_id = ARGV[i], moved_at = ARGV[1], entry = e})
-  redis.call('LPUSH', KEYS[2], env)
-  out[#out + 1] = env
-end
-return out
-`)
-
-// deadScript moves an element from the processing list to the dead-letter
-// list, trimmed to its newest ARGV[3] entries when that is positive.
-// KEYS: processing, dead. ARGV: element, record, cap. Returns 1 if moved.
-var deadScript = redis.NewScript(`
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  local cap = tonumber(ARGV[3])
-  if cap and cap > 0 then redis.call('LTRIM', KEYS[2], 0, cap - 1) end
-  return 1
-end
-return 0
-`)
 
 // DeadLetter is one element of the dead-letter list.
 type DeadLetter struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -59,7 +60,7 @@ func CountDead(ctx context.Context, rdb redis.UniversalClient, key string) (int6
 // validates it again). entry is rec's own entry for a replay as it is, or a
 // fixed version of it.
 func ReplayDead(ctx context.Context, rdb redis.UniversalClient, key, rec, entry string) error {
-	ok, err := replayScript.Run(ctx, rdb, []string{keys.DeadLetter(key), key}, rec, entry).Bool()
+	ok, err := redisx.ListMove.Run(ctx, rdb, []string{keys.DeadLetter(key), key}, rec, entry, 0).Bool()
 	if err != nil {
 		return fmt.Errorf("inbox: replay a dead letter: %w", err)
 	}
@@ -95,14 +96,3 @@ func PurgeAllDead(ctx context.Context, rdb redis.UniversalClient, key string) (i
 	}
 	return n.Val(), nil
 }
-
-// replayScript moves a dead letter back onto the inbox. The two keys share
-// a hash slot (the dead list is "{<inbox>}:dead"). KEYS: dead, inbox. ARGV:
-// record, entry. Returns 1 if the record was there.
-var replayScript = redis.NewScript(`
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-`)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/pace"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/redis/go-redis/v9"
 )
@@ -148,7 +149,7 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 // unlink deletes keys with UNLINK: one command on a single server, one per
 // hash slot (pipelined) on a cluster.
 func (v *Invalidator) unlink(ctx context.Context, keyList []string) (int64, error) {
-	groups := scan.SplitBySlot(v.rdb, keyList)
+	groups := redisx.SplitBySlot(v.rdb, keyList)
 	if len(groups) == 1 {
 		return v.rdb.Unlink(ctx, groups[0]...).Result()
 	}

@@ -30,6 +30,10 @@ func New(prefix string) (Keys, error) {
 	return Keys{prefix: prefix}, nil
 }
 
+// Probe is a short-lived key cachekeeper writes to learn what the server
+// supports (for example whether it loads DUMP payloads).
+func (k Keys) Probe(name string) string { return k.prefix + "probe:" + name }
+
 // Default is the builder with DefaultPrefix.
 func Default() Keys { return Keys{prefix: DefaultPrefix} }
 

@@ -1,6 +1,10 @@
 package keys
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/cachekeeper/cachekeeper/events"
+)
 
 func TestSameSlotAndFence(t *testing.T) {
 	t.Parallel()
@@ -105,5 +109,13 @@ func TestWarmKeysShareASlot(t *testing.T) {
 		if !k.Internal(key) {
 			t.Errorf("%q is not recognised as cachekeeper's own key", key)
 		}
+	}
+}
+
+// The public events package spells the default channel as a constant; it
+// must stay the channel this package names.
+func TestEventsDefaultChannel(t *testing.T) {
+	if got, want := events.DefaultChannel, Default().EventsChannel(); got != want {
+		t.Fatalf("events.DefaultChannel = %q, keys.Default().EventsChannel() = %q", got, want)
 	}
 }

@@ -13,7 +13,7 @@
 // Every batch holds keys of one node only. On a cluster, keys of one batch
 // still belong to different hash slots: pipelines of single-key commands are
 // fine, multi-key commands (DEL k1 k2, one Lua script over several keys) must
-// be grouped with SplitBySlot first.
+// be grouped with redisx.SplitBySlot first.
 //
 // A walk never delivers cachekeeper's or asynq's own keys (keys.Rule): the
 // rule of the job's guard (keys.WithGuard) when there is one, else

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -204,34 +203,6 @@ func TestEachClusterWalksEveryMasterOneNodePerBatch(t *testing.T) {
 		if len(seen) != n {
 			t.Fatalf("concurrency %d: distinct keys = %d, want %d", conc, len(seen), n)
 		}
-	}
-	// SplitBySlot groups must be usable by multi-key commands.
-	var all []string
-	for i := 0; i < 200; i++ {
-		all = append(all, fmt.Sprintf("rl:%d", i))
-	}
-	total := 0
-	for _, g := range scan.SplitBySlot(cc, all) {
-		if err := cc.Exists(ctx, g...).Err(); err != nil {
-			t.Fatalf("multi-key EXISTS on one slot group: %v", err)
-		}
-		total += len(g)
-	}
-	if total != len(all) {
-		t.Fatalf("groups hold %d keys, want %d", total, len(all))
-	}
-}
-
-func TestSplitBySlotSingleNode(t *testing.T) {
-	t.Parallel()
-	r := testenv.NewRedis(t)
-	keys := []string{"a", "b", "c"}
-	groups := scan.SplitBySlot(r.Client, keys)
-	if len(groups) != 1 || !slices.Equal(groups[0], keys) {
-		t.Fatalf("groups = %v, want one group with every key", groups)
-	}
-	if scan.SplitBySlot(r.Client, nil) != nil {
-		t.Fatal("no keys must give no group")
 	}
 }
 

@@ -1,4 +1,4 @@
-package worker_test
+package ratelimit_test
 
 import (
 	"context"
@@ -8,45 +8,14 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
+	"github.com/cachekeeper/cachekeeper/ratelimit"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/cachekeeper/cachekeeper/worker"
-	"github.com/redis/go-redis/v9"
 )
-
-// rlMessy writes sliding-window sets as applications leave them, with
-// scores in Unix seconds relative to now (the server's clock):
-//   - rate_limit:mixed: two old entries, two recent, a TTL;
-//   - rate_limit:dead: only old entries and no TTL (never allowed to expire);
-//   - rate_limit:nottl: only recent entries, no TTL;
-//   - rate_limit:guide: the FastAPI guide's members named after the second,
-//     so requests of one second collapsed into one member;
-//   - rate_limit:hash (a hash) and other:old (outside the pattern), untouched.
-func rlMessy(t *testing.T, rdb redis.UniversalClient, now float64) {
-	t.Helper()
-	ctx := context.Background()
-	z := func(key string, ttl time.Duration, ages ...float64) {
-		for i, age := range ages {
-			if err := rdb.ZAdd(ctx, key, redis.Z{Score: now - age, Member: "m" + strconv.Itoa(i)}).Err(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if ttl > 0 {
-			rdb.Expire(ctx, key, ttl)
-		}
-	}
-	z("rate_limit:mixed", time.Minute, 300, 61, 10, 1)
-	z("rate_limit:dead", 0, 3600, 600, 90)
-	z("rate_limit:nottl", 0, 30, 20, 5)
-	sec := strconv.FormatFloat(now, 'f', 0, 64)
-	old := strconv.FormatFloat(now-100, 'f', 0, 64)
-	rdb.ZAdd(ctx, "rate_limit:guide", redis.Z{Score: now - 100, Member: old}, redis.Z{Score: now, Member: sec})
-	rdb.Expire(ctx, "rate_limit:guide", time.Minute)
-	rdb.HSet(ctx, "rate_limit:hash", "count", 3)
-	z("other:old", 0, 3600)
-}
 
 func rlConfig() config.RateLimitsConfig {
 	cfg := config.DefaultRateLimits()
@@ -55,22 +24,13 @@ func rlConfig() config.RateLimitsConfig {
 	return cfg
 }
 
-func serverNow(t *testing.T, rdb redis.UniversalClient) float64 {
-	t.Helper()
-	now, err := rdb.Time(context.Background()).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return float64(now.Unix())
-}
-
 func TestPruneRateLimitsMessyData(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	ctx := context.Background()
-	rlMessy(t, r.Client, serverNow(t, r.Client))
+	testenv.MessyRateLimits(t, r.Client, testenv.ServerNow(t, r.Client))
 
-	rep, err := worker.PruneRateLimits(ctx, r.Client, rlConfig(), tasks.RateLimitPruneArgs{})
+	rep, err := ratelimit.Prune(ctx, r.Client, rlConfig(), tasks.RateLimitPruneArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +57,7 @@ func TestPruneRateLimitsMessyData(t *testing.T) {
 	}
 
 	// At-least-once delivery: running again changes nothing.
-	again, err := worker.PruneRateLimits(ctx, r.Client, rlConfig(), tasks.RateLimitPruneArgs{})
+	again, err := ratelimit.Prune(ctx, r.Client, rlConfig(), tasks.RateLimitPruneArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +70,7 @@ func TestPruneRateLimitsPayloadAndMilliseconds(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	ctx := context.Background()
-	now := serverNow(t, r.Client) * 1000
+	now := testenv.ServerNow(t, r.Client) * 1000
 	for i, age := range []float64{50_000, 20_000, 5_000, 100} { // milliseconds
 		r.Client.ZAdd(ctx, "api:rl:k", redis.Z{Score: now - age, Member: strconv.Itoa(i)})
 	}
@@ -119,7 +79,7 @@ func TestPruneRateLimitsPayloadAndMilliseconds(t *testing.T) {
 	cfg.ScoreUnit = "ms"
 	cfg.MemorySample = 0
 	// The payload's pattern and window (10s) win over the configuration.
-	rep, err := worker.PruneRateLimits(ctx, r.Client, cfg, tasks.RateLimitPruneArgs{Pattern: "api:rl:*", Window: tasks.Duration(10 * time.Second)})
+	rep, err := ratelimit.Prune(ctx, r.Client, cfg, tasks.RateLimitPruneArgs{Pattern: "api:rl:*", Window: tasks.Duration(10 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +92,7 @@ func TestPruneRateLimitsPayloadAndMilliseconds(t *testing.T) {
 	if r.Client.Exists(ctx, "rate_limit:x").Val() != 1 {
 		t.Fatal("a key outside the payload's pattern was pruned")
 	}
-	if _, err := worker.PruneRateLimits(ctx, r.Client, cfg, tasks.RateLimitPruneArgs{Pattern: "*"}); err == nil {
+	if _, err := ratelimit.Prune(ctx, r.Client, cfg, tasks.RateLimitPruneArgs{Pattern: "*"}); err == nil {
 		t.Fatal("pattern * accepted")
 	}
 }
@@ -152,7 +112,7 @@ func TestPruneRateLimitsUsesServerClock(t *testing.T) {
 	ctx := context.Background()
 	s := float64(serverNow.Unix())
 	rdb.ZAdd(ctx, "rate_limit:c", redis.Z{Score: s - 30, Member: "recent"}, redis.Z{Score: s - 90, Member: "old"})
-	rep, err := worker.PruneRateLimits(ctx, rdb, rlConfig(), tasks.RateLimitPruneArgs{})
+	rep, err := ratelimit.Prune(ctx, rdb, rlConfig(), tasks.RateLimitPruneArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,36 +141,14 @@ func (noMemoryCommand) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	return next
 }
 
-func TestPruneRateLimitsThroughTheWorker(t *testing.T) {
-	t.Parallel()
-	r := testenv.NewRedis(t)
-	ctx := context.Background()
-	rlMessy(t, r.Client, serverNow(t, r.Client))
-	client, insp, _ := sessWorker(t, r, nil)
-	info, err := client.PruneRateLimits(ctx, tasks.RateLimitPruneArgs{}, tasks.Retention(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep map[string]any
-	sessTaskResult(t, insp, info, &rep)
-	for field, want := range map[string]float64{"scanned": 4, "entries_removed": 6, "keys_deleted": 1, "ttl_fixed": 1} {
-		if rep[field] != want {
-			t.Errorf("result %s = %v, want %v (result %v)", field, rep[field], want, rep)
-		}
-	}
-	if _, ok := rep["bytes_reclaimed"]; !ok {
-		t.Errorf("result has no bytes_reclaimed: %v", rep)
-	}
-}
-
 func TestPruneRateLimitsOnCluster(t *testing.T) {
 	t.Parallel()
 	cc := scantest.NewCluster(t)
 	ctx := context.Background()
-	rlMessy(t, cc, serverNow(t, cc))
+	testenv.MessyRateLimits(t, cc, testenv.ServerNow(t, cc))
 	cfg := rlConfig()
 	cfg.BatchSize = 3 // keys of several slots in one batch
-	rep, err := worker.PruneRateLimits(ctx, cc, cfg, tasks.RateLimitPruneArgs{})
+	rep, err := ratelimit.Prune(ctx, cc, cfg, tasks.RateLimitPruneArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}

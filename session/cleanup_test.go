@@ -1,64 +1,22 @@
-package worker_test
+package session_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cachekeeper/cachekeeper/config"
-	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/session"
 	"github.com/cachekeeper/cachekeeper/tasks"
-	"github.com/cachekeeper/cachekeeper/worker"
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
-
-// sessMessy writes sessions the way applications really leave them and
-// returns the server's time. Index user:alice:sessions lists a live
-// session, an expired one and two dead tokens; user:ghost:sessions only dead
-// tokens.
-func sessMessy(t *testing.T, rdb redis.UniversalClient) time.Time {
-	t.Helper()
-	ctx := context.Background()
-	now, err := rdb.Time(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	iso := func(d time.Duration) string { return now.Add(-d).UTC().Format("2006-01-02T15:04:05.000000") }
-	write := func(key string, ttl time.Duration, fields ...string) {
-		if err := rdb.HSet(ctx, key, fields).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if ttl > 0 {
-			rdb.Expire(ctx, key, ttl)
-		}
-	}
-	write("session:fresh", 23*time.Hour, "user_id", "alice", "created_at", iso(30*time.Minute))
-	write("session:old", time.Hour, "user_id", "alice", "created_at", iso(48*time.Hour)) // past max_age
-	write("session:nottl", 0, "user_id", "bob", "created_at", iso(20*time.Minute))       // HSET without EXPIRE
-	write("session:idle", 20*time.Hour, "user_id", "bob", "created_at", iso(3*time.Hour), "last_seen", iso(2*time.Hour))
-	write("session:zoned", 0, "user_id", "carol", "created_at", now.Add(-30*time.Hour).In(time.FixedZone("", 2*3600)).Format(time.RFC3339))
-	write("session:unix", 0, "user_id", "carol", "created_at", fmt.Sprint(now.Add(-10*time.Minute).Unix()))
-	write("session:pythonnomicro", 0, "user_id", "dave", "created_at", now.Add(-15*time.Minute).UTC().Format("2006-01-02T15:04:05"))
-	write("session:garbled", 0, "user_id", "eve", "created_at", "last tuesday") // unparseable: left alone
-	write("session:nouser", 0, "created_at", iso(72*time.Hour))                 // unparseable: left alone
-	write("session:config", 0, "theme", "dark")                                 // not a session at all
-	rdb.Set(ctx, "session:legacy", "pickled", 0)                                // a string: not a hash
-	rdb.SAdd(ctx, "user:alice:sessions", "fresh", "old", "dead1", "dead2")      // dead tokens
-	rdb.SAdd(ctx, "user:ghost:sessions", "gone1", "gone2")                      // only dead tokens
-	rdb.SAdd(ctx, "user:bob:sessions", "nottl", "idle")                         // idle will go
-	return now
-}
 
 func sessConfig() config.SessionsConfig {
 	cfg := config.DefaultSessions()
@@ -96,14 +54,14 @@ func TestCleanupSessionsMessyData(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	ctx := context.Background()
-	sessMessy(t, r.Client)
+	testenv.MessySessions(t, r.Client)
 	garbled := r.Client.HGetAll(ctx, "session:garbled").Val()
 
-	rep, err := worker.CleanupSessions(ctx, r.Client, sessConfig(), tasks.SessionCleanupArgs{})
+	rep, err := session.Cleanup(ctx, r.Client, sessConfig(), tasks.SessionCleanupArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := worker.SessionCleanupReport{
+	want := session.CleanupReport{
 		Pattern: "session:*", Scanned: 10,
 		Expired: 3, ExpiredByAge: 2, ExpiredByIdle: 1, // old, zoned (30h); idle
 		FixedTTL: 3, // nottl, unix, pythonnomicro
@@ -158,7 +116,7 @@ func TestCleanupSessionsMessyData(t *testing.T) {
 	}
 
 	// At-least-once delivery: a second run finds nothing more to do.
-	again, err := worker.CleanupSessions(ctx, r.Client, sessConfig(), tasks.SessionCleanupArgs{})
+	again, err := session.Cleanup(ctx, r.Client, sessConfig(), tasks.SessionCleanupArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +129,9 @@ func TestCleanupSessionsDryRunChangesNothing(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	ctx := context.Background()
-	sessMessy(t, r.Client)
+	testenv.MessySessions(t, r.Client)
 	before := sessDump(t, r.Client)
-	rep, err := worker.CleanupSessions(ctx, r.Client, sessConfig(), tasks.SessionCleanupArgs{DryRun: true})
+	rep, err := session.Cleanup(ctx, r.Client, sessConfig(), tasks.SessionCleanupArgs{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +149,10 @@ func TestCleanupSessionsPayloadOverridesAndNoExpiryRules(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	ctx := context.Background()
-	sessMessy(t, r.Client)
+	testenv.MessySessions(t, r.Client)
 	cfg := config.DefaultSessions()
 	cfg.MaxAge, cfg.IdleTimeout = 0, 0 // only TTL repair and index pruning
-	rep, err := worker.CleanupSessions(ctx, r.Client, cfg, tasks.SessionCleanupArgs{})
+	rep, err := session.Cleanup(ctx, r.Client, cfg, tasks.SessionCleanupArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +163,7 @@ func TestCleanupSessionsPayloadOverridesAndNoExpiryRules(t *testing.T) {
 		t.Fatalf("zoned session TTL = %s, want the configured 24h", ttl)
 	}
 	// The payload's max_age wins over the configuration.
-	rep, err = worker.CleanupSessions(ctx, r.Client, cfg, tasks.SessionCleanupArgs{MaxAge: tasks.Duration(4 * time.Hour)})
+	rep, err = session.Cleanup(ctx, r.Client, cfg, tasks.SessionCleanupArgs{MaxAge: tasks.Duration(4 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +173,7 @@ func TestCleanupSessionsPayloadOverridesAndNoExpiryRules(t *testing.T) {
 	if rep.ExpiredByAge+rep.ExpiredByIdle != rep.Expired {
 		t.Fatalf("expired %d != by age %d + by idle %d", rep.Expired, rep.ExpiredByAge, rep.ExpiredByIdle)
 	}
-	if _, err := worker.CleanupSessions(ctx, r.Client, cfg, tasks.SessionCleanupArgs{Pattern: "*"}); err == nil || !strings.Contains(err.Error(), "pattern") {
+	if _, err := session.Cleanup(ctx, r.Client, cfg, tasks.SessionCleanupArgs{Pattern: "*"}); err == nil || !strings.Contains(err.Error(), "pattern") {
 		t.Fatalf("pattern * accepted: %v", err)
 	}
 }
@@ -250,13 +208,13 @@ func TestCleanupKeepsSessionTouchedMeanwhile(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	ctx := context.Background()
-	sessMessy(t, r.Client)
+	testenv.MessySessions(t, r.Client)
 	app := redis.NewClient(r.Client.Options())
 	defer app.Close()
 	wrdb := redis.NewClient(r.Client.Options())
 	defer wrdb.Close()
 	wrdb.AddHook(&touchBeforeDelete{app: app, key: "session:idle"})
-	rep, err := worker.CleanupSessions(ctx, wrdb, sessConfig(), tasks.SessionCleanupArgs{})
+	rep, err := session.Cleanup(ctx, wrdb, sessConfig(), tasks.SessionCleanupArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +246,7 @@ func TestRevokeSessionsViaIndexAndByScan(t *testing.T) {
 	r.Client.SAdd(ctx, "user:alice:sessions", bob, "dead") // corrupted index
 	cfg := config.DefaultSessions()
 
-	rep, err := worker.RevokeSessions(ctx, r.Client, cfg, "alice", false)
+	rep, err := session.Revoke(ctx, r.Client, cfg, "alice", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +268,7 @@ func TestRevokeSessionsViaIndexAndByScan(t *testing.T) {
 	}
 	r.Client.HSet(ctx, "session:dan", "user_id", "dan", "created_at", "2024-01-15T10:30:00")
 	cfg.BatchSize = 2
-	rep, err = worker.RevokeSessions(ctx, r.Client, cfg, "carol", false)
+	rep, err = session.Revoke(ctx, r.Client, cfg, "carol", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,114 +278,12 @@ func TestRevokeSessionsViaIndexAndByScan(t *testing.T) {
 	if r.Client.Exists(ctx, "session:dan").Val() != 1 {
 		t.Fatal("dan's session deleted by carol's revocation")
 	}
-	again, err := worker.RevokeSessions(ctx, r.Client, cfg, "carol", false)
+	again, err := session.Revoke(ctx, r.Client, cfg, "carol", false)
 	if err != nil || again.Deleted != 0 {
 		t.Fatalf("second revoke = %+v, %v; want nothing deleted", again, err)
 	}
-	if _, err := worker.RevokeSessions(ctx, r.Client, cfg, " ", false); err == nil {
+	if _, err := session.Revoke(ctx, r.Client, cfg, " ", false); err == nil {
 		t.Fatal("blank user id accepted")
-	}
-}
-
-// sessWorker starts a worker on a private Redis with fast polling.
-func sessWorker(t *testing.T, r *testenv.Redis, mutate func(*config.Config)) (*tasks.Client, *asynq.Inspector, config.Config) {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Redis = r.Config
-	cfg.Worker.MetricsAddr = ""
-	cfg.Worker.Servers, cfg.Worker.Concurrency = 1, 2
-	cfg.Worker.TaskCheckInterval = 10 * time.Millisecond
-	cfg.Worker.ShutdownTimeout = 2 * time.Second
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	client := tasks.NewClientFromRedis(r.Client)
-	w, err := worker.New(cfg, worker.Deps{Redis: r.Client, Client: client}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker.Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("worker did not stop within 10s")
-		}
-	})
-	insp := asynq.NewInspectorFromRedisClient(r.Client)
-	return client, insp, cfg
-}
-
-// sessTaskResult waits for a task to complete and decodes its result into v.
-func sessTaskResult(t *testing.T, insp *asynq.Inspector, info *asynq.TaskInfo, v any) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ti, err := insp.GetTaskInfo(info.Queue, info.ID)
-		if err == nil && ti.State == asynq.TaskStateCompleted {
-			if err := json.Unmarshal(ti.Result, v); err != nil {
-				t.Fatalf("result %q: %v", ti.Result, err)
-			}
-			return
-		}
-		if err == nil && ti.LastErr != "" {
-			t.Fatalf("task failed: %s", ti.LastErr)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s not completed within 10s (state %v, err %v)", info.ID, ti, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func TestSessionJobsThroughTheWorker(t *testing.T) {
-	t.Parallel()
-	r := testenv.NewRedis(t)
-	ctx := context.Background()
-	sessMessy(t, r.Client)
-	client, insp, cfg := sessWorker(t, r, func(c *config.Config) { c.Sessions.IdleTimeout = time.Hour })
-
-	info, err := client.CleanupSessions(ctx, tasks.SessionCleanupArgs{}, tasks.Retention(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep worker.SessionCleanupReport
-	sessTaskResult(t, insp, info, &rep)
-	if rep.Expired != 3 || rep.FixedTTL != 3 || rep.Unparseable != 3 || rep.IndexMembersPruned != 4 {
-		t.Fatalf("cleanup result = %+v", rep)
-	}
-
-	sub := r.Client.Subscribe(ctx, cfg.Events.Channel)
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
-	info, err = client.RevokeSessions(ctx, "alice", tasks.Retention(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rev worker.SessionRevokeReport
-	sessTaskResult(t, insp, info, &rev)
-	if rev.Deleted != 1 || rev.Via != "index" || r.Client.Exists(ctx, "session:fresh").Val() != 0 {
-		t.Fatalf("revoke result = %+v", rev)
-	}
-	select {
-	case m := <-sub.Channel():
-		var ev events.Event
-		if err := json.Unmarshal([]byte(m.Payload), &ev); err != nil {
-			t.Fatal(err)
-		}
-		if ev.Type != events.TypeSessionRevoked || ev.UserID != "alice" || ev.KeyCount != 1 || ev.TaskID != info.ID {
-			t.Fatalf("event = %+v", ev)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no session.revoked event within 10s")
 	}
 }
 
@@ -435,15 +291,15 @@ func TestSessionJobsOnCluster(t *testing.T) {
 	t.Parallel()
 	cc := scantest.NewCluster(t)
 	ctx := context.Background()
-	sessMessy(t, cc)
-	rep, err := worker.CleanupSessions(ctx, cc, sessConfig(), tasks.SessionCleanupArgs{})
+	testenv.MessySessions(t, cc)
+	rep, err := session.Cleanup(ctx, cc, sessConfig(), tasks.SessionCleanupArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Scanned != 10 || rep.Expired != 3 || rep.FixedTTL != 3 || rep.Unparseable != 3 || rep.IndexMembersPruned != 4 || rep.IndexSetsDeleted != 1 {
 		t.Fatalf("cluster cleanup = %+v", rep)
 	}
-	rev, err := worker.RevokeSessions(ctx, cc, config.DefaultSessions(), "carol", false)
+	rev, err := session.Revoke(ctx, cc, config.DefaultSessions(), "carol", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,139 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
+	"github.com/cachekeeper/cachekeeper/internal/scan"
+	"github.com/cachekeeper/cachekeeper/tasks"
+)
+
+// PruneReport is what a ratelimit:prune run did; it is the job's
+// result (JSON) and the fields of its log line.
+type PruneReport struct {
+	Pattern string `json:"pattern"`
+	Window  string `json:"window"`
+	// Scanned is how many sorted sets matched the pattern.
+	Scanned int64 `json:"scanned"`
+	// EntriesRemoved is how many members were older than now - window.
+	EntriesRemoved int64 `json:"entries_removed"`
+	// KeysDeleted is how many sets were emptied (Redis deletes an empty set).
+	KeysDeleted int64 `json:"keys_deleted"`
+	// TTLFixed is how many sets had no TTL and were given one window.
+	TTLFixed int64 `json:"ttl_fixed"`
+	// BytesReclaimed estimates the memory freed: BytesMeasured scaled from
+	// the measured keys to every pruned key (exact when
+	// rate_limits.memory_sample is 1). Nil when the server has no MEMORY
+	// USAGE (miniredis) or measuring is off.
+	BytesReclaimed *int64 `json:"bytes_reclaimed"`
+	// BytesMeasured sums MEMORY USAGE before minus after over the measured
+	// keys: one key in rate_limits.memory_sample, since measuring every
+	// key costs about a quarter more Redis time.
+	BytesMeasured     int64 `json:"bytes_measured"`
+	BytesMeasuredKeys int64 `json:"bytes_measured_keys"`
+	// Skipped counts keys that changed type between SCAN and the prune.
+	Skipped    int64 `json:"skipped"`
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// Prune is the ratelimit:prune job: it trims every sliding-window set of the configured layout
+// (or args.Pattern): SCAN ... TYPE zset in batches, then one Lua script per
+// batch (per hash slot on a cluster) that removes entries older than the
+// server's TIME minus the window, lets emptied sets go and restores a
+// missing TTL. Running it twice changes nothing the second time, so a
+// retried job is harmless. On error the report holds what was done so far.
+func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs) (PruneReport, error) {
+	start := time.Now()
+	if err := cfg.Validate(); err != nil {
+		return PruneReport{}, err
+	}
+	if err := args.Validate(); err != nil {
+		return PruneReport{}, err
+	}
+	tmpl, err := keys.ParseSingle("rate_limits.key", cfg.Key)
+	if err != nil {
+		return PruneReport{}, err
+	}
+	rep := PruneReport{Pattern: tmpl.Pattern(), Window: cfg.Window.String()}
+	if args.Pattern != "" {
+		rep.Pattern = args.Pattern
+	}
+	window := cfg.Window
+	if args.Window > 0 {
+		window = time.Duration(args.Window)
+	}
+	rep.Window = window.String()
+	if window < time.Millisecond {
+		return rep, fmt.Errorf("%s: field \"window\" must be at least 1ms, got %s", tasks.KindRateLimitPrune, window)
+	}
+	maxRate := cfg.MaxKeysPerSecond
+	if args.MaxKeysPerSecond > 0 {
+		maxRate = args.MaxKeysPerSecond
+	}
+	unitUS := int64(1e6)
+	if cfg.ScoreUnit == "ms" {
+		unitUS = 1e3
+	}
+	// Whether the server answers MEMORY USAGE is asked once, of the first
+	// key scanned (no probe key of our own).
+	sample := cfg.MemorySample
+	var probe sync.Once
+	ttlMS := max(window.Milliseconds(), 1)
+
+	var mu sync.Mutex // batches of different cluster masters may run at once
+	var offset int64
+	_, err = scan.Each(ctx, rdb, scan.Options{Match: rep.Pattern, Type: "zset", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate},
+		func(ctx context.Context, batch []string) error {
+			mu.Lock()
+			off := offset
+			offset += int64(len(batch))
+			mu.Unlock()
+			probe.Do(func() {
+				if sample > 0 && !memoryUsageSupported(ctx, rdb, batch[0]) {
+					sample = 0
+				}
+			})
+			res, err := redisx.RunPerSlot(ctx, rdb, redisx.RateLimitPrune, batch, window.Microseconds(), unitUS, ttlMS, sample, off)
+			if err != nil {
+				return fmt.Errorf("prune batch: %w", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Scanned += int64(len(batch))
+			rep.EntriesRemoved += res[0]
+			rep.KeysDeleted += res[1]
+			rep.TTLFixed += res[2]
+			rep.BytesMeasured += res[3]
+			rep.BytesMeasuredKeys += res[4]
+			rep.Skipped += res[5]
+			return nil
+		})
+	rep.DurationMS = time.Since(start).Milliseconds()
+	probe.Do(func() { sample = 0 }) // nothing scanned: nothing measured
+	if sample > 0 {
+		est := rep.BytesMeasured
+		if rep.BytesMeasuredKeys > 0 && rep.BytesMeasuredKeys < rep.Scanned-rep.Skipped {
+			est = int64(float64(rep.BytesMeasured) * float64(rep.Scanned-rep.Skipped) / float64(rep.BytesMeasuredKeys))
+		}
+		rep.BytesReclaimed = &est
+	}
+	if err != nil {
+		return rep, fmt.Errorf("ratelimit prune %q: %w", rep.Pattern, err)
+	}
+	return rep, nil
+}
+
+// memoryUsageSupported reports whether the server answers MEMORY USAGE of
+// key (real Redis does; miniredis does not).
+func memoryUsageSupported(ctx context.Context, rdb redis.UniversalClient, key string) bool {
+	err := rdb.MemoryUsage(ctx, key).Err()
+	return err == nil || errors.Is(err, redis.Nil)
+}

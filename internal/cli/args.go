@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 
@@ -63,7 +64,11 @@ func normalizeArgs(app *ucli.App, args []string) ([]string, error) {
 			}
 			cmd := leaf
 			if cmd == nil && group != nil {
-				cmd = findCommand(group.Subcommands, "list") // `queues -o json` is `queues list -o json`
+				if runnable(group) {
+					cmd = group // `changes --stream x` runs changes itself
+				} else {
+					cmd = findCommand(group.Subcommands, "list") // `queues -o json` is `queues list -o json`
+				}
 			}
 			takes, known := flagTakesValue(cmd, name)
 			if !known {
@@ -107,6 +112,9 @@ func normalizeArgs(app *ucli.App, args []string) ([]string, error) {
 			return nil, usagef("flag %s comes without a command (commands: %s)", dashed(firstNonAppFlag(flagNames)), names(app.Commands))
 		}
 		return args, nil
+	}
+	if leaf == nil && group != nil && runnable(group) {
+		leaf = group // a command that runs itself when given no subcommand
 	}
 	if leaf == nil && len(positionals) == 0 {
 		// A group with a list subcommand lists when given none:
@@ -220,6 +228,12 @@ func dashed(name string) string {
 		return "-" + name
 	}
 	return "--" + name
+}
+
+// runnable reports whether a command with subcommands also runs by itself
+// (`cachekeeper changes` streams, `cachekeeper changes status` reports).
+func runnable(c *ucli.Command) bool {
+	return c.Action != nil && reflect.ValueOf(c.Action).Pointer() != reflect.ValueOf(groupAction).Pointer()
 }
 
 // groupAction is the Action of a command that only groups subcommands; it

@@ -40,7 +40,7 @@ func TestChangesRefusesWhatCannotStream(t *testing.T) {
 		{[]string{"changes", "-c", withChanges, "--database-url", sqlite}, "SQLite has no change stream"},
 		{[]string{"changes", "status", "-c", withChanges, "--database-url", sqlite}, "SQLite has no change stream"},
 		{[]string{"changes", "-c", without, "--database-url", testenv.DefaultPostgresURL}, "no cache has a changes: block"},
-		{[]string{"changes", "bogus", "-c", withChanges}, `unknown changes command "bogus"`},
+		{[]string{"changes", "bogus", "-c", withChanges}, `unknown subcommand "bogus" of 'cachekeeper changes' (subcommands: status)`},
 		{[]string{"changes", "-c", withChanges, "--stream", "Bad-Name", "--database-url", testenv.DefaultPostgresURL}, "stream name"},
 	}
 	for _, c := range cases {

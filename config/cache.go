@@ -35,6 +35,11 @@ type CacheSpec struct {
 	// placeholders are result columns. A row whose tag column is NULL does not
 	// join that tag.
 	Tags []string `yaml:"tags,omitempty"`
+	// Booleans are result columns written as true/false whatever their SQL
+	// type. PostgreSQL and SQLite booleans need no entry; MySQL and MariaDB
+	// have no boolean type (BOOLEAN is TINYINT(1), which their protocol
+	// reports as TINYINT), so list such columns here.
+	Booleans []string `yaml:"booleans,omitempty"`
 	// Changes maps row changes read from the database's change stream
 	// (`cachekeeper changes`) to this cache's keys; see ChangeSource.
 	Changes ChangeSources `yaml:"changes,omitempty"`
@@ -178,6 +183,11 @@ func (s CacheSpec) validate(name string) error {
 	for i, t := range s.Tags {
 		if _, err := keys.ParseTemplate(t); err != nil {
 			return fmt.Errorf("caches.%s.tags[%d]: %v", name, i, err)
+		}
+	}
+	for i, b := range s.Booleans {
+		if strings.TrimSpace(b) == "" {
+			return fmt.Errorf("caches.%s.booleans[%d] is empty: name a result column, such as active", name, i)
 		}
 	}
 	return s.Changes.validate(name)

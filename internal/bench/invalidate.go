@@ -84,8 +84,7 @@ func Invalidate(ctx context.Context, rdb redis.UniversalClient, opts InvalidateO
 		return nil, err
 	}
 	k := keys.Default()
-	fencesOf := k.Fence(opts.Prefix) // "cachekeeper:fence:{ckbench:inv:}"
-	fencesMatch := fencesOf[:len(fencesOf)-1] + "*"
+	fencesMatch := k.FencesOf(opts.Prefix) // "cachekeeper:fence:{ckbench:inv:*"
 	cleanup := func(ctx context.Context) error {
 		for _, m := range []string{opts.Prefix + "*", fencesMatch} {
 			if err := unlinkMatching(ctx, rdb, m); err != nil {

@@ -173,7 +173,7 @@ func (s *Spec) collect(rows *sql.Rows, b *Batch) error {
 	if err != nil {
 		return err
 	}
-	render := sqldb.NewRenderer(types)
+	render := sqldb.NewRenderer(types, s.booleans...)
 	idIdx := indexOf(cols, s.idCol)
 	if idIdx < 0 {
 		return fmt.Errorf("query returned no %q column (it returns %v)", s.idCol, cols)

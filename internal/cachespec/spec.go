@@ -34,6 +34,8 @@ type Spec struct {
 	byIDs    string
 	all      string
 	allStart string
+	// booleans are columns rendered as true/false (config's booleans:).
+	booleans []string
 	// keyByID: the key template's only placeholder is the id column, so the
 	// key of an id whose row is gone can be rendered (and deleted).
 	keyByID bool
@@ -74,6 +76,7 @@ func Compile(name string, cs config.CacheSpec) (*Spec, error) {
 		byIDs:    cs.ByIDs,
 		all:      cs.All,
 		allStart: cs.AllStart,
+		booleans: cs.Booleans,
 	}
 	for i, t := range cs.Tags {
 		tpl, err := keys.ParseTemplate(t)

@@ -174,6 +174,7 @@ func TestValidateRejectsSpecsNamingTheCache(t *testing.T) {
 	}{
 		{"key column missing", func(c *config.CacheSpec) { c.Key = "user:{uid}" }, `names column "uid"`},
 		{"tag column missing", func(c *config.CacheSpec) { c.Tags = []string{"team:{team_id}"} }, `names column "team_id"`},
+		{"boolean column missing", func(c *config.CacheSpec) { c.Booleans = []string{"active"} }, `booleans names column "active"`},
 		{"query fails", func(c *config.CacheSpec) { c.ByIDs = "SELECT id FROM nosuchtable WHERE id IN (?)" }, "by_ids query failed"},
 		{"all lacks id", func(c *config.CacheSpec) {
 			c.All = "SELECT email, full_name AS name, org_id FROM users WHERE id > ? ORDER BY id LIMIT ?"

@@ -103,6 +103,11 @@ func (s *Spec) checkColumns(query string, cols []string) error {
 			return s.invalid("key template %q names column %q but the %s query returns %s", s.key, p, query, have)
 		}
 	}
+	for _, b := range s.booleans {
+		if indexOf(cols, b) < 0 {
+			return s.invalid("booleans names column %q but the %s query returns %s", b, query, have)
+		}
+	}
 	for _, t := range s.tags {
 		for _, p := range t.Placeholders() {
 			if indexOf(cols, p) < 0 {

@@ -43,6 +43,11 @@ func (k Keys) Prefix() string { return k.prefix }
 // Fence is the fence of a cache key, in the same cluster slot as the key.
 func (k Keys) Fence(key string) string { return k.prefix + "fence:" + SameSlot(key) }
 
+// FencesOf matches the fences of the keys that start with prefix, a literal
+// with no braces or glob characters (such a key's fence wraps it whole in a
+// hash tag: see SameSlot). Benchmarks clean up with it.
+func (k Keys) FencesOf(prefix string) string { return k.prefix + "fence:{" + prefix + "*" }
+
 // Tag is the set of keys carrying tag.
 func (k Keys) Tag(tag string) string { return k.prefix + "tag:" + tag }
 

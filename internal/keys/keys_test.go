@@ -119,3 +119,20 @@ func TestEventsDefaultChannel(t *testing.T) {
 		t.Fatalf("events.DefaultChannel = %q, keys.Default().EventsChannel() = %q", got, want)
 	}
 }
+
+// FencesOf matches the fence of every key with the prefix, and no other.
+func TestFencesOf(t *testing.T) {
+	t.Parallel()
+	k := Default()
+	pattern := k.FencesOf("ckbench:inv:")
+	if pattern != "cachekeeper:fence:{ckbench:inv:*" {
+		t.Fatalf("FencesOf = %q", pattern)
+	}
+	lit, whole := GlobPrefix(pattern)
+	for key, want := range map[string]bool{"ckbench:inv:1": true, "ckbench:inv:": true, "ckbench:other": false, "user:1": false} {
+		fence := k.Fence(key)
+		if got := !whole && len(fence) >= len(lit) && fence[:len(lit)] == lit; got != want {
+			t.Errorf("fence %q of %q matched by %q: %v, want %v", fence, key, pattern, got, want)
+		}
+	}
+}

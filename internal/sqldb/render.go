@@ -14,8 +14,9 @@ import (
 //	timestamps, datetimes   RFC 3339 in UTC with the fraction it has: 2026-01-02T03:04:05Z
 //	dates                   2026-01-02
 //	booleans                true / false (MySQL has no boolean type: BOOLEAN is
-//	                        TINYINT(1), which reads as 0 / 1; select
-//	                        IF(col, 'true', 'false') AS col for the same text)
+//	                        TINYINT(1), reported as TINYINT; the columns named
+//	                        in a cache spec's booleans: list are rendered as
+//	                        booleans whatever their type)
 //	floating point          the shortest decimal that reads back as the same
 //	                        float: 1, 1.5, 0.1 (never 1.0 or 0.1000000001)
 //	integers, decimals      plain decimal as the database gives it
@@ -39,11 +40,17 @@ const (
 )
 
 // NewRenderer reads the columns' database types (nil types render every
-// value by its Go type only).
-func NewRenderer(types []*sql.ColumnType) *Renderer {
+// value by its Go type only). Columns named in booleans render as true/false
+// whatever their type (MySQL's TINYINT(1) BOOLEAN).
+func NewRenderer(types []*sql.ColumnType, booleans ...string) *Renderer {
 	r := &Renderer{kinds: make([]valueKind, len(types))}
 	for i, t := range types {
 		r.kinds[i] = kindOf(t.DatabaseTypeName())
+		for _, b := range booleans {
+			if t.Name() == b {
+				r.kinds[i] = kindBool
+			}
+		}
 	}
 	return r
 }

@@ -27,11 +27,7 @@ func queuePauseCommand(io IO, pause bool) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			q, err := oneArg(c, "queue name")
-			if err != nil {
-				return err
-			}
-			svc, err := connectFromFlags(c, io)
+			q, svc, err := argAndServices(c, io, "queue name")
 			if err != nil {
 				return err
 			}
@@ -122,11 +118,7 @@ func taskAction(c *ucli.Context, io IO, op string) error {
 	if c.IsSet("state") {
 		return usagef("--state goes with --all")
 	}
-	id, err := oneArg(c, "task id")
-	if err != nil {
-		return err
-	}
-	svc, err := connectFromFlags(c, io)
+	id, svc, err := argAndServices(c, io, "task id")
 	if err != nil {
 		return err
 	}

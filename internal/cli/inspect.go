@@ -169,11 +169,7 @@ func taskCommand(io IO) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					id, err := oneArg(c, "task id")
-					if err != nil {
-						return err
-					}
-					svc, err := connectFromFlags(c, io)
+					id, svc, err := argAndServices(c, io, "task id")
 					if err != nil {
 						return err
 					}
@@ -281,16 +277,28 @@ func taskTimes(info *asynq.TaskInfo) (enqueued, started, completed, failed *time
 	return enqueued, started, at(info.CompletedAt), at(info.LastFailedAt)
 }
 
+// oneArg returns the command's one positional argument. normalizeArgs has
+// already refused flags the command does not take and moved the others in
+// front, so every positional here is an argument.
 func oneArg(c *ucli.Context, what string) (string, error) {
-	for _, a := range c.Args().Slice()[min(1, c.NArg()):] {
-		if strings.HasPrefix(a, "-") {
-			return "", usagef("flag %s comes after the %s: put flags first (%s [flags] %s)", a, what, c.Command.HelpName, strings.ToUpper(strings.ReplaceAll(what, " ", "_")))
-		}
-	}
 	if c.NArg() != 1 || strings.TrimSpace(c.Args().First()) == "" {
 		return "", usagef("give exactly one %s (see '%s --help')", what, c.Command.HelpName)
 	}
 	return c.Args().First(), nil
+}
+
+// argAndServices reads the command's one argument, then connects: the start
+// of every command that acts on one queue or task. The caller closes svc.
+func argAndServices(c *ucli.Context, io IO, what string) (string, *services, error) {
+	arg, err := oneArg(c, what)
+	if err != nil {
+		return "", nil, err
+	}
+	svc, err := connectFromFlags(c, io)
+	if err != nil {
+		return "", nil, err
+	}
+	return arg, svc, nil
 }
 
 func connectFromFlags(c *ucli.Context, io IO) (*services, error) {

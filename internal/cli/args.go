@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"reflect"
 	"slices"
 	"strings"
 
@@ -230,11 +229,12 @@ func dashed(name string) string {
 	return "--" + name
 }
 
-// runnable reports whether a command with subcommands also runs by itself
-// (`cachekeeper changes` streams, `cachekeeper changes status` reports).
-func runnable(c *ucli.Command) bool {
-	return c.Action != nil && reflect.ValueOf(c.Action).Pointer() != reflect.ValueOf(groupAction).Pointer()
-}
+// selfRunning are the commands with subcommands that also run by
+// themselves when given none: `cachekeeper changes` streams, `cachekeeper
+// changes status` reports. Every other group needs its subcommand.
+var selfRunning = []string{"changes"}
+
+func runnable(c *ucli.Command) bool { return slices.Contains(selfRunning, c.Name) }
 
 // groupAction is the Action of a command that only groups subcommands; it
 // is reached only by paths normalizeArgs did not resolve (it never should).

@@ -85,6 +85,9 @@ func FuzzURLErrors(f *testing.F) {
 		if !strings.Contains(format, ":%s@") || len(secret) < 3 || strings.ContainsAny(secret, "@:/ \t\n\"'<>&;?=%()[]\\#") {
 			return
 		}
+		if strings.Contains(strings.Replace(format, "%s", "", 1), secret) {
+			return // the "secret" is also other text of the URL (a scheme, a host): not a leak to look for
+		}
 		u := strings.Replace(format, "%s", secret, 1)
 		r := config.RedisConfig{URL: u}
 		if _, err := r.Options(); err != nil && strings.Contains(err.Error(), secret) {

@@ -19,7 +19,7 @@ var (
 	urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"'<>\[]*):([^\s"'<>]*)@`)
 	// user:password@ without a scheme: a MySQL DSN (user:password@tcp(host)/db)
 	// or a URL whose scheme was left out.
-	dsnPassword = regexp.MustCompile(`(^|[\s"'(=/])([^:@/\s"'(\[]*):([^\s"'/][^\s"']*)@`)
+	dsnPassword = regexp.MustCompile(`(^|[\s"'(=/@])([^:@/\s"'(\[]*):([^\s"'/][^\s"']*)@`)
 	// password=... in a key=value connection string or a URL query.
 	kvPassword = regexp.MustCompile(`(?i)((?:^|[\s?&;"'])(?:password|passwd|pwd|sslpassword)=)('[^']*'|[^\s&;"']*)`)
 )

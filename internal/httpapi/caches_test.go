@@ -163,7 +163,7 @@ func TestCachesHTML(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 			t.Fatalf("GET /caches = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
-		for _, want := range []string{`<meta http-equiv="refresh" content="10">`, `href="/ui/"`, "<b>user</b>", `<td class="n pending">3</td>`, "unserved",
+		for _, want := range []string{`<meta http-equiv="refresh" content="10; url=/caches">`, `href="/ui/"`, "<b>user</b>", `<td class="n pending">3</td>`, "unserved",
 			"misspelt in WarmCache", "must name a cache", "40 / 100 rows", "after id <code>40</code>", "<b>prune</b>", "2026-01-01 12:00:00Z", "read-only"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("the page lacks %q", want)

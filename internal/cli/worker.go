@@ -25,7 +25,7 @@ func workerCommand(io IO) *ucli.Command {
 		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "concurrency", Value: def.Concurrency, Usage: "jobs run at once in this process (env " + config.EnvConcurrency + ")"},
 			&ucli.IntFlag{Name: "servers", Value: def.Servers, Usage: "asynq servers in this process; more servers dequeue faster (env " + config.EnvServers + ")"},
-			&ucli.StringFlag{Name: "metrics-addr", Value: def.MetricsAddr, Usage: "address for /metrics, /healthz, /readyz; empty disables (env " + config.EnvMetricsAddr + ")"},
+			&ucli.StringFlag{Name: "metrics-addr", Value: def.MetricsAddr, Usage: "address for /metrics, /healthz, /readyz and the cachekeeper page /caches; empty disables (env " + config.EnvMetricsAddr + ")"},
 			&ucli.BoolFlag{Name: "ui", Usage: "serve the asynqmon web UI under /ui/ on --metrics-addr; whoever reaches it can delete and re-run jobs (worker.ui)"},
 		}, connFlags()...),
 		Action: func(c *ucli.Context) error {

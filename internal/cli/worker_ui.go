@@ -3,7 +3,6 @@ package cli
 import (
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/cachekeeper/cachekeeper/config"
@@ -63,13 +62,8 @@ func workerCaches(cfg config.Config, env func(string) string, svc *services, reg
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	caches := make([]string, 0, len(cfg.Caches))
-	for name := range cfg.Caches {
-		caches = append(caches, name)
-	}
-	sort.Strings(caches)
 	src := httpapi.CachesSource{
-		Inspector: svc.inspector(), Redis: svc.redis, Keys: k, Caches: caches, Gatherer: reg,
+		Inspector: svc.inspector(), Redis: svc.redis, Keys: k, Caches: cacheNames(cfg), Gatherer: reg,
 		ReadOnly: !cfg.Worker.UI || cfg.Worker.UIReadOnly, Logger: logger,
 	}
 	if cfg.Worker.UI {

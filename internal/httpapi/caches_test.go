@@ -54,13 +54,27 @@ func seedCaches(t *testing.T) (httpapi.CachesSource, *testenv.Redis) {
 	// A warm_all that ran on a real asynq server, its progress in the result.
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 1, Queues: map[string]int{"low": 1}})
 	mux := asynq.NewServeMux()
+	release := make(chan struct{})
 	mux.HandleFunc(tasks.KindWarmAll, func(ctx context.Context, task *asynq.Task) error {
+		if task.ResultWriter().TaskID() == "wa-running" {
+			// Still running: progress written, the table not done.
+			b, _ := json.Marshal(worker.WarmAllProgress{Cache: "session", RowsDone: 7, Total: 70})
+			if _, err := task.ResultWriter().Write(b); err != nil {
+				return err
+			}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}
 		b, _ := json.Marshal(worker.WarmAllProgress{Cache: "user", RowsDone: 40, Total: 100, Written: 38, Skipped: 2, Done: true})
 		_, err := task.ResultWriter().Write(b)
 		return err
 	})
 	must(srv.Start(mux))
 	t.Cleanup(srv.Shutdown)
+	t.Cleanup(func() { close(release) }) // runs before Shutdown
 	cl := asynq.NewClientFromRedisClient(rdb)
 	_, err = cl.Enqueue(asynq.NewTask(tasks.KindWarmAll, []byte(`{"cache":"user"}`)), asynq.Queue("low"), asynq.TaskID("wa-1"), asynq.Retention(time.Hour))
 	must(err)
@@ -73,6 +87,19 @@ func seedCaches(t *testing.T) (httpapi.CachesSource, *testenv.Redis) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the warm_all task did not complete in 15s: %+v %v", ti, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	_, err = cl.Enqueue(asynq.NewTask(tasks.KindWarmAll, []byte(`{"cache":"session"}`)), asynq.Queue("low"), asynq.TaskID("wa-running"))
+	must(err)
+	for {
+		ti, err := insp.GetTaskInfo("low", "wa-running")
+		if err == nil && ti.State == asynq.TaskStateActive && len(ti.Result) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the running warm_all did not report progress in 15s: %+v %v", ti, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -120,6 +147,9 @@ func TestCachesJSON(t *testing.T) {
 	if s := by["session"]; s.PendingIDs != 0 || s.Served || !s.Configured {
 		t.Errorf("session = %+v, want 0 pending, unserved", s)
 	}
+	if w := by["session"].WarmAll; w == nil || w.TaskID != "wa-running" || w.State != "active" || w.Progress == nil || w.Progress.RowsDone != 7 || w.Progress.Total != 70 {
+		t.Errorf("session warm_all = %+v, want the running task with its progress", w)
+	}
 	if s := by["usr"]; s.PendingIDs != 1 || s.Configured {
 		t.Errorf("usr (only used by WarmCache) = %+v", s)
 	}
@@ -164,7 +194,7 @@ func TestCachesHTML(t *testing.T) {
 			t.Fatalf("GET /caches = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 		for _, want := range []string{`<meta http-equiv="refresh" content="10; url=/caches">`, `href="/ui/"`, "<b>user</b>", `<td class="n pending">3</td>`, "unserved",
-			"misspelt in WarmCache", "must name a cache", "40 / 100 rows", "after id <code>40</code>", "<b>prune</b>", "2026-01-01 12:00:00Z", "read-only", `style="width:40.0%"`} {
+			"misspelt in WarmCache", "must name a cache", "40 / 100 rows", "7 / 70 rows", "active <code>wa-running</code>", "after id <code>40</code>", "<b>prune</b>", "2026-01-01 12:00:00Z", "read-only", `style="width:40.0%"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("the page lacks %q", want)
 			}

@@ -81,15 +81,15 @@ type CachesSource struct {
 
 // CachesState is the page's data, as served by /caches.json.
 type CachesState struct {
-	Time      time.Time       `json:"time"`
-	ReadOnly  bool            `json:"read_only"`
-	UIPath    string          `json:"ui_path,omitempty"`
-	Caches    []CacheState    `json:"caches"`
-	Keys      []KeysCount     `json:"keys"`
-	Inbox     *InboxState     `json:"inbox,omitempty"`
-	Schedule  []ScheduleState `json:"schedule"`
-	ScheduleE string          `json:"schedule_error,omitempty"`
-	Processes []ProcessState  `json:"processes"`
+	Time          time.Time       `json:"time"`
+	ReadOnly      bool            `json:"read_only"`
+	UIPath        string          `json:"ui_path,omitempty"`
+	Caches        []CacheState    `json:"caches"`
+	Keys          []KeysCount     `json:"keys"`
+	Inbox         *InboxState     `json:"inbox,omitempty"`
+	Schedule      []ScheduleState `json:"schedule"`
+	ScheduleError string          `json:"schedule_error,omitempty"`
+	Processes     []ProcessState  `json:"processes"`
 }
 
 // CacheState is one cache.
@@ -303,7 +303,7 @@ func (p *cachesPage) state(ctx context.Context) (*CachesState, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	s := p.src
-	st := &CachesState{Time: time.Now().UTC(), ReadOnly: s.ReadOnly, UIPath: s.UIPath, ScheduleE: s.ScheduleErr,
+	st := &CachesState{Time: time.Now().UTC(), ReadOnly: s.ReadOnly, UIPath: s.UIPath, ScheduleError: s.ScheduleErr,
 		Caches: []CacheState{}, Keys: []KeysCount{}, Schedule: []ScheduleState{}, Processes: []ProcessState{}}
 	skipped, err := p.counters(st)
 	if err != nil {

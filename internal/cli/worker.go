@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"net/http"
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
@@ -23,7 +25,7 @@ func workerCommand(io IO) *ucli.Command {
 		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "concurrency", Value: def.Concurrency, Usage: "jobs run at once in this process (env " + config.EnvConcurrency + ")"},
 			&ucli.IntFlag{Name: "servers", Value: def.Servers, Usage: "asynq servers in this process; more servers dequeue faster (env " + config.EnvServers + ")"},
-			&ucli.StringFlag{Name: "metrics-addr", Value: def.MetricsAddr, Usage: "address for /metrics, /healthz, /readyz; empty disables (env " + config.EnvMetricsAddr + ")"},
+			&ucli.StringFlag{Name: "metrics-addr", Value: def.MetricsAddr, Usage: "address for /metrics, /healthz, /readyz and the cachekeeper page /caches; empty disables (env " + config.EnvMetricsAddr + ")"},
 			&ucli.BoolFlag{Name: "ui", Usage: "serve the asynqmon web UI under /ui/ on --metrics-addr; whoever reaches it can delete and re-run jobs (worker.ui)"},
 		}, connFlags()...),
 		Action: func(c *ucli.Context) error {
@@ -89,6 +91,14 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 				logger.Warn("closing the web UI's Redis connections", slog.Any("error", err))
 			}
 		}()
+		pages, err := workerCaches(cfg, io.Env, svc, reg, logger)
+		if err != nil {
+			return err
+		}
+		if extra == nil {
+			extra = map[string]http.Handler{}
+		}
+		maps.Copy(extra, pages)
 		hs, err := httpapi.New(cfg.Worker.MetricsAddr, reg, workerReadiness(w, svc), logger, extra)
 		if err != nil {
 			return usagef("%v", err)
@@ -96,6 +106,7 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 		if cfg.Worker.UI {
 			logger.Info("serving the asynqmon web UI", slog.String("addr", hs.Addr()), slog.String("path", uiPath), slog.Bool("read_only", cfg.Worker.UIReadOnly))
 		}
+		logger.Info("serving the cachekeeper page", slog.String("addr", hs.Addr()), slog.String("path", httpapi.CachesPath))
 		g.Go(func() error { return hs.Run(gctx) })
 	}
 	g.Go(func() error { return w.Run(gctx) })

@@ -16,11 +16,7 @@ func registerQueueMetrics(reg prometheus.Registerer, cfg config.Config, svc *ser
 	if err != nil {
 		return usagef("%v", err)
 	}
-	caches := make([]string, 0, len(cfg.Caches))
-	for name := range cfg.Caches {
-		caches = append(caches, name)
-	}
-	sort.Strings(caches)
+	caches := cacheNames(cfg)
 	queues := make([]string, 0, len(cfg.Worker.Queues))
 	for q := range cfg.Worker.Queues {
 		queues = append(queues, q)

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/scheduler"
 	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // uiPath is where the worker's HTTP server mounts asynqmon's web UI; its JSON
@@ -43,6 +47,41 @@ func workerUI(cfg config.Config, env func(string) string) (map[string]http.Handl
 		h = creds.Wrap(ui)
 	}
 	return map[string]http.Handler{uiPath: h}, ui.Close, nil
+}
+
+// workerCaches returns the handlers of the cachekeeper page (/caches,
+// /caches.json and its dead-letter forms), served on every worker's HTTP
+// server. It is read-only unless the UI is on and not read-only, and behind
+// the UI's login when the UI has one.
+func workerCaches(cfg config.Config, env func(string) string, svc *services, reg prometheus.Gatherer, logger *slog.Logger) (map[string]http.Handler, error) {
+	creds, err := uiCredentials(cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	k, err := keys.New(cfg.KeyPrefix)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	src := httpapi.CachesSource{
+		Inspector: svc.inspector(), Redis: svc.redis, Keys: k, Caches: cacheNames(cfg), Gatherer: reg,
+		ReadOnly: !cfg.Worker.UI || cfg.Worker.UIReadOnly, Logger: logger,
+	}
+	if cfg.Worker.UI {
+		src.UIPath = uiPath
+	}
+	if !cfg.Inbox.Disabled {
+		src.InboxKey = cfg.Inbox.Key
+	}
+	if src.Schedule, err = scheduler.ParseEntries(cfg.Schedule); err != nil {
+		src.ScheduleErr = err.Error()
+	}
+	hs := httpapi.CachesHandlers(src)
+	if creds != nil {
+		for path, h := range hs {
+			hs[path] = creds.Wrap(h)
+		}
+	}
+	return hs, nil
 }
 
 // uiCredentials loads the UI's login and refuses an exposed UI without one.

@@ -27,8 +27,9 @@ var (
 // RedactURL hides the password of a URL, of a MySQL-style DSN
 // (user:password@tcp(host)/db) or of a key=value connection string
 // (password=...). It works on strings that do not parse, and on text that
-// merely contains them (see Redact).
-func RedactURL(s string) string { return Redact(s) }
+// merely contains them (see Redact): what stands between the user info's
+// first ':' and the last '@' goes too, however broken the rest.
+func RedactURL(s string) string { return RedactText(s, passwordsOf(s)...) }
 
 // Redact replaces every password it recognises in s (URL user info, DSN,
 // password=...) with Redaction, leaving the rest as it is.
@@ -130,6 +131,18 @@ func passwordsOf(src string) []string {
 	}
 	for _, m := range kvPassword.FindAllStringSubmatch(src, -1) {
 		add(strings.Trim(m[2], "'"))
+	}
+	// Whatever the patterns made of it, the text between the user info's
+	// first ':' and the last '@' is a password in any URL or DSN, however
+	// broken ("://[:pw@", "@user:pw@"): a literal secret of the source.
+	if at := strings.LastIndexByte(src, '@'); at > 0 {
+		info := src[:at]
+		if i := strings.LastIndex(info, "//"); i >= 0 {
+			info = info[i+2:]
+		}
+		if _, pw, ok := strings.Cut(info, ":"); ok {
+			add(pw)
+		}
 	}
 	return out
 }

@@ -10,17 +10,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/httpapi"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/scheduler"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
+	"github.com/hibiken/asynqmon"
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 )
@@ -41,6 +46,10 @@ type Options struct {
 	Rounds int
 	// Ready, when set, is called once everything has started.
 	Ready func(Env)
+	// HTTPAddr is where the worker's HTTP endpoints (/metrics, /healthz,
+	// /readyz) and the asynqmon UI (/ui/) are served; it must be a loopback
+	// address (the UI can delete jobs and has no login here). Empty: none.
+	HTTPAddr string
 }
 
 // Env is what a demo step can use.
@@ -51,6 +60,8 @@ type Env struct {
 	Config   config.Config
 	Out      io.Writer
 	RedisURL string
+	// HTTPAddr is the address the HTTP endpoints listen on ("" when off).
+	HTTPAddr string
 }
 
 // Step is one demonstration: it enqueues jobs and prints what they did.
@@ -152,7 +163,8 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("redis at %s: %w", config.RedactURL(redisURL), err)
 	}
 	client := tasks.NewClientFromRedis(rdb, tasks.WithKeyPrefix(cfg.KeyPrefix))
-	w, err := worker.New(cfg, worker.Deps{Redis: rdb, DB: db, Client: client}, opts.Logger)
+	reg := prometheus.NewRegistry()
+	w, err := worker.New(cfg, worker.Deps{Redis: rdb, DB: db, Client: client, Registry: reg}, opts.Logger)
 	if err != nil {
 		return err
 	}
@@ -163,14 +175,33 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
+	// Last before the goroutines start: nothing returns between the listen
+	// and hs.Run, which closes the listener when ctx ends.
+	var hs *httpapi.Server
+	if opts.HTTPAddr != "" {
+		var closeUI func() error
+		if hs, closeUI, err = serveHTTP(cfg, opts, w, rdb, reg); err != nil {
+			return err
+		}
+		defer func() { _ = closeUI() }()
+		env.HTTPAddr = hs.Addr()
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
+	if hs != nil {
+		g.Go(func() error { return hs.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := waitReady(gctx, w); err != nil {
 			return err
 		}
 		fmt.Fprintf(opts.Out, "worker running (kinds: %v); demo rounds every %s — Ctrl-C to stop\n", w.Kinds(), opts.Interval)
+		if env.HTTPAddr != "" {
+			base := "http://" + env.HTTPAddr
+			fmt.Fprintf(opts.Out, "web UI (asynqmon): %s/ui/   metrics: %s/metrics   health: %s/healthz   readiness: %s/readyz\n", base, base, base, base)
+		}
 		for _, e := range sched.Entries() {
 			fmt.Fprintf(opts.Out, "scheduler: %s (%s, %s) next at %s\n", e.Name, e.Kind, e.Schedule, e.Next(1)[0].Format(time.TimeOnly))
 		}
@@ -188,6 +219,44 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 var errRoundsDone = errors.New("demo rounds done")
+
+// serveHTTP listens on opts.HTTPAddr, which must be loopback: dev's UI has
+// no login and can delete jobs.
+func serveHTTP(cfg config.Config, opts Options, w *worker.Worker, rdb redis.UniversalClient, reg *prometheus.Registry) (*httpapi.Server, func() error, error) {
+	if !IsLoopback(opts.HTTPAddr) {
+		return nil, nil, fmt.Errorf("%w: dev serves its UI without a login, so its HTTP address %q must be loopback, e.g. 127.0.0.1:9090", config.ErrInvalid, opts.HTTPAddr)
+	}
+	opt, err := cfg.Redis.ConnOpt()
+	if err != nil {
+		return nil, nil, err
+	}
+	ui := asynqmon.New(asynqmon.Options{RootPath: "/ui", RedisConnOpt: opt})
+	ready := func(ctx context.Context) error {
+		if !w.Ready() {
+			return errors.New("worker not started")
+		}
+		return rdb.Ping(ctx).Err()
+	}
+	hs, err := httpapi.New(opts.HTTPAddr, reg, ready, opts.Logger, map[string]http.Handler{"/ui/": ui})
+	if err != nil {
+		_ = ui.Close()
+		return nil, nil, err
+	}
+	return hs, ui.Close, nil
+}
+
+// IsLoopback reports whether addr (host:port) names a loopback host.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 func waitReady(ctx context.Context, w *worker.Worker) error {
 	t := time.NewTicker(10 * time.Millisecond)

@@ -77,14 +77,22 @@ func steps() []Step {
 		{Name: "invalidate", Run: func(ctx context.Context, env Env) error {
 			return DemoInvalidate(ctx, env.Client, env.Redis, env.Out)
 		}},
+		{Name: "tag", Run: func(ctx context.Context, env Env) error {
+			return DemoInvalidateTag(ctx, env.Client, env.Redis, env.Out)
+		}},
+		{Name: "schedule", Run: func(ctx context.Context, env Env) error { return DemoSchedulerTick(ctx, env.Redis, env.Out) }},
 		{Name: "sessions", Run: func(ctx context.Context, env Env) error { return DemoSessions(ctx, env.Redis, env.Out) }},
 		{Name: "notify", Run: demoNotify},
 	}
 }
 
+// demoTickEvery is how often demoTickEntry fires.
+const demoTickEvery = "@every 3s"
+
 // demoSchedule runs the housekeeping jobs often enough to watch them.
 func demoSchedule() []scheduler.EntryConfig {
 	return []scheduler.EntryConfig{
+		{Name: demoTickEntry, Schedule: demoTickEvery, Kind: tasks.KindRateLimitPrune},
 		{Name: "session-cleanup", Schedule: "@every 30s", Kind: tasks.KindSessionCleanup},
 		{Name: "rate-limit-prune", Schedule: "@every 20s", Kind: tasks.KindRateLimitPrune},
 		{Name: "warm-user-nightly", Schedule: "0 3 * * *", TimeZone: "UTC", Kind: tasks.KindWarmAll, Args: map[string]any{"cache": "user"}},
@@ -108,6 +116,7 @@ func Run(ctx context.Context, opts Options) error {
 	cfg.Worker.Concurrency = 8
 	cfg.Worker.ShutdownTimeout = 5 * time.Second
 	cfg.Caches = config.DemoCaches()
+	cfg.Caches["user"] = demoUserCache(cfg.Caches["user"])
 	cfg.Schedule = demoSchedule()
 
 	redisURL := opts.RedisURL

@@ -28,6 +28,8 @@ func TestRunOneRoundEmbedded(t *testing.T) {
 		"scheduler: session-cleanup",
 		"[warm] cache:warm_all: 50 of 50 rows",
 		"[invalidate] subscriber got: cache.invalidated",
+		"[tag] subscriber got: cache.invalidated",
+		"[schedule] tick ",
 		"[sessions] session:cleanup",
 		"[ratelimit] ratelimit:prune",
 		"[notify] subscriber received",

@@ -62,6 +62,16 @@ func TestDemoStepsOnEmbeddedServices(t *testing.T) {
 				"user:12 exists: 0, user:15 exists: 0, tag set exists: 0; user:13 (team:1) exists: 1",
 			},
 		},
+		"fence": {
+			run: func(ctx context.Context, env devmode.Env) error {
+				return devmode.DemoFencedWrite(ctx, env.Client, env.Redis, env.Metrics, env.Gate, env.Out)
+			},
+			want: []string{
+				"a warm of user 30 has read its row and is paused",
+				"meanwhile user 30 changed: cache:invalidate",
+				`the warm's stale write was skipped (fenced): cachekeeper_fenced_writes_skipped_total{cache="user"} 0 -> 1; user:30 exists: 0`,
+			},
+		},
 		"schedule": {
 			run: func(ctx context.Context, env devmode.Env) error {
 				return devmode.DemoSchedulerTick(ctx, env.Redis, env.Out)

@@ -62,6 +62,11 @@ type Env struct {
 	RedisURL string
 	// HTTPAddr is the address the HTTP endpoints listen on ("" when off).
 	HTTPAddr string
+	// Metrics is the worker's metrics registry.
+	Metrics prometheus.Gatherer
+	// Gate pauses the user cache's reads of the embedded SQLite on demand
+	// (DemoFencedWrite); nil with --database-url.
+	Gate *DemoGate
 }
 
 // Step is one demonstration: it enqueues jobs and prints what they did.
@@ -81,6 +86,9 @@ func steps() []Step {
 			return DemoInvalidateTag(ctx, env.Client, env.Redis, env.Out)
 		}},
 		{Name: "schedule", Run: func(ctx context.Context, env Env) error { return DemoSchedulerTick(ctx, env.Redis, env.Out) }},
+		{Name: "fence", Run: func(ctx context.Context, env Env) error {
+			return DemoFencedWrite(ctx, env.Client, env.Redis, env.Metrics, env.Gate, env.Out)
+		}},
 		{Name: "sessions", Run: func(ctx context.Context, env Env) error { return DemoSessions(ctx, env.Redis, env.Out) }},
 		{Name: "notify", Run: demoNotify},
 	}
@@ -136,6 +144,7 @@ func Run(ctx context.Context, opts Options) error {
 	cfg.Redis = config.RedisConfig{URL: redisURL}
 
 	dbURL := opts.DatabaseURL
+	var gate *DemoGate
 	if dbURL == "" {
 		dir, err := os.MkdirTemp("", "cachekeeper-dev")
 		if err != nil {
@@ -143,6 +152,11 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		defer os.RemoveAll(dir)
 		dbURL = "sqlite://" + filepath.Join(dir, "demo.db")
+		user := cfg.Caches["user"]
+		var dropGate func()
+		gate, user.ByIDs, dropGate = newGate(user.ByIDs)
+		defer dropGate()
+		cfg.Caches["user"] = user
 		fmt.Fprintf(opts.Out, "demo SQLite database at %s\n", filepath.Join(dir, "demo.db"))
 	} else {
 		fmt.Fprintf(opts.Out, "using database at %s\n", config.RedactURL(dbURL))
@@ -177,7 +191,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	env := Env{Client: client, Redis: rdb, DB: db, Config: cfg, Out: opts.Out, RedisURL: redisURL}
+	env := Env{Client: client, Redis: rdb, DB: db, Config: cfg, Out: opts.Out, RedisURL: redisURL, Metrics: reg, Gate: gate}
 
 	sched, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, KeyPrefix: cfg.KeyPrefix}, rdb, opts.Logger)
 	if err != nil {

@@ -30,6 +30,7 @@ func TestRunOneRoundEmbedded(t *testing.T) {
 		"[invalidate] subscriber got: cache.invalidated",
 		"[tag] subscriber got: cache.invalidated",
 		"[schedule] tick ",
+		"[fence] the warm's stale write was skipped (fenced)",
 		"[sessions] session:cleanup",
 		"[ratelimit] ratelimit:prune",
 		"[notify] subscriber received",

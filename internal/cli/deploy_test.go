@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/cli"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/cachekeeper/cachekeeper/worker"
 )
@@ -659,6 +660,14 @@ func TestCheckCommandLineRefusesUnknownFlagsAndCommands(t *testing.T) {
 		if _, _, err := checkCommandLine(args); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
+	}
+	for _, args := range [][]string{{"healthcheck", "--url", "ftp://x/readyz"}, {"healthcheck", "--url", "http:///readyz"}, {"healthcheck", "--timeout", "0s"}} {
+		if res := run(t, context.Background(), nil, args...); res.code != cli.ExitUsage || !strings.Contains(res.stderr, "--") {
+			t.Errorf("%v: exit %d %q, want 2 naming the flag", args, res.code, res.stderr)
+		}
+	}
+	if res := run(t, context.Background(), nil, "healthcheck", "--url", "http://"+freeAddr(t)+"/readyz", "--timeout", "2s"); res.code != 1 {
+		t.Errorf("healthcheck of a closed port: exit %d %q, want 1", res.code, res.stderr)
 	}
 	if cmd, flags, err := checkCommandLine([]string{"scheduler", "--config", "/c.yaml", "--metrics-addr=:9091"}); err != nil || cmd != "scheduler" || flags["metrics-addr"] != ":9091" {
 		t.Errorf("valid scheduler line: %q %v %v", cmd, flags, err)

@@ -103,7 +103,7 @@ func DemoSchedulerTick(ctx context.Context, rdb redis.UniversalClient, out io.Wr
 		return n
 	}
 	before := lastTick()
-	say("waiting for the scheduler's next %s tick (every %s, %s)", demoTickEntry, demoTickEvery, tasks.KindRateLimitPrune)
+	say("waiting for the scheduler's next %s tick (%s, %s)", demoTickEntry, demoTickEvery, tasks.KindRateLimitPrune)
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -12,6 +12,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/cachekeeper
+	@echo "building $(BIN) ($(VERSION)); the first build compiles every dependency and can take a couple of minutes"
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cachekeeper
 
 dev: build ## run worker + demo on embedded Redis and SQLite (no services needed); Ctrl-C stops

@@ -87,6 +87,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 			configCommand(io),
 			devCommand(io),
 			versionCommand(io),
+			healthcheckCommand(io),
 			completionCommand(io),
 			benchCommand(io),
 		},

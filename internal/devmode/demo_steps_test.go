@@ -33,7 +33,7 @@ func TestDemoStepsOnEmbeddedServices(t *testing.T) {
 			},
 			want: []string{
 				"by a coalesced cache:warm",
-				"user:1 = map[email:user1@example.com id:1 name:Demo User 1]",
+				"user:1 = map[email:user1@example.com id:1 name:Demo User 1 team:1]",
 				`"deleted":1`,
 				"user:9999 (no such row) exists: 0",
 				"cache:warm_all: 50 of 50 rows",
@@ -50,6 +50,33 @@ func TestDemoStepsOnEmbeddedServices(t *testing.T) {
 				"subscriber got: cache.invalidated pattern=user:* keys=1",
 				"user:3 exists: 0",
 			},
+		},
+		"tag": {
+			run: func(ctx context.Context, env devmode.Env) error {
+				return devmode.DemoInvalidateTag(ctx, env.Client, env.Redis, env.Out)
+			},
+			want: []string{
+				"12 and 15 carry tag team:0 (set cachekeeper:tag:team:0 holds 2 keys)",
+				"subscriber got: cache.invalidated",
+				"tag=team:0",
+				"user:12 exists: 0, user:15 exists: 0, tag set exists: 0; user:13 (team:1) exists: 1",
+			},
+		},
+		"fence": {
+			run: func(ctx context.Context, env devmode.Env) error {
+				return devmode.DemoFencedWrite(ctx, env.Client, env.Redis, env.Metrics, env.Gate, env.Out)
+			},
+			want: []string{
+				"a warm of user 30 has read its row and is paused",
+				"meanwhile user 30 changed: cache:invalidate",
+				`the warm's stale write was skipped (fenced): cachekeeper_fenced_writes_skipped_total{cache="user"} 0 -> 1; user:30 exists: 0`,
+			},
+		},
+		"schedule": {
+			run: func(ctx context.Context, env devmode.Env) error {
+				return devmode.DemoSchedulerTick(ctx, env.Redis, env.Out)
+			},
+			want: []string{"waiting for the scheduler's next demo-tick tick", "fired: the scheduler enqueued ratelimit:prune once"},
 		},
 	}
 	for name, step := range steps {

@@ -10,17 +10,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/httpapi"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/scheduler"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
+	"github.com/hibiken/asynqmon"
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 )
@@ -41,6 +46,10 @@ type Options struct {
 	Rounds int
 	// Ready, when set, is called once everything has started.
 	Ready func(Env)
+	// HTTPAddr is where the worker's HTTP endpoints (/metrics, /healthz,
+	// /readyz) and the asynqmon UI (/ui/) are served; it must be a loopback
+	// address (the UI can delete jobs and has no login here). Empty: none.
+	HTTPAddr string
 }
 
 // Env is what a demo step can use.
@@ -51,6 +60,13 @@ type Env struct {
 	Config   config.Config
 	Out      io.Writer
 	RedisURL string
+	// HTTPAddr is the address the HTTP endpoints listen on ("" when off).
+	HTTPAddr string
+	// Metrics is the worker's metrics registry.
+	Metrics prometheus.Gatherer
+	// Gate pauses the user cache's reads of the embedded SQLite on demand
+	// (DemoFencedWrite); nil with --database-url.
+	Gate *DemoGate
 }
 
 // Step is one demonstration: it enqueues jobs and prints what they did.
@@ -66,14 +82,25 @@ func steps() []Step {
 		{Name: "invalidate", Run: func(ctx context.Context, env Env) error {
 			return DemoInvalidate(ctx, env.Client, env.Redis, env.Out)
 		}},
+		{Name: "tag", Run: func(ctx context.Context, env Env) error {
+			return DemoInvalidateTag(ctx, env.Client, env.Redis, env.Out)
+		}},
+		{Name: "schedule", Run: func(ctx context.Context, env Env) error { return DemoSchedulerTick(ctx, env.Redis, env.Out) }},
+		{Name: "fence", Run: func(ctx context.Context, env Env) error {
+			return DemoFencedWrite(ctx, env.Client, env.Redis, env.Metrics, env.Gate, env.Out)
+		}},
 		{Name: "sessions", Run: func(ctx context.Context, env Env) error { return DemoSessions(ctx, env.Redis, env.Out) }},
 		{Name: "notify", Run: demoNotify},
 	}
 }
 
+// demoTickEvery is how often demoTickEntry fires.
+const demoTickEvery = "@every 3s"
+
 // demoSchedule runs the housekeeping jobs often enough to watch them.
 func demoSchedule() []scheduler.EntryConfig {
 	return []scheduler.EntryConfig{
+		{Name: demoTickEntry, Schedule: demoTickEvery, Kind: tasks.KindRateLimitPrune},
 		{Name: "session-cleanup", Schedule: "@every 30s", Kind: tasks.KindSessionCleanup},
 		{Name: "rate-limit-prune", Schedule: "@every 20s", Kind: tasks.KindRateLimitPrune},
 		{Name: "warm-user-nightly", Schedule: "0 3 * * *", TimeZone: "UTC", Kind: tasks.KindWarmAll, Args: map[string]any{"cache": "user"}},
@@ -97,6 +124,7 @@ func Run(ctx context.Context, opts Options) error {
 	cfg.Worker.Concurrency = 8
 	cfg.Worker.ShutdownTimeout = 5 * time.Second
 	cfg.Caches = config.DemoCaches()
+	cfg.Caches["user"] = demoUserCache(cfg.Caches["user"])
 	cfg.Schedule = demoSchedule()
 
 	redisURL := opts.RedisURL
@@ -116,6 +144,7 @@ func Run(ctx context.Context, opts Options) error {
 	cfg.Redis = config.RedisConfig{URL: redisURL}
 
 	dbURL := opts.DatabaseURL
+	var gate *DemoGate
 	if dbURL == "" {
 		dir, err := os.MkdirTemp("", "cachekeeper-dev")
 		if err != nil {
@@ -123,6 +152,11 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		defer os.RemoveAll(dir)
 		dbURL = "sqlite://" + filepath.Join(dir, "demo.db")
+		user := cfg.Caches["user"]
+		var dropGate func()
+		gate, user.ByIDs, dropGate = newGate(user.ByIDs)
+		defer dropGate()
+		cfg.Caches["user"] = user
 		fmt.Fprintf(opts.Out, "demo SQLite database at %s\n", filepath.Join(dir, "demo.db"))
 	} else {
 		fmt.Fprintf(opts.Out, "using database at %s\n", config.RedactURL(dbURL))
@@ -152,25 +186,45 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("redis at %s: %w", config.RedactURL(redisURL), err)
 	}
 	client := tasks.NewClientFromRedis(rdb, tasks.WithKeyPrefix(cfg.KeyPrefix))
-	w, err := worker.New(cfg, worker.Deps{Redis: rdb, DB: db, Client: client}, opts.Logger)
+	reg := prometheus.NewRegistry()
+	w, err := worker.New(cfg, worker.Deps{Redis: rdb, DB: db, Client: client, Registry: reg}, opts.Logger)
 	if err != nil {
 		return err
 	}
-	env := Env{Client: client, Redis: rdb, DB: db, Config: cfg, Out: opts.Out, RedisURL: redisURL}
+	env := Env{Client: client, Redis: rdb, DB: db, Config: cfg, Out: opts.Out, RedisURL: redisURL, Metrics: reg, Gate: gate}
 
 	sched, err := scheduler.New(scheduler.Config{Entries: cfg.Schedule, KeyPrefix: cfg.KeyPrefix}, rdb, opts.Logger)
 	if err != nil {
 		return err
 	}
 
+	// Last before the goroutines start: nothing returns between the listen
+	// and hs.Run, which closes the listener when ctx ends.
+	var hs *httpapi.Server
+	if opts.HTTPAddr != "" {
+		var closeUI func() error
+		if hs, closeUI, err = serveHTTP(cfg, opts, w, rdb, reg); err != nil {
+			return err
+		}
+		defer func() { _ = closeUI() }()
+		env.HTTPAddr = hs.Addr()
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
+	if hs != nil {
+		g.Go(func() error { return hs.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := waitReady(gctx, w); err != nil {
 			return err
 		}
 		fmt.Fprintf(opts.Out, "worker running (kinds: %v); demo rounds every %s — Ctrl-C to stop\n", w.Kinds(), opts.Interval)
+		if env.HTTPAddr != "" {
+			base := "http://" + env.HTTPAddr
+			fmt.Fprintf(opts.Out, "web UI (asynqmon): %s/ui/   metrics: %s/metrics   health: %s/healthz   readiness: %s/readyz\n", base, base, base, base)
+		}
 		for _, e := range sched.Entries() {
 			fmt.Fprintf(opts.Out, "scheduler: %s (%s, %s) next at %s\n", e.Name, e.Kind, e.Schedule, e.Next(1)[0].Format(time.TimeOnly))
 		}
@@ -188,6 +242,44 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 var errRoundsDone = errors.New("demo rounds done")
+
+// serveHTTP listens on opts.HTTPAddr, which must be loopback: dev's UI has
+// no login and can delete jobs.
+func serveHTTP(cfg config.Config, opts Options, w *worker.Worker, rdb redis.UniversalClient, reg *prometheus.Registry) (*httpapi.Server, func() error, error) {
+	if !IsLoopback(opts.HTTPAddr) {
+		return nil, nil, fmt.Errorf("%w: dev serves its UI without a login, so its HTTP address %q must be loopback, e.g. 127.0.0.1:9090", config.ErrInvalid, opts.HTTPAddr)
+	}
+	opt, err := cfg.Redis.ConnOpt()
+	if err != nil {
+		return nil, nil, err
+	}
+	ui := asynqmon.New(asynqmon.Options{RootPath: "/ui", RedisConnOpt: opt})
+	ready := func(ctx context.Context) error {
+		if !w.Ready() {
+			return errors.New("worker not started")
+		}
+		return rdb.Ping(ctx).Err()
+	}
+	hs, err := httpapi.New(opts.HTTPAddr, reg, ready, opts.Logger, map[string]http.Handler{"/ui/": ui})
+	if err != nil {
+		_ = ui.Close()
+		return nil, nil, err
+	}
+	return hs, ui.Close, nil
+}
+
+// IsLoopback reports whether addr (host:port) names a loopback host.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 func waitReady(ctx context.Context, w *worker.Worker) error {
 	t := time.NewTicker(10 * time.Millisecond)

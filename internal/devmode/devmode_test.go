@@ -2,6 +2,8 @@ package devmode_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,9 @@ func TestRunOneRoundEmbedded(t *testing.T) {
 		"scheduler: session-cleanup",
 		"[warm] cache:warm_all: 50 of 50 rows",
 		"[invalidate] subscriber got: cache.invalidated",
+		"[tag] subscriber got: cache.invalidated",
+		"[schedule] tick ",
+		"[fence] the warm's stale write was skipped (fenced)",
 		"[sessions] session:cleanup",
 		"[ratelimit] ratelimit:prune",
 		"[notify] subscriber received",
@@ -37,5 +42,58 @@ func TestRunOneRoundEmbedded(t *testing.T) {
 	}
 	if strings.Contains(got, "failed:") {
 		t.Errorf("a demo step failed:\n%s", got)
+	}
+}
+
+// The dev run serves the UI and the worker's endpoints on loopback, prints
+// their URLs, and refuses any other address.
+func TestRunServesUIAndEndpointsOnLoopback(t *testing.T) {
+	t.Parallel()
+	var out demoBuf
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	got := map[string]int{}
+	var addr string
+	err := devmode.Run(ctx, devmode.Options{Out: &out, Rounds: 1, Interval: time.Millisecond, HTTPAddr: "127.0.0.1:0",
+		Ready: func(env devmode.Env) {
+			addr = env.HTTPAddr
+			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+			for _, p := range []string{"/healthz", "/readyz", "/metrics", "/ui/"} {
+				resp, err := hc.Get("http://" + env.HTTPAddr + p)
+				if err != nil {
+					t.Errorf("GET %s: %v", p, err)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				got[p] = resp.StatusCode
+			}
+		}})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("served on %q, want 127.0.0.1", addr)
+	}
+	for p, code := range got {
+		if code != http.StatusOK {
+			t.Errorf("GET %s: %d", p, code)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("answers %v", got)
+	}
+	if want := "web UI (asynqmon): http://" + addr + "/ui/"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+	for addr, want := range map[string]bool{"127.0.0.1:9090": true, "[::1]:9090": true, "localhost:9090": true,
+		":9090": false, "0.0.0.0:9090": false, "10.0.0.1:9090": false, "nonsense": false} {
+		if devmode.IsLoopback(addr) != want {
+			t.Errorf("IsLoopback(%q) = %v", addr, !want)
+		}
+	}
+	err = devmode.Run(ctx, devmode.Options{Out: io.Discard, Rounds: 1, HTTPAddr: "0.0.0.0:0"})
+	if err == nil || !strings.Contains(err.Error(), "must be loopback") {
+		t.Errorf("Run on 0.0.0.0: %v, want a refusal", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
 	ucli "github.com/urfave/cli/v2"
 )
@@ -64,7 +63,7 @@ func runEvents(c *ucli.Context, cio IO) error {
 	}
 	for _, name := range caches {
 		if _, ok := cfg.Caches[name]; !ok && len(cfg.Caches) > 0 {
-			return usagef("--cache %q is not a configured cache (caches: %s)", name, strings.Join(cacheNames(cfg), ", "))
+			return usagef("--cache %q is not a configured cache (caches: %s)", name, strings.Join(cfg.CacheNames(), ", "))
 		}
 	}
 	svc, err := connect(c.Context, cfg, false)
@@ -87,15 +86,6 @@ func runEvents(c *ucli.Context, cio IO) error {
 		return err
 	}
 	return p.err
-}
-
-func cacheNames(cfg config.Config) []string {
-	names := make([]string, 0, len(cfg.Caches))
-	for n := range cfg.Caches {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // eventPrinter writes events as lines; it stops the subscription after

@@ -16,7 +16,7 @@ func registerQueueMetrics(reg prometheus.Registerer, cfg config.Config, svc *ser
 	if err != nil {
 		return usagef("%v", err)
 	}
-	caches := cacheNames(cfg)
+	caches := cfg.CacheNames()
 	queues := make([]string, 0, len(cfg.Worker.Queues))
 	for q := range cfg.Worker.Queues {
 		queues = append(queues, q)

@@ -63,7 +63,7 @@ func workerCaches(cfg config.Config, env func(string) string, svc *services, reg
 		return nil, usagef("%v", err)
 	}
 	src := httpapi.CachesSource{
-		Inspector: svc.inspector(), Redis: svc.redis, Keys: k, Caches: cacheNames(cfg), Gatherer: reg,
+		Inspector: svc.inspector(), Redis: svc.redis, Keys: k, Caches: cfg.CacheNames(), Gatherer: reg,
 		ReadOnly: !cfg.Worker.UI || cfg.Worker.UIReadOnly, Logger: logger,
 	}
 	if cfg.Worker.UI {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,10 +18,12 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/scheduler"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/cachekeeper/cachekeeper/worker"
+	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
@@ -223,7 +224,7 @@ func Run(ctx context.Context, opts Options) error {
 		fmt.Fprintf(opts.Out, "worker running (kinds: %v); demo rounds every %s — Ctrl-C to stop\n", w.Kinds(), opts.Interval)
 		if env.HTTPAddr != "" {
 			base := "http://" + env.HTTPAddr
-			fmt.Fprintf(opts.Out, "web UI (asynqmon): %s/ui/   metrics: %s/metrics   health: %s/healthz   readiness: %s/readyz\n", base, base, base, base)
+			fmt.Fprintf(opts.Out, "web UI (asynqmon): %s/ui/   cachekeeper page: %s/caches   metrics: %s/metrics   health: %s/healthz   readiness: %s/readyz\n", base, base, base, base, base)
 		}
 		for _, e := range sched.Entries() {
 			fmt.Fprintf(opts.Out, "scheduler: %s (%s, %s) next at %s\n", e.Name, e.Kind, e.Schedule, e.Next(1)[0].Format(time.TimeOnly))
@@ -260,12 +261,31 @@ func serveHTTP(cfg config.Config, opts Options, w *worker.Worker, rdb redis.Univ
 		}
 		return rdb.Ping(ctx).Err()
 	}
-	hs, err := httpapi.New(opts.HTTPAddr, reg, ready, opts.Logger, map[string]http.Handler{"/ui/": ui})
+	k, err := keys.New(cfg.KeyPrefix)
 	if err != nil {
 		_ = ui.Close()
 		return nil, nil, err
 	}
-	return hs, ui.Close, nil
+	insp := asynq.NewInspector(opt)
+	src := httpapi.CachesSource{
+		Inspector: insp, Redis: rdb, Keys: k, Caches: cfg.CacheNames(), Gatherer: reg,
+		UIPath: "/ui/", Logger: opts.Logger,
+	}
+	if !cfg.Inbox.Disabled {
+		src.InboxKey = cfg.Inbox.Key
+	}
+	if src.Schedule, err = scheduler.ParseEntries(cfg.Schedule); err != nil {
+		src.ScheduleErr = err.Error()
+	}
+	handlers := httpapi.CachesHandlers(src)
+	handlers["/ui/"] = ui
+	hs, err := httpapi.New(opts.HTTPAddr, reg, ready, opts.Logger, handlers)
+	closeAll := func() error { return errors.Join(ui.Close(), insp.Close()) }
+	if err != nil {
+		_ = closeAll()
+		return nil, nil, err
+	}
+	return hs, closeAll, nil
 }
 
 // IsLoopback reports whether addr (host:port) names a loopback host.

@@ -58,7 +58,7 @@ func TestRunServesUIAndEndpointsOnLoopback(t *testing.T) {
 		Ready: func(env devmode.Env) {
 			addr = env.HTTPAddr
 			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-			for _, p := range []string{"/healthz", "/readyz", "/metrics", "/ui/"} {
+			for _, p := range []string{"/healthz", "/readyz", "/metrics", "/ui/", "/caches", "/caches.json"} {
 				resp, err := hc.Get("http://" + env.HTTPAddr + p)
 				if err != nil {
 					t.Errorf("GET %s: %v", p, err)
@@ -80,11 +80,13 @@ func TestRunServesUIAndEndpointsOnLoopback(t *testing.T) {
 			t.Errorf("GET %s: %d", p, code)
 		}
 	}
-	if len(got) != 4 {
+	if len(got) != 6 {
 		t.Errorf("answers %v", got)
 	}
-	if want := "web UI (asynqmon): http://" + addr + "/ui/"; !strings.Contains(out.String(), want) {
-		t.Errorf("output lacks %q:\n%s", want, out.String())
+	for _, want := range []string{"web UI (asynqmon): http://" + addr + "/ui/", "cachekeeper page: http://" + addr + "/caches"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 	for addr, want := range map[string]bool{"127.0.0.1:9090": true, "[::1]:9090": true, "localhost:9090": true,
 		":9090": false, "0.0.0.0:9090": false, "10.0.0.1:9090": false, "nonsense": false} {

@@ -19,4 +19,3 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
-

@@ -85,6 +85,9 @@ func FuzzURLErrors(f *testing.F) {
 		if !strings.Contains(format, ":%s@") || strings.Count(format, "%s") != 1 || len(secret) < 3 || strings.ContainsAny(secret, "@:/ \t\n\"'<>&;?=%()[]\\#") {
 			return
 		}
+		if strings.Contains(config.Redaction, secret) {
+			return // "xxx" is found in the redaction mark itself
+		}
 		if strings.Contains(strings.Replace(format, "%s", "", 1), secret) {
 			return // the "secret" is also other text of the URL (a scheme, a host): not a leak to look for
 		}

@@ -19,6 +19,8 @@ func TestPaceValidate(t *testing.T) {
 		{func(p *PaceConfig) { p.MaxBatch = 5 }, "pace.max_batch"},
 		{func(p *PaceConfig) { p.MaxPause = 0 }, "pace.max_pause"},
 		{func(p *PaceConfig) { p.ProbeInterval = time.Hour }, "pace.probe_interval"},
+		{func(p *PaceConfig) { p.MaxShare = 0 }, "pace.max_share"},
+		{func(p *PaceConfig) { p.MaxShare = 1.5 }, "pace.max_share"},
 	} {
 		c := Default()
 		tc.edit(&c.Pace)

@@ -18,16 +18,11 @@ func paced(ctx context.Context, rdb redis.UniversalClient, c config.PaceConfig) 
 	if c.Disabled {
 		return pace.NewContext(ctx, nil), nil
 	}
-	p, err := pace.New(rdb, paceConfig(c))
+	p, err := pace.New(rdb, pace.FromConfig(c))
 	if err != nil { // the configuration was validated at start: cannot happen
 		return pace.NewContext(ctx, nil), nil
 	}
 	return pace.NewContext(ctx, p), p
-}
-
-func paceConfig(c config.PaceConfig) pace.Config {
-	return pace.Config{Budget: c.LatencyBudget, MinBatch: c.MinBatch, MaxBatch: c.MaxBatch,
-		MaxPause: c.MaxPause, ProbeInterval: c.ProbeInterval}
 }
 
 // withPace returns v's JSON object with the pacer's figures added as "pace"

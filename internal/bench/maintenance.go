@@ -187,8 +187,8 @@ func Maintenance(ctx context.Context, rdb redis.UniversalClient, appClient redis
 			}
 			r.Extra = map[string]any{
 				"kind": kind, "paced": v == 1, "keys": opts.Keys, "rounds": opts.Rounds, "app_rate": opts.AppRate,
-				"baseline_p50_ms": medianOf(f.baseP50), "baseline_p99_ms": medianOf(f.baseP99),
-				"during_p50_ms": medianOf(f.p50), "during_p99_ms": medianOf(f.p99),
+				"baseline_p50_ms": msRound(medianOf(f.baseP50)), "baseline_p99_ms": msRound(medianOf(f.baseP99)),
+				"during_p50_ms": msRound(medianOf(f.p50)), "during_p99_ms": msRound(medianOf(f.p99)),
 				"keys_per_s": round(medianOf(f.keysPerS)),
 			}
 			if v == 1 {
@@ -196,6 +196,8 @@ func Maintenance(ctx context.Context, rdb redis.UniversalClient, appClient redis
 				r.Extra["last_batch"] = lastPace.Batch
 				r.Extra["last_pause_ms"] = lastPace.PauseMS
 				r.Extra["slowdowns"] = lastPace.Slowdowns
+				r.Extra["last_target_keys_per_s"] = lastPace.TargetKeysPerS
+				r.Extra["max_share"] = opts.Pace.MaxShare
 			}
 			results = append(results, r)
 		}
@@ -236,11 +238,15 @@ func Maintenance(ctx context.Context, rdb redis.UniversalClient, appClient redis
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
+// msRound rounds milliseconds to the microsecond (a median of two is their
+// mean, which prints with float noise otherwise).
+func msRound(v float64) float64 { return math.Round(v*1000) / 1000 }
+
 func paceConfigOf(c config.PaceConfig) pace.Config {
 	if c.Disabled {
 		c = config.Default().Pace
 	}
-	return pace.Config{Budget: c.LatencyBudget, MinBatch: c.MinBatch, MaxBatch: c.MaxBatch, MaxPause: c.MaxPause, ProbeInterval: c.ProbeInterval}
+	return pace.FromConfig(c)
 }
 
 // pct is the p-th percentile of sorted latencies, in milliseconds.

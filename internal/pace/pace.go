@@ -3,29 +3,32 @@
 // warm_all writes) by what Redis is doing, so that the application sharing
 // the server keeps its latency.
 //
-// A fixed rate cap does not protect the application: Redis runs one command
-// at a time, so a batch of 1,000 keys holds every other client for about a
-// millisecond whatever the rate, and the application's p99 is made of those
-// waits. A Pacer controls the two things that matter:
+// A fixed rate cap does not protect the application: what it feels is how
+// long one command holds Redis (a batch of 1,000 keys holds every other
+// client for about a millisecond whatever the rate) and how much of the
+// time Redis (and, on a small machine, the CPUs) are busy with maintenance.
+// A Pacer controls both:
 //
-//   - how long one command holds Redis: the batch size, and
-//   - how much of the time Redis is busy with maintenance: the pause
-//     between batches.
+//   - the batch size, so that one batch's own round trip, measured on every
+//     batch, stays under Budget;
+//   - the rate (keys per second), by a pause after each batch, with an AIMD
+//     rule driven by a probe.
 //
-// It measures what other clients see with a probe: a PING on a connection
-// of its own every ProbeInterval, concurrent with the batches. The probe's
-// round trip above its recent floor is the latency the maintenance (and
-// anything else loading Redis or the machine) adds to an application's
-// command. Every ControlInterval it compares the window's high percentile of
-// that added latency (75th percentile) with Budget and applies an AIMD rule: above the budget,
-// halve the batch and double the pause (multiplicative decrease); below,
-// shorten the pause (by a quarter, at least MaxPause/100), then grow the batch by a tenth of MaxBatch (additive
-// increase). The batch is also capped so that its own round trip, measured
-// on every batch, stays under the budget. On an idle server the probe sees
-// only the maintenance's own short commands, the pause falls to zero and the
-// batches run back to back; while an application loads the server the pause
-// grows until the probe's latency is back under the budget, and when the load
-// goes away the pace climbs again.
+// The probe PINGs Redis every ProbeInterval on a connection of its own,
+// concurrent with the batches: its round trips are what an application's
+// command sees. Every CalibrateEvery the pacer holds its batches for
+// CalibrateFor and keeps the probes of that quiet window: they measure what
+// the machine and Redis cost without this maintenance (other clients,
+// other processes, a noisy host), which the pacer neither causes nor cures.
+// Every ControlInterval, once it has at least epochProbes fresh probes, it
+// compares their 95th percentile with that of the recent quiet windows: the
+// difference is the latency the maintenance adds. Above Budget the rate is
+// cut by 30% (multiplicative decrease); well under it the rate grows by 50%,
+// else by 10% (increase); a decision is only made on probes taken after the
+// previous one, so one slow spell is not counted twice. On an idle server the
+// rate climbs to what the batches can do back to back; while an application
+// loads the server it settles where the application's tail latency is back
+// within the budget; when the load goes away it climbs again.
 //
 // A nil *Pacer is valid and does nothing (unpaced maintenance).
 package pace
@@ -40,23 +43,28 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/config"
 )
 
 // Defaults used when a Config field is zero.
 const (
-	DefaultBudget          = 500 * time.Microsecond
+	DefaultBudget          = 300 * time.Microsecond
 	DefaultMinBatch        = 20
 	DefaultMaxBatch        = 1000
 	DefaultMaxPause        = 50 * time.Millisecond
 	DefaultProbeInterval   = 5 * time.Millisecond
 	DefaultControlInterval = 100 * time.Millisecond
+	DefaultCalibrateEvery  = time.Second
+	DefaultCalibrateFor    = 100 * time.Millisecond
+	DefaultMaxShare        = 0.5
 )
 
 // Config configures a Pacer. The zero value takes every default.
 type Config struct {
-	// Budget is the latency maintenance may add to other clients' commands,
-	// as seen by the probe at the window's 75th percentile (default
-	// DefaultBudget).
+	// Budget is the latency maintenance may add to other clients' commands:
+	// the probe's 95th percentile over that of the pacer's quiet windows,
+	// and the most one batch's round trip may take (default DefaultBudget).
 	Budget time.Duration
 	// MinBatch and MaxBatch bound the keys per batch (defaults
 	// DefaultMinBatch, DefaultMaxBatch).
@@ -68,9 +76,19 @@ type Config struct {
 	// ProbeInterval is how often the probe PINGs (default
 	// DefaultProbeInterval): 200 cheap commands a second.
 	ProbeInterval time.Duration
-	// ControlInterval is how often the rule adjusts batch and pause (default
-	// DefaultControlInterval).
+	// ControlInterval is the shortest time between two decisions of the
+	// rule (default DefaultControlInterval).
 	ControlInterval time.Duration
+	// MaxShare is the largest share of the time the batches' round trips
+	// may take (default DefaultMaxShare): on a small machine Redis and the
+	// application need the CPUs too, so even on an idle server a batch is
+	// followed by a pause of rtt*(1-MaxShare)/MaxShare.
+	MaxShare float64
+	// CalibrateEvery and CalibrateFor: every CalibrateEvery the batches are
+	// held for CalibrateFor to measure the probe without this maintenance
+	// (defaults DefaultCalibrateEvery, DefaultCalibrateFor: a tenth of the
+	// time).
+	CalibrateEvery, CalibrateFor time.Duration
 }
 
 // Validate reports the first invalid field in one line.
@@ -82,8 +100,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pace: min_batch %d and max_batch %d must not be negative", c.MinBatch, c.MaxBatch)
 	case c.MinBatch > 0 && c.MaxBatch > 0 && c.MinBatch > c.MaxBatch:
 		return fmt.Errorf("pace: min_batch %d is above max_batch %d", c.MinBatch, c.MaxBatch)
-	case c.MaxPause < 0 || c.ProbeInterval < 0 || c.ControlInterval < 0:
-		return errors.New("pace: max_pause, probe_interval and control_interval must not be negative")
+	case c.MaxPause < 0 || c.ProbeInterval < 0 || c.ControlInterval < 0 || c.CalibrateEvery < 0 || c.CalibrateFor < 0:
+		return errors.New("pace: max_pause, probe_interval, control_interval and the calibration times must not be negative")
+	case c.MaxShare < 0 || c.MaxShare > 1:
+		return fmt.Errorf("pace: max_share %g must be between 0 and 1 (or 0 for the default %g)", c.MaxShare, DefaultMaxShare)
+	case c.CalibrateEvery > 0 && c.CalibrateFor >= c.CalibrateEvery:
+		return fmt.Errorf("pace: calibrate_for %s must be shorter than calibrate_every %s", c.CalibrateFor, c.CalibrateEvery)
 	}
 	return nil
 }
@@ -107,7 +129,23 @@ func (c Config) withDefaults() Config {
 	if c.ControlInterval == 0 {
 		c.ControlInterval = DefaultControlInterval
 	}
+	if c.MaxShare == 0 {
+		c.MaxShare = DefaultMaxShare
+	}
+	if c.CalibrateEvery == 0 {
+		c.CalibrateEvery = DefaultCalibrateEvery
+	}
+	if c.CalibrateFor == 0 {
+		c.CalibrateFor = min(DefaultCalibrateFor, c.CalibrateEvery/2)
+	}
 	return c
+}
+
+// FromConfig is the Config of the `pace:` block (pacing disabled is the
+// caller's business: it then runs without a Pacer).
+func FromConfig(c config.PaceConfig) Config {
+	return Config{Budget: c.LatencyBudget, MinBatch: c.MinBatch, MaxBatch: c.MaxBatch,
+		MaxPause: c.MaxPause, ProbeInterval: c.ProbeInterval, MaxShare: c.MaxShare}
 }
 
 // Stats is what a Pacer is doing, for a job's progress and result.
@@ -116,14 +154,16 @@ type Stats struct {
 	Batch int `json:"batch"`
 	// KeysPerS is the recent rate (keys per second, last control windows).
 	KeysPerS float64 `json:"keys_per_s"`
-	// AddedLatencyMS is the latency the probe saw above its floor (75th
-	// percentile of the last window), in milliseconds.
+	// TargetKeysPerS is the rate the rule currently allows.
+	TargetKeysPerS float64 `json:"target_keys_per_s"`
+	// AddedLatencyMS is the latency the probe saw above its quiet windows
+	// (95th percentiles of the last decision), in milliseconds.
 	AddedLatencyMS float64 `json:"added_latency_ms"`
 	// BudgetMS is the configured budget, in milliseconds.
 	BudgetMS float64 `json:"budget_ms"`
 	// RoundTripMS is the round trip of the last batch, in milliseconds.
 	RoundTripMS float64 `json:"round_trip_ms"`
-	// PauseMS is the current pause between batches, in milliseconds.
+	// PauseMS is the last pause after a batch, in milliseconds.
 	PauseMS float64 `json:"pause_ms"`
 	// Slowdowns counts the multiplicative decreases so far.
 	Slowdowns int64 `json:"slowdowns"`
@@ -138,21 +178,28 @@ type Pacer struct {
 	done chan struct{}
 
 	mu        sync.Mutex
-	batch     float64
-	pause     time.Duration
+	target    float64 // keys per second the rule allows
 	lastRTT   time.Duration
 	holdCap   float64 // keys whose round trip fits in the budget; 0 = unknown
 	perKey    []float64
-	probes    []time.Duration
-	windowMin time.Duration   // smallest real probe round trip of the window
-	floors    []time.Duration // minimum probe RTT of recent windows
+	pause     time.Duration
+	resumeAt  time.Time       // no batch starts before (pause after the last batch)
+	quietFrom time.Time       // the current quiet window's probes count from here
+	quietTo   time.Time       // batches are held until here
+	nextQuiet time.Time       // when the next quiet window starts
+	quiet     []time.Duration // probes of recent quiet windows
+	active    []time.Duration // probes since the last decision
+	floor     time.Duration   // smallest probe round trip seen
 	excess    time.Duration
-	keys      int64 // keys observed since the last control step
+	keys      int64 // keys observed since the last rate measurement
+	lastCtl   time.Time
 	rate      float64
 	slowdowns int64
 }
 
 // New validates cfg and starts a pacer whose probe PINGs rdb until Stop.
+// The first batches wait for one quiet window (CalibrateFor), so that the
+// probe knows what Redis costs before the maintenance starts.
 func New(rdb redis.UniversalClient, cfg Config) (*Pacer, error) {
 	if rdb == nil {
 		return nil, errors.New("pace: nil Redis client")
@@ -162,10 +209,26 @@ func New(rdb redis.UniversalClient, cfg Config) (*Pacer, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pacer{cfg: cfg, rdb: rdb, stop: cancel, done: make(chan struct{}),
-		batch: float64(max(cfg.MinBatch, cfg.MaxBatch/10))}
+	p := newPacer(cfg, time.Now())
+	p.rdb, p.stop, p.done = rdb, cancel, make(chan struct{})
 	go p.probeLoop(ctx)
 	return p, nil
+}
+
+// newPacer is the rule's state at now, without a probe.
+func newPacer(cfg Config, now time.Time) *Pacer {
+	return &Pacer{cfg: cfg, target: startRate(cfg), lastCtl: now,
+		quietFrom: now, quietTo: now.Add(cfg.CalibrateFor), nextQuiet: now.Add(cfg.CalibrateEvery)}
+}
+
+// startRate is where the rate starts: a tenth of MaxBatch keys per
+// millisecond (100,000 keys/s by default); the rule takes it up or down
+// within a second.
+func startRate(cfg Config) float64 { return float64(cfg.MaxBatch) * 100 }
+
+// minRate is the floor of the rate: MinBatch keys per MaxPause.
+func (p *Pacer) minRate() float64 {
+	return float64(p.cfg.MinBatch) / p.cfg.MaxPause.Seconds()
 }
 
 // Stop ends the probe. It is safe to call more than once, and on nil.
@@ -189,35 +252,43 @@ func (p *Pacer) Batch() int {
 }
 
 func (p *Pacer) batchLocked() int {
-	b := p.batch
+	b := float64(p.cfg.MaxBatch)
 	if p.holdCap > 0 {
 		b = min(b, p.holdCap)
 	}
-	return int(math.Max(float64(p.cfg.MinBatch), math.Min(b, float64(p.cfg.MaxBatch))))
+	return int(math.Max(float64(p.cfg.MinBatch), b))
 }
 
-// Wait sleeps for the current pause, or until ctx ends.
+// Wait sleeps until the next batch may start (the pause after the last
+// one, or the end of a quiet window), or until ctx ends.
 func (p *Pacer) Wait(ctx context.Context) error {
 	if p == nil {
 		return ctx.Err()
 	}
-	p.mu.Lock()
-	d := p.pause
-	p.mu.Unlock()
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+	for {
+		p.mu.Lock()
+		now := time.Now()
+		until := p.resumeAt
+		if now.Before(p.quietTo) && p.quietTo.After(until) {
+			until = p.quietTo
+		}
+		p.mu.Unlock()
+		d := until.Sub(now)
+		if d <= 0 {
+			return ctx.Err()
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 
-// Observe records that a batch of n keys took rtt (its round trips).
+// Observe records that a batch of n keys took rtt (its round trips), and
+// sets the pause before the next one from the allowed rate.
 func (p *Pacer) Observe(n int, rtt time.Duration) {
 	if p == nil || n <= 0 {
 		return
@@ -229,13 +300,20 @@ func (p *Pacer) Observe(n int, rtt time.Duration) {
 	// The keys whose round trip would fit the budget, at the best cost per
 	// key of recent batches: a busy client or machine only adds to a round
 	// trip, so the smallest is the closest to what Redis spent.
-	floor := p.floorLocked()
-	perKey := float64(max(rtt-floor, time.Microsecond)) / float64(n)
+	perKey := float64(max(rtt-p.floor, time.Microsecond)) / float64(n)
 	p.perKey = append(p.perKey, perKey)
 	if len(p.perKey) > perKeyBatches {
 		p.perKey = p.perKey[1:]
 	}
-	p.holdCap = float64(p.cfg.Budget) / slices.Min(p.perKey)
+	// Half the budget: a walk's SCAN page holds Redis about as long as the
+	// batch it feeds, and the two may run back to back.
+	p.holdCap = float64(p.cfg.Budget) / 2 / slices.Min(p.perKey)
+	// The rate the rule allows, and the share of the time batches may hold
+	// Redis: a batch's round trip is followed by a pause of at least
+	// rtt*(1-MaxShare)/MaxShare.
+	spacing := max(time.Duration(float64(n)/p.target*float64(time.Second)), time.Duration(float64(rtt)/p.cfg.MaxShare))
+	p.pause = min(max(spacing-rtt, 0), p.cfg.MaxPause)
+	p.resumeAt = time.Now().Add(p.pause)
 }
 
 // perKeyBatches is how many batches the cost per key is taken over.
@@ -281,6 +359,7 @@ func (p *Pacer) Stats() Stats {
 	return Stats{
 		Batch:          p.batchLocked(),
 		KeysPerS:       math.Round(p.rate),
+		TargetKeysPerS: math.Round(p.target),
 		AddedLatencyMS: ms(p.excess),
 		BudgetMS:       ms(p.cfg.Budget),
 		RoundTripMS:    ms(p.lastRTT),
@@ -295,7 +374,6 @@ func (p *Pacer) probeLoop(ctx context.Context) {
 	defer close(p.done)
 	probe := time.NewTicker(p.cfg.ProbeInterval)
 	defer probe.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -314,76 +392,93 @@ func (p *Pacer) probeLoop(ctx context.Context) {
 			rtt = p.cfg.MaxPause // no answer in time: as bad as it gets
 		}
 		p.mu.Lock()
-		// The probe is sent one at a time, so a stall of many intervals
-		// yields one sample. Add what the probes an open-loop client would
-		// have sent during it saw (the rest of the stall each), or a long
-		// stall would count no more than a short one.
-		if p.windowMin == 0 || rtt < p.windowMin {
-			p.windowMin = rtt
-		}
-		for d := rtt; d > 0 && len(p.probes) < maxProbes; d -= p.cfg.ProbeInterval {
-			p.probes = append(p.probes, d)
-		}
-		if now := time.Now(); now.Sub(last) >= p.cfg.ControlInterval {
-			p.controlLocked(now.Sub(last))
-			last = now
-		}
+		p.probeLocked(start, rtt)
 		p.mu.Unlock()
 	}
 }
 
-// floorLocked is the smallest probe round trip of recent windows: what a
-// command costs with nothing in its way.
-func (p *Pacer) floorLocked() time.Duration {
-	if len(p.floors) == 0 {
-		return 0
-	}
-	return slices.Min(p.floors)
-}
+// quietSettle is how long after a quiet window starts its probes count: a
+// batch sent just before may still hold Redis.
+const quietSettle = 10 * time.Millisecond
 
-// maxProbes bounds one window's samples.
+// quietKeep bounds the quiet probes kept (about five windows by default).
+const quietKeep = 100
+
+// epochProbes is how many fresh probes a decision needs: their 95th
+// percentile is the second slowest.
+const epochProbes = 40
+
+// maxProbes bounds one epoch's samples.
 const maxProbes = 4096
 
-// floorWindows is how many windows the floor remembers (2 s by default).
-const floorWindows = 20
+// probeLocked records one probe sent at start that took rtt, opens and
+// closes quiet windows, and applies the rule when an epoch is complete.
+func (p *Pacer) probeLocked(start time.Time, rtt time.Duration) {
+	if p.floor == 0 || rtt < p.floor {
+		p.floor = rtt
+	}
+	switch {
+	case start.Before(p.quietTo):
+		if !start.Before(p.quietFrom.Add(quietSettle)) {
+			p.quiet = append(p.quiet, rtt)
+			if len(p.quiet) > quietKeep {
+				p.quiet = p.quiet[1:]
+			}
+		}
+	default:
+		// The probe is sent one at a time, so a stall of many intervals
+		// yields one sample. Add what the probes an open-loop client would
+		// have sent during it saw (the rest of the stall each), or a long
+		// stall would count no more than a short one.
+		for d := rtt; d > 0 && len(p.active) < maxProbes; d -= p.cfg.ProbeInterval {
+			p.active = append(p.active, d)
+		}
+	}
+	now := start.Add(rtt)
+	if !now.Before(p.nextQuiet) {
+		p.quietFrom, p.quietTo = now, now.Add(p.cfg.CalibrateFor)
+		p.nextQuiet = now.Add(p.cfg.CalibrateEvery)
+	}
+	if len(p.active) >= epochProbes && len(p.quiet) >= epochProbes/4 && now.Sub(p.lastCtl) >= p.cfg.ControlInterval {
+		p.controlLocked(now)
+	}
+}
 
-// probePercentile is the percentile of a window's probes compared with the
-// budget. The 75th moves with the share of time Redis spends on the
-// maintenance's batches (and on any other load) but not with the rare stalls
-// of a busy machine, which the maintenance neither causes nor cures.
+// probePercentile is the percentile of probes compared: the 75th moves
+// with the share of time Redis is busy (what maintenance adds) but not with
+// the rare stalls of a busy machine, and is stable over a few dozen probes.
 const probePercentile = 75
 
-// controlLocked applies the AIMD rule to the window of probes that ended.
-func (p *Pacer) controlLocked(elapsed time.Duration) {
-	if len(p.probes) == 0 {
-		return
-	}
-	slices.Sort(p.probes)
-	p.floors = append(p.floors, p.windowMin) // real round trips only
-	p.windowMin = 0
-	if len(p.floors) > floorWindows {
-		p.floors = p.floors[1:]
-	}
-	high := p.probes[min(len(p.probes)-1, len(p.probes)*probePercentile/100)]
-	p.excess = high - p.floorLocked()
-	p.probes = p.probes[:0]
+// percentile returns the probePercentile-th percentile of a copy of d.
+func percentile(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*probePercentile/100)]
+}
 
-	cur := float64(p.keys) / elapsed.Seconds()
-	p.rate = 0.5*p.rate + 0.5*cur
+// controlLocked applies the AIMD rule to the probes since the last decision.
+func (p *Pacer) controlLocked(now time.Time) {
+	p.excess = max(percentile(p.active)-percentile(p.quiet), 0)
+	p.active = p.active[:0]
+	if el := now.Sub(p.lastCtl).Seconds(); el > 0 {
+		cur := float64(p.keys) / el
+		p.rate = 0.5*p.rate + 0.5*cur
+	}
 	p.keys = 0
-
-	step := max(p.cfg.MaxPause/100, 100*time.Microsecond)
+	p.lastCtl = now
 	switch {
 	case p.excess > p.cfg.Budget:
 		p.slowdowns++
-		p.batch = max(float64(p.cfg.MinBatch), float64(p.batchLocked())/2)
-		p.pause = min(max(2*p.pause, step), p.cfg.MaxPause)
-	case p.pause > 0:
-		// Back up quickly once the load is gone: a quarter of the pause, at
-		// least one step.
-		p.pause = max(p.pause-max(step, p.pause/4), 0)
+		p.target = max(p.minRate(), 0.7*min(p.target, max(p.rate, p.minRate())))
+	case p.excess < p.cfg.Budget/2:
+		p.target *= 1.5
 	default:
-		p.batch = min(p.batch+float64(max(p.cfg.MaxBatch/10, 1)), float64(p.cfg.MaxBatch))
+		p.target *= 1.1
+	}
+	// Never run far ahead of what the batches achieve (a slow consumer, a
+	// rate cap): growth resumes from the measured rate.
+	if p.rate > 0 {
+		p.target = min(p.target, max(4*p.rate, startRate(p.cfg)))
 	}
 }
 

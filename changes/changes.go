@@ -301,6 +301,8 @@ func (s *Stream) hold(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Background enqueues of an unconfirmed transaction end with hctx.
+	defer func() { _ = a.wait() }()
 	p := &progress{}
 	wg.Add(1)
 	go func() {

@@ -211,4 +211,9 @@ func testStatusReportsPositionLagAndHolder(t *testing.T, kind string) {
 	if got := b.batches(tasks.KindInvalidate); got < 1 {
 		t.Fatalf("batches metric = %v", got)
 	}
+	// The stream is listed for the worker's /caches page.
+	names, err := changes.Streams(context.Background(), b.rdb, "")
+	if err != nil || len(names) != 1 || names[0] != st.Stream {
+		t.Fatalf("Streams = %q, %v; want [%s]", names, err, st.Stream)
+	}
 }

@@ -270,7 +270,7 @@ func (w *Worker) writeBatch(ctx context.Context, spec *cachespec.Spec, stamp fen
 			}
 		}
 	}
-	res, err := w.warm.fence.WriteWith(ctx, stamp, b.Entries, before)
+	res, err := w.warm.fence.WriteWith(ctx, stamp, spec.Name(), b.Entries, before)
 	if err != nil {
 		return res, fmt.Errorf("cache %q: %w", spec.Name(), err)
 	}

@@ -273,3 +273,48 @@ func waitIdle(t *testing.T, insp *asynq.Inspector, queue string) {
 		return err == nil && qi.Pending+qi.Active+qi.Scheduled+qi.Retry+qi.Aggregating == 0
 	})
 }
+
+// TestPatternInvalidationFencesInFlightWarm: a warm frozen between its
+// database read and its write; the application updates the rows and runs a
+// pattern invalidation through the worker (user 1 cached, user 2 not cached
+// at all, so the walk never sees its key); when the warm resumes, neither
+// stale value is written, and a warm begun afterwards writes the new rows.
+func TestPatternInvalidationFencesInFlightWarm(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	usersTable(t, db)
+	insertUser(t, db, 1, "v1@x", "Ann")
+	insertUser(t, db, 2, "w1@x", "Bob")
+	gate := rand.Int64N(1<<31-1) + 1
+	cs := gatedSpec(t, db, gate)
+	b := warmSetup(t, db, true, func(c *config.Config) { c.Caches = map[string]config.CacheSpec{"user": cs} })
+	ctx := context.Background()
+	rc := b.redis.Client
+	rc.HSet(ctx, "user:1", "id", "1", "email", "v1@x")
+
+	waitBlocked, open := holdGate(t, db, gate)
+	info, err := b.client.WarmCacheIDs(ctx, "user", []string{"1", "2"}, tasks.Retention(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBlocked()
+	if _, err := db.Exec("UPDATE users SET email = email || '.new'"); err != nil {
+		t.Fatal(err)
+	}
+	b.runTask(t, &tasks.InvalidatePatternArgs{Pattern: "user:*"})
+	if n := rc.Exists(ctx, "user:1").Val(); n != 0 {
+		t.Fatal("pattern invalidation left user:1")
+	}
+	open()
+	b.waitTask(t, info, 10*time.Second)
+	if n := rc.Exists(ctx, "user:1", "user:2").Val(); n != 0 {
+		t.Fatalf("the in-flight warm wrote %d stale keys back: %v %v", n, rc.HGetAll(ctx, "user:1").Val(), rc.HGetAll(ctx, "user:2").Val())
+	}
+	if got := skippedCount(b, "user"); got != 2 {
+		t.Fatalf("skipped writes metric = %v, want 2", got)
+	}
+	b.runTask(t, &tasks.WarmArgs{Cache: "user", IDs: tasks.IDs{"1", "2"}})
+	if a, c := rc.HGet(ctx, "user:1", "email").Val(), rc.HGet(ctx, "user:2", "email").Val(); a != "v1@x.new" || c != "w1@x.new" {
+		t.Fatalf("later warm wrote %q and %q, want the new rows", a, c)
+	}
+}

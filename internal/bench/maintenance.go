@@ -112,7 +112,7 @@ func Maintenance(ctx context.Context, rdb redis.UniversalClient, appClient redis
 	}
 	k := keys.Default()
 	cleanup := func(ctx context.Context) error {
-		for _, m := range []string{maintPrefix + "*", k.Fence(maintPrefix)[:len(k.Fence(maintPrefix))-1] + "*", k.Tag("ckbench*")} {
+		for _, m := range []string{maintPrefix + "*", k.Fence(maintPrefix)[:len(k.Fence(maintPrefix))-1] + "*", k.Tag("ckbench*"), k.CacheFence(benchCache, ""), k.CacheFence(benchCache, "*")} {
 			if err := unlinkMatching(ctx, rdb, m); err != nil {
 				return err
 			}
@@ -307,7 +307,7 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 	case MaintPattern, MaintPatternFenced:
 		caches := map[string]invalidate.Cache{}
 		if kind == MaintPatternFenced {
-			caches["bench"] = invalidate.Cache{Key: prefix + "{id}"}
+			caches[benchCache] = invalidate.Cache{Key: prefix + "{id}"}
 		}
 		inv, err := invalidate.New(rdb, k, time.Hour, caches)
 		if err != nil {
@@ -319,7 +319,7 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		}
 		got = res.Deleted
 	case MaintTag:
-		inv, err := invalidate.New(rdb, k, time.Hour, map[string]invalidate.Cache{"bench": {Key: prefix + "{id}"}})
+		inv, err := invalidate.New(rdb, k, time.Hour, map[string]invalidate.Cache{benchCache: {Key: prefix + "{id}"}})
 		if err != nil {
 			return 0, err
 		}

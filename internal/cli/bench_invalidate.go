@@ -8,13 +8,13 @@ import (
 func benchInvalidateCommand(io IO) *ucli.Command {
 	return &ucli.Command{
 		Name:  "invalidate",
-		Usage: "pattern invalidation (SCAN + batched UNLINK / fenced delete) against one DEL per round trip",
+		Usage: "pattern invalidation (SCAN + batched UNLINK, plain and fenced) against one DEL per round trip",
 		Description: "Scenario invalidate_pattern: --keys three-field hashes are deleted by cache:invalidate_pattern's code\n" +
 			"(SCAN MATCH, UNLINK per batch of 1,000), against a baseline that SCANs and deletes one key per round\n" +
 			"trip (--baseline-keys of them), in alternating --rounds; medians are printed (keys/s).\n" +
-			"Scenario invalidate_pattern_fenced: the same keys shaped like a declared cache's keys, which pattern\n" +
-			"invalidation deletes with their fences advanced (one Lua script per batch) so that no in-flight\n" +
-			"warm writes them back.",
+			"Scenario invalidate_pattern_fenced: the same keys shaped like a declared cache's keys: pattern\n" +
+			"invalidation advances that cache's fence once before the walk, so that no in-flight warm writes\n" +
+			"them back, then deletes them like any other key.",
 		Flags: append([]ucli.Flag{
 			&ucli.IntFlag{Name: "keys", Aliases: []string{"n"}, Value: 200000, Usage: "keys per cachekeeper run"},
 			&ucli.IntFlag{Name: "baseline-keys", Usage: "keys per baseline run (default min(--keys, 20000))"},

@@ -11,6 +11,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/scan/scantest"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
+	"github.com/redis/go-redis/v9"
 )
 
 // Writes go by RESTORE of a DUMP payload on a real server, and by HSET on a
@@ -32,7 +33,7 @@ func TestWriteOnRealRedisAndMiniredis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := f.Write(ctx, st, []fence.Entry{
+			res, err := f.Write(ctx, st, "", []fence.Entry{
 				{Key: "user:1", Fields: []string{"id", "1", "bio", long, "empty", ""}, TTL: time.Hour},
 				{Key: "user:2", Fields: []string{"id", "2", "note", mid}, TTL: time.Minute},
 			})
@@ -84,7 +85,7 @@ func TestWriteOnCluster(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		entries = append(entries, fence.Entry{Key: "user:" + strconv.Itoa(i), Fields: []string{"id", strconv.Itoa(i)}, TTL: time.Hour})
 	}
-	res, err := f.Write(ctx, st, entries)
+	res, err := f.Write(ctx, st, "", entries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,5 +98,52 @@ func TestWriteOnCluster(t *testing.T) {
 		if (i == 7) != (got == "") || (i != 7 && got != strconv.Itoa(i)) {
 			t.Fatalf("%s id = %q", k, got)
 		}
+	}
+}
+
+// TestCacheFence: after FenceCaches every write of the cache whose stamp is
+// older is refused, on any key (in every slot of a cluster, which has a copy
+// of the fence per slot); writes of another cache, or begun after, go
+// through.
+func TestCacheFence(t *testing.T) {
+	t.Parallel()
+	single := testenv.NewRedis(t).Client
+	cluster := scantest.NewCluster(t)
+	for name, rdb := range map[string]redis.UniversalClient{"single": single, "cluster": cluster} {
+		t.Run(name, func(t *testing.T) {
+			f, err := fence.New(rdb, keys.Default(), time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			var names []string
+			for i := 0; i < 40; i++ {
+				k := "user:" + strconv.Itoa(i)
+				names = append(names, k)
+				rdb.HSet(ctx, k, "id", i)
+			}
+			before, err := f.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.FenceCaches(ctx, []string{"user"}); err != nil {
+				t.Fatal(err)
+			}
+			var stale []fence.Entry
+			for i := 0; i < 40; i += 3 {
+				stale = append(stale, fence.Entry{Key: names[i], Fields: []string{"id", "stale"}, TTL: time.Hour})
+			}
+			res, err := f.Write(ctx, before, "user", stale)
+			if err != nil || res.Written != 0 || len(res.Skipped) != len(stale) {
+				t.Fatalf("a write of the cache begun before the invalidation: %+v %v, want all %d skipped", res, err, len(stale))
+			}
+			if res, err := f.Write(ctx, before, "account", stale[:1]); err != nil || res.Written != 1 {
+				t.Fatalf("another cache's write: %+v %v, want it written", res, err)
+			}
+			after, _ := f.Begin(ctx)
+			if res, err := f.Write(ctx, after, "user", stale); err != nil || res.Written != len(stale) {
+				t.Fatalf("a write begun after the invalidation: %+v %v, want all written", res, err)
+			}
+		})
 	}
 }

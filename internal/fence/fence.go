@@ -107,19 +107,22 @@ type Result struct {
 // trip), so that no single script blocks Redis for long.
 const MaxScriptKeys = 1000
 
-// Write applies entries whose fences are older than st, each key replaced
-// whole with its TTL in one atomic step. On a single server the batch is one
-// script call per MaxScriptKeys keys; on a cluster one call per hash slot (and
-// per MaxScriptKeys keys); all calls go in one pipeline.
-func (f *Fencer) Write(ctx context.Context, st Stamp, entries []Entry) (Result, error) {
-	return f.WriteWith(ctx, st, entries, nil)
+// Write applies entries of cache whose fences are older than st, each key
+// replaced whole with its TTL in one atomic step. A key's fence is its own
+// (Invalidate) and, when cache is not empty, the cache's (InvalidateCaches,
+// which pattern invalidation advances): either one at or after st refuses
+// the write. On a single server the batch is one script call per
+// MaxScriptKeys keys; on a cluster one call per hash slot (and per
+// MaxScriptKeys keys); all calls go in one pipeline.
+func (f *Fencer) Write(ctx context.Context, st Stamp, cache string, entries []Entry) (Result, error) {
+	return f.WriteWith(ctx, st, cache, entries, nil)
 }
 
 // WriteWith is Write with extra commands queued in the same pipeline before
 // the write scripts (for example adding the keys to tag sets), so that they
 // cost no extra round trip. They are sent again if the scripts had to be
 // loaded, so they must be idempotent; their errors are returned.
-func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, before func(redis.Pipeliner)) (Result, error) {
+func (f *Fencer) WriteWith(ctx context.Context, st Stamp, cache string, entries []Entry, before func(redis.Pipeliner)) (Result, error) {
 	if len(entries) == 0 {
 		return Result{}, nil
 	}
@@ -151,6 +154,9 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 	}
 	cmds, err := redisx.Pipelined(ctx, f.rdb, script, len(groups), before, func(pipe redis.Pipeliner, gi int) *redis.Cmd {
 		keyList, args := writeArgs(f.keys, sinces[gi], f.ttl, groups[gi], useRestore)
+		if cache != "" {
+			keyList = append(keyList, f.cacheFence(cache, groups[gi][0].Key))
+		}
 		return script.EvalSha(ctx, pipe, keyList, args...)
 	})
 	if err != nil {
@@ -159,7 +165,7 @@ func (f *Fencer) WriteWith(ctx context.Context, st Stamp, entries []Entry, befor
 	if useRestore && refused(cmds) {
 		// A server that would not load the payload: write with HSET from now on.
 		f.restore.Store(restoreNo)
-		return f.WriteWith(ctx, st, entries, before)
+		return f.WriteWith(ctx, st, cache, entries, before)
 	}
 	for _, cmd := range cmds {
 		if vals, err := cmd.Slice(); err == nil && len(vals) == 2 {
@@ -330,6 +336,52 @@ func (f *Fencer) Invalidate(ctx context.Context, keyList []string) (int, error) 
 		total += n
 	}
 	return total, nil
+}
+
+// FenceCaches advances the fences of the named caches (keys.CacheFence):
+// afterwards every fenced Write of those caches whose stamp was taken before
+// is refused, whichever keys it carries. Pattern invalidation calls it once
+// before its walk and then deletes with plain UNLINK, instead of writing one
+// fence per key. On a single server it is one script call; on a cluster the
+// fence has a copy in every hash slot (each write reads the copy in its own
+// slot), so it is one call per slot, pipelined per master (16,384 short
+// calls in all per cache).
+func (f *Fencer) FenceCaches(ctx context.Context, caches []string) error {
+	if len(caches) == 0 {
+		return nil
+	}
+	ttl := strconv.FormatInt(f.ttl.Milliseconds(), 10)
+	if f.cluster == nil {
+		kl := make([]string, len(caches))
+		for i, c := range caches {
+			kl[i] = f.keys.CacheFence(c, "")
+		}
+		if err := redisx.FenceCacheAdvance.Run(ctx, f.rdb, kl, ttl).Err(); err != nil {
+			return fmt.Errorf("fence: advance cache fences: %w", err)
+		}
+		return nil
+	}
+	const slots = 16384
+	_, err := redisx.Pipelined(ctx, f.rdb, redisx.FenceCacheAdvance, slots, nil, func(pipe redis.Pipeliner, slot int) *redis.Cmd {
+		kl := make([]string, len(caches))
+		for i, c := range caches {
+			kl[i] = f.keys.CacheFence(c, keys.SlotTag(slot))
+		}
+		return redisx.FenceCacheAdvance.EvalSha(ctx, pipe, kl, ttl)
+	})
+	if err != nil {
+		return fmt.Errorf("fence: advance cache fences: %w", err)
+	}
+	return nil
+}
+
+// cacheFence is the fence of cache that a script touching key reads: the
+// one key on a single server, the copy in key's slot on a cluster.
+func (f *Fencer) cacheFence(cache, key string) string {
+	if f.cluster == nil {
+		return f.keys.CacheFence(cache, "")
+	}
+	return f.keys.CacheFence(cache, keys.SlotTag(keys.Slot(key)))
 }
 
 // splitGroups cuts every group into pieces of at most MaxScriptKeys entries.

@@ -115,7 +115,7 @@ func TestKeysAdvancesFencesInBatches(t *testing.T) {
 	if size := r.Client.DBSize(ctx).Val(); size != int64(n+3) { // one fence per key, no key left
 		t.Fatalf("DBSIZE = %d, want %d fences only", size, n+3)
 	}
-	res, err := b.fence.Write(ctx, st, []fence.Entry{{Key: "user:5", Fields: []string{"id", "5"}, TTL: time.Hour}, {Key: fmt.Sprintf("user:%d", n+1), Fields: []string{"id", "x"}, TTL: time.Hour}})
+	res, err := b.fence.Write(ctx, st, "user", []fence.Entry{{Key: "user:5", Fields: []string{"id", "5"}, TTL: time.Hour}, {Key: fmt.Sprintf("user:%d", n+1), Fields: []string{"id", "x"}, TTL: time.Hour}})
 	if err != nil || res.Written != 0 || len(res.Skipped) != 2 {
 		t.Fatalf("stale write after invalidation: %+v, %v; want both refused", res, err)
 	}
@@ -190,13 +190,29 @@ func TestPatternFencesKeysOfDeclaredCaches(t *testing.T) {
 	if res.Deleted != 100 || res.Fenced != 50 {
 		t.Fatalf("result = %+v, want 100 deleted, the 50 user:{id} keys fenced", res)
 	}
-	w, err := b.fence.Write(ctx, st, []fence.Entry{{Key: "user:3", Fields: []string{"id", "3", "email", "stale"}, TTL: time.Hour}})
+	w, err := b.fence.Write(ctx, st, "user", []fence.Entry{{Key: "user:3", Fields: []string{"id", "3", "email", "stale"}, TTL: time.Hour}})
 	if err != nil || w.Written != 0 {
 		t.Fatalf("the in-flight warm wrote user:3 back after the pattern invalidation: %+v %v", w, err)
 	}
-	// Keys of no cache get no fence: only the 50 fences remain.
-	if n := r.Client.DBSize(ctx).Val(); n != 50 {
-		t.Fatalf("DBSIZE = %d, want 50 fences", n)
+	// A key the walk never saw (not cached when it ran) is refused too: the
+	// cache's fence covers every key of the cache.
+	w, err = b.fence.Write(ctx, st, "user", []fence.Entry{{Key: "user:99", Fields: []string{"id", "99"}, TTL: time.Hour}})
+	if err != nil || w.Written != 0 {
+		t.Fatalf("the in-flight warm wrote user:99, absent during the walk: %+v %v", w, err)
+	}
+	// One fence for the cache, none per key: only it remains.
+	if n := r.Client.DBSize(ctx).Val(); n != 1 || r.Client.Exists(ctx, keys.Default().CacheFence("user", "")).Val() != 1 {
+		t.Fatalf("DBSIZE = %d, want only the cache's fence", n)
+	}
+	// A pattern no key of the cache can match leaves its fence alone: a warm
+	// begun before it still writes.
+	st2, _ := b.fence.Begin(ctx)
+	seed(t, r.Client, 5, func(i int) string { return fmt.Sprintf("session:%d", i) })
+	if res, err := b.inv.Pattern(ctx, invalidate.PatternOptions{Pattern: "session:*"}); err != nil || res.Deleted != 5 || res.Fenced != 0 {
+		t.Fatalf("session:* = %+v %v", res, err)
+	}
+	if w, err := b.fence.Write(ctx, st2, "user", []fence.Entry{{Key: "user:3", Fields: []string{"id", "3"}, TTL: time.Hour}}); err != nil || w.Written != 1 {
+		t.Fatalf("a warm begun before an unrelated pattern invalidation: %+v %v, want written", w, err)
 	}
 }
 

@@ -38,9 +38,9 @@ type PatternResult struct {
 	// Deleted is how many of them were deleted (a key that expired or was
 	// deleted by someone else between SCAN and UNLINK is not counted).
 	Deleted int64 `json:"deleted"`
-	// Fenced is how many matched a declared cache's key template and were
-	// deleted with their fence advanced, so no in-flight warm writes them
-	// back.
+	// Fenced is how many matched a declared cache's key template: keys of
+	// caches whose fence was advanced before the walk, so no in-flight warm
+	// writes them back.
 	Fenced int64 `json:"fenced"`
 	// Internal is how many belonged to cachekeeper or to the asynq queue and
 	// were left alone.
@@ -62,11 +62,19 @@ type PatternResult struct {
 //     (keys.Rule; use invalidate_tag for tag sets; the queue is not a
 //     cache): a pattern that can only match them is refused, and a broader
 //     one skips them during the scan;
-//   - keys shaped like a declared cache's keys are deleted with their fence
-//     advanced (one Lua script per batch), so that a warm whose database
-//     read began before this invalidation cannot write its stale value back;
-//   - any other key is deleted with UNLINK (memory reclaimed off the main
-//     thread), one command per batch (per hash slot on a cluster).
+//   - before the walk, the fence of every declared cache whose keys the
+//     pattern may match (keys.Template.MayMatchGlob) is advanced once
+//     (fence.FenceCaches), so that no warm of those caches whose database
+//     read began before this invalidation can write a value back, on any
+//     key, whether the walk finds the key or not;
+//   - then every matching key is deleted with UNLINK (memory reclaimed off
+//     the main thread), one command per batch (per hash slot on a
+//     cluster): one fence per cache instead of one per key is what lets
+//     fenced pattern invalidation run at the speed of a plain one. The
+//     price: warms of those caches in flight when the job starts have all
+//     their writes refused (counted as fenced writes skipped), not only
+//     the matching keys'; a refused write leaves a cache miss, never a
+//     stale value.
 //
 // SCAN may return a key twice and may miss keys created during the walk; a
 // retry of the whole job is harmless.
@@ -80,8 +88,10 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 	}
 	var res PatternResult
 	start := time.Now()
-	plain := make([]string, 0, BatchSize)
-	fenced := make([]string, 0, BatchSize)
+	fenceCaches := v.cachesMatching(opts.Pattern)
+	if err := v.fence.FenceCaches(ctx, fenceCaches); err != nil {
+		return res, fmt.Errorf("invalidate pattern %q: %w", opts.Pattern, err)
+	}
 	pacer := opts.Pacer
 	if pacer == nil {
 		pacer = pace.FromContext(ctx)
@@ -102,36 +112,19 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 		OnInternal:       func(n int) { res.Internal += int64(n); res.Scanned += int64(n) },
 		Pacer:            pacer,
 	}, func(ctx context.Context, batch []string) error {
-		// The walk paces whole batches: the fenced deletes inside one do
-		// not pace again.
-		ctx = pace.NewContext(ctx, nil)
-		plain, fenced = plain[:0], fenced[:0]
 		for _, k := range batch {
-			switch {
-			case len(v.caches) > 0 && v.isCacheKey(k):
-				fenced = append(fenced, k)
-			default:
-				plain = append(plain, k)
+			if len(fenceCaches) > 0 && v.isCacheKey(k) {
+				res.Fenced++
 			}
 			if len(res.Sample) < opts.Sample {
 				res.Sample = append(res.Sample, k)
 			}
 		}
 		res.Scanned += int64(len(batch))
-		if len(fenced) > 0 {
-			n, err := v.Keys(ctx, fenced)
-			res.Deleted += int64(n)
-			res.Fenced += int64(len(fenced))
-			if err != nil {
-				return err
-			}
-		}
-		if len(plain) > 0 {
-			n, err := v.unlink(ctx, plain)
-			res.Deleted += n
-			if err != nil {
-				return err
-			}
+		n, err := v.unlink(ctx, batch)
+		res.Deleted += n
+		if err != nil {
+			return err
 		}
 		if opts.Progress != nil {
 			report()
@@ -144,6 +137,18 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 		return res, fmt.Errorf("invalidate pattern %q: %w", opts.Pattern, err)
 	}
 	return res, nil
+}
+
+// cachesMatching returns the declared caches whose keys pattern may match,
+// sorted.
+func (v *Invalidator) cachesMatching(pattern string) []string {
+	var out []string
+	for _, name := range v.names {
+		if v.caches[name].tpl.MayMatchGlob(pattern) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // unlink deletes keys with UNLINK: one command on a single server, one per

@@ -42,7 +42,7 @@ func TestTagDeletesMembersFencedAndTheSet(t *testing.T) {
 	if r.Client.Exists(ctx, k.Tag("org:7"), k.TagHold("org:7", "job-1")).Val() != 0 {
 		t.Fatal("tag set or hold set left behind")
 	}
-	w, err := b.fence.Write(ctx, st, []fence.Entry{{Key: "user:10", Fields: []string{"id", "10"}, TTL: time.Hour}})
+	w, err := b.fence.Write(ctx, st, "user", []fence.Entry{{Key: "user:10", Fields: []string{"id", "10"}, TTL: time.Hour}})
 	if err != nil || w.Written != 0 {
 		t.Fatalf("a warm that read before the tag invalidation wrote a member back: %+v %v", w, err)
 	}
@@ -109,7 +109,7 @@ func TestPruneTagRemovesOnlyMembersWhoseKeyIsGone(t *testing.T) {
 		t.Fatal("a non-set key under the tag prefix was touched")
 	}
 	// The pruned member's key must not come back outside its tag set.
-	w, err := b.fence.Write(ctx, st, []fence.Entry{{Key: "user:900", Fields: []string{"id", "900"}, TTL: time.Hour}})
+	w, err := b.fence.Write(ctx, st, "user", []fence.Entry{{Key: "user:900", Fields: []string{"id", "900"}, TTL: time.Hour}})
 	if err != nil || w.Written != 0 {
 		t.Fatalf("a key pruned from its tag set was written afterwards: %+v %v", w, err)
 	}

@@ -43,6 +43,18 @@ func (k Keys) Prefix() string { return k.prefix }
 // Fence is the fence of a cache key, in the same cluster slot as the key.
 func (k Keys) Fence(key string) string { return k.prefix + "fence:" + SameSlot(key) }
 
+// CacheFence is the fence of a whole cache: pattern invalidation advances
+// it once per batch instead of one fence per key, and every fenced write of
+// the cache checks it beside the keys' own fences. slotTag is empty on a
+// single server; on a cluster it is SlotTag of the slot the script runs on
+// (one copy of the fence per slot), so the fence is in the slot of the keys.
+func (k Keys) CacheFence(cache, slotTag string) string {
+	if slotTag == "" {
+		return k.prefix + "cachefence:" + cache
+	}
+	return k.prefix + "cachefence:" + cache + ":{" + slotTag + "}"
+}
+
 // FencesOf matches the fences of the keys that start with prefix, a literal
 // with no braces or glob characters (such a key's fence wraps it whole in a
 // hash tag: see SameSlot). Benchmarks clean up with it.

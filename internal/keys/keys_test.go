@@ -136,3 +136,36 @@ func TestFencesOf(t *testing.T) {
 		}
 	}
 }
+
+// TestMayMatchGlob: a template and a glob that share a key are never
+// reported apart; ones whose literal prefixes differ are.
+func TestMayMatchGlob(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		tpl, glob string
+		want      bool
+	}{
+		{"user:{id}", "user:*", true},
+		{"user:{id}", "user:1*", true},
+		{"user:{id}", "us*", true},
+		{"user:{id}", "*", true},
+		{"user:{id}", "*:1", true},
+		{"user:{id}", "user:42", true},
+		{"user:{id}", "user:", false},
+		{"user:{id}", "session:*", false},
+		{"user:{id}", "users:*", false},
+		{"user:{id}", "user-avatar:*", false},
+		{"{org}:user:{id}", "acme:user:*", true},
+		{"user:{id}:profile", "user:7:settings", false},
+		{"user:{id}:profile", "user:7:profile", true},
+		{"user:{id}", `user\*:*`, false},
+	} {
+		tpl, err := ParseTemplate(tc.tpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tpl.MayMatchGlob(tc.glob); got != tc.want {
+			t.Errorf("%q.MayMatchGlob(%q) = %v, want %v", tc.tpl, tc.glob, got, tc.want)
+		}
+	}
+}

@@ -24,3 +24,18 @@ func TestSlot(t *testing.T) {
 		t.Error("hash tag rules")
 	}
 }
+
+// TestSlotTagCoversEverySlot: every slot has a tag, and a key holding it
+// in braces hashes to that slot.
+func TestSlotTagCoversEverySlot(t *testing.T) {
+	t.Parallel()
+	for s := 0; s < 16384; s++ {
+		tag := SlotTag(s)
+		if tag == "" || Slot("x:{"+tag+"}:y") != s {
+			t.Fatalf("SlotTag(%d) = %q, which hashes to slot %d", s, tag, Slot("{"+tag+"}"))
+		}
+	}
+	if k := Default().CacheFence("user", SlotTag(42)); Slot(k) != 42 {
+		t.Fatalf("CacheFence for slot 42 = %q, in slot %d", k, Slot(k))
+	}
+}

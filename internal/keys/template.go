@@ -137,6 +137,29 @@ func (t Template) RenderOne(value string) string {
 	return b.String()
 }
 
+// LiteralPrefix is the literal text every key of the template starts with
+// (up to its first placeholder).
+func (t Template) LiteralPrefix() string {
+	if len(t.parts) == 0 || t.parts[0].name != "" {
+		return ""
+	}
+	return t.parts[0].literal
+}
+
+// MayMatchGlob reports whether some key could match both the template and
+// the SCAN MATCH glob. It compares their literal prefixes (and, for a glob
+// without wildcards, matches the one key it names), so it may answer true
+// for a pair with no common key, never false for a pair with one.
+func (t Template) MayMatchGlob(glob string) bool {
+	gp, exact := GlobPrefix(glob)
+	if exact {
+		_, ok := t.Match(gp)
+		return ok
+	}
+	tp := t.LiteralPrefix()
+	return strings.HasPrefix(gp, tp) || strings.HasPrefix(tp, gp)
+}
+
 // Pattern returns the SCAN MATCH glob for every key of the template:
 // placeholders become '*' and glob characters in literals are escaped.
 func (t Template) Pattern() string {

@@ -48,10 +48,11 @@ func All() []*Script {
 // KEYS, ARGV and reply.
 var (
 	// Fenced cache writes and deletes (internal/fence).
-	FenceWrite      = load("fence_write.lua")
-	FenceRestore    = load("fence_restore.lua")
-	FenceInvalidate = load("fence_invalidate.lua")
-	FenceTagCapture = load("fence_tag_capture.lua")
+	FenceWrite        = load("fence_write.lua")
+	FenceRestore      = load("fence_restore.lua")
+	FenceInvalidate   = load("fence_invalidate.lua")
+	FenceCacheAdvance = load("fence_cache_advance.lua")
+	FenceTagCapture   = load("fence_tag_capture.lua")
 
 	// Cache tags (worker's warm).
 	TagAdd = load("tag_add.lua")

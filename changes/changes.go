@@ -250,6 +250,9 @@ func (s *Stream) Run(ctx context.Context) error {
 			continue
 		}
 		waitingLogged = ""
+		if err := s.cfg.Redis.SAdd(ctx, s.keys.ChangesStreams(), s.cfg.Name).Err(); err != nil && ctx.Err() == nil {
+			s.logger.Debug("changes: stream name not recorded for the /caches page", slog.String("error", err.Error()))
+		}
 		s.logger.Info("changes: holding the stream", slog.String("stream", s.cfg.Name), slog.String("holder", s.cfg.Holder), slog.String("database", s.kind))
 		s.metrics.Holder.Set(1)
 		err = s.hold(ctx)
@@ -298,6 +301,8 @@ func (s *Stream) hold(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Background enqueues of an unconfirmed transaction end with hctx.
+	defer func() { _ = a.wait() }()
 	p := &progress{}
 	wg.Add(1)
 	go func() {

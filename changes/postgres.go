@@ -392,6 +392,7 @@ func (r *pgReader) apply(ctx context.Context, wal []byte) error {
 		r.relations[m.RelationID] = m
 	case *pglogrepl.BeginMessage:
 		r.inTx = true
+		r.src.logger.Debug("changes: begin", slog.Time("commit_time", m.CommitTime))
 	case *pglogrepl.InsertMessage:
 		rel, table, err := r.relation(m.RelationID)
 		if err != nil || !r.a.watched(table) {
@@ -425,6 +426,7 @@ func (r *pgReader) apply(ctx context.Context, wal []byte) error {
 			}
 		}
 	case *pglogrepl.CommitMessage:
+		r.src.logger.Debug("changes: commit", slog.Int("changes", r.a.pending))
 		r.p.rows.Add(int64(r.a.pending))
 		if err := r.a.flush(ctx); err != nil {
 			return err // the position is not confirmed: the transaction replays

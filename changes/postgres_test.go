@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,4 +146,72 @@ func TestRefusesRoleWithoutReplication(t *testing.T) {
 		t.Fatalf("Run as a role without REPLICATION: %v", err)
 	}
 	t.Log(err)
+}
+
+// A slot nobody reads keeps WAL on the primary: Status reports it, and a
+// stream that starts with the slot past RetainedWALWarn logs the warning
+// with how to drop the slot.
+func TestRetainedWALIsReportedAndWarned(t *testing.T) {
+	t.Parallel()
+	var sc *changes.Config
+	b := setup(t, func(_ *config.Config, c *changes.Config) { c.RetainedWALWarn = 64 << 10; sc = c })
+	b.seed(t, 2000)
+	// A first run creates the slot, then stops: the slot holds what follows.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.stream.Run(ctx) }()
+	b.waitStreaming(t)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the stream did not stop within 15s")
+	}
+	for i := range 5 {
+		mustExec(t, b.db, fmt.Sprintf("UPDATE users SET full_name = 'w%d'", i))
+	}
+	st, err := b.stream.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Exists || st.SlotActive || st.RetainedBytes <= 64<<10 || st.LagBytes <= 0 || st.Holder != "" {
+		t.Fatalf("status of the stopped stream's slot after 10000 row updates: %+v, want it inactive, no holder, > 64 KiB retained and lagging", st)
+	}
+	var logs syncBuffer
+	c := *sc
+	c.Registerer = nil
+	again, err := changes.New(c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, "stream", again.Run)
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "retains WAL past the threshold") })
+	if l := logs.String(); !strings.Contains(l, "pg_drop_replication_slot") || !strings.Contains(l, "threshold_bytes=65536") {
+		t.Errorf("warning %q lacks how to drop the slot or the threshold", l)
+	}
+	// Caught up, it confirms past the updates: the slot lets the WAL go.
+	waitFor(t, 10*time.Second, func() bool {
+		st, err := again.Status(context.Background())
+		return err == nil && st.SlotActive && st.LagBytes < st.RetainedBytes
+	})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -3,11 +3,14 @@ package changes
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -133,4 +136,20 @@ func (s *Stream) Status(ctx context.Context) (Status, error) {
 	}
 	err = s.src.status(ctx, &st)
 	return st, err
+}
+
+// Streams returns the names of the streams that have held their lease on
+// rdb under keyPrefix (default "cachekeeper:"), sorted; a stream that never
+// ran is not listed.
+func Streams(ctx context.Context, rdb redis.UniversalClient, keyPrefix string) ([]string, error) {
+	k, err := keys.New(keyPrefix)
+	if err != nil {
+		return nil, err
+	}
+	names, err := rdb.SMembers(ctx, k.ChangesStreams()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("changes: list the streams: %w", err)
+	}
+	sort.Strings(names)
+	return names, nil
 }

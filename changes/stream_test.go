@@ -2,6 +2,9 @@ package changes_test
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/changes"
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/redis/go-redis/v9"
 )
 
 // forEachKind runs test on PostgreSQL and on MariaDB, in parallel.
@@ -211,4 +215,76 @@ func testStatusReportsPositionLagAndHolder(t *testing.T, kind string) {
 	if got := b.batches(tasks.KindInvalidate); got < 1 {
 		t.Fatalf("batches metric = %v", got)
 	}
+	// The stream is listed for the worker's /caches page.
+	names, err := changes.Streams(context.Background(), b.rdb, "")
+	if err != nil || len(names) != 1 || names[0] != st.Stream {
+		t.Fatalf("Streams = %q, %v; want [%s]", names, err, st.Stream)
+	}
+}
+
+// A batch enqueued in the background while the transaction is still being
+// decoded fails: the transaction is not confirmed, the stream reconnects
+// and replays it, and every row's key is invalidated (at least once).
+func TestFailedBackgroundEnqueueReplaysTheTransaction(t *testing.T) {
+	t.Parallel()
+	// The job of the last batch (ids 4001-5000, the heap's order) fails:
+	// only the commit waits for it.
+	fail := &failScriptOnce{with: `"5000"`}
+	b := setup(t, func(cfg *config.Config, sc *changes.Config) {
+		rdb, err := cfg.Redis.NewClient()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rdb.Close() })
+		rdb.AddHook(fail)
+		sc.Client = tasks.NewClientFromRedis(rdb)
+		sc.BatchSize = 1000
+	})
+	const n = 5000
+	b.seed(t, n)
+	b.start(t)
+	mustExec(t, b.db, "UPDATE users SET full_name = 'v1'")
+	waitFor(t, 15*time.Second, func() bool { return countKeys(t, b, "user:*") == 0 })
+	if fail.failed.Load() != 1 {
+		t.Fatalf("%d enqueues failed, want the one injected", fail.failed.Load())
+	}
+	// Four jobs, the fifth failed, then the whole transaction again.
+	if got := b.batches(tasks.KindInvalidate); got != 9 {
+		t.Fatalf("cache:invalidate jobs enqueued = %v, want 4, then the transaction's 5 again after the failure", got)
+	}
+}
+
+// failScriptOnce fails the first script call (EVALSHA or EVAL) whose
+// arguments contain with.
+type failScriptOnce struct {
+	with   string
+	failed atomic.Int32
+}
+
+func (h *failScriptOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *failScriptOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); (name == "evalsha" || name == "eval") && h.failed.Load() == 0 {
+			for _, a := range cmd.Args() {
+				var s string
+				switch v := a.(type) {
+				case string:
+					s = v
+				case []byte:
+					s = string(v)
+				}
+				if strings.Contains(s, h.with) && h.failed.CompareAndSwap(0, 1) {
+					err := errors.New("injected enqueue failure")
+					cmd.SetErr(err)
+					return err
+				}
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *failScriptOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

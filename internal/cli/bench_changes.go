@@ -28,7 +28,7 @@ func benchChangesCommand(io IO) *ucli.Command {
 			&ucli.IntFlag{Name: "trickle-rate", Value: 200, Usage: "single-row transactions per second of the trickle (1-5000)"},
 			&ucli.DurationFlag{Name: "trickle-for", Value: 5 * time.Second, Usage: "how long the trickle runs"},
 			&ucli.IntFlag{Name: "rounds", Value: 3, Usage: "alternating bulk rounds; medians are printed"},
-			&ucli.IntFlag{Name: "batch-size", Value: 5000, Usage: "the stream's ids per cache:invalidate job (as `cachekeeper changes --batch-size`)"},
+			&ucli.IntFlag{Name: "batch-size", Value: 5000, Usage: "the stream's ids per cache:invalidate job (as cachekeeper changes --batch-size)"},
 		}, benchFlags()...),
 		Action: func(c *ucli.Context) error {
 			format, err := outputFormat(c)

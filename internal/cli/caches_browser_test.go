@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/changes"
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 	"github.com/chromedp/chromedp"
+	"github.com/jackc/pglogrepl"
 	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite" // the worker's SQLite database, created here
 )
@@ -219,4 +222,154 @@ func httpGet(url string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+// The change stream's section of the cachekeeper page, in a real headless
+// Chromium, against a worker this test starts on a private PostgreSQL with
+// wal_level=logical and a cache with changes:, while a stream reads the
+// slot: it shows the holder, the confirmed position, the server position,
+// the lag, the slot as active and the last report; a screenshot is saved.
+func TestCachesPageShowsChangeStreamInBrowser(t *testing.T) {
+	exe := chromium(t)
+	pg, err := testenv.StartPostgres()
+	testenv.RequireInstance(t, "private PostgreSQL with wal_level=logical", err)
+	t.Cleanup(pg.Stop)
+	db := pg.NewDatabase(t)
+	if _, err := db.Exec("CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT); INSERT INTO users VALUES (1, 'ada@example.com')"); err != nil {
+		t.Fatal(err)
+	}
+	r := testenv.NewRedis(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "cachekeeper.yaml")
+	cfgText := "caches:\n  user:\n    key: \"user:{id}\"\n    ttl: 1h\n    by_ids: SELECT id, email FROM users WHERE id IN (?)\n" +
+		"    changes: {table: users, id: id}\n"
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CACHEKEEPER_REDIS_URL": r.URL, "CACHEKEEPER_DATABASE_URL": db.Config.URL}
+
+	// The stream, in this process, under a holder name the page must show.
+	const holder = "browser-test-replica"
+	stream, err := changes.New(changes.Config{
+		Caches: map[string]config.CacheSpec{"user": {Key: "user:{id}", TTL: time.Hour, ByIDs: "SELECT id, email FROM users WHERE id IN (?)",
+			Changes: config.ChangeSources{{Table: "users", ID: "id"}}}},
+		Database: db.Config, Redis: r.Client, Holder: holder, StatusInterval: 100 * time.Millisecond,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopStream := context.WithCancel(ctx)
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- stream.Run(sctx) }()
+	t.Cleanup(func() { // before the database is dropped (cleanups run last first)
+		stopStream()
+		if err := <-streamDone; err != nil {
+			t.Errorf("stream: %v", err)
+		}
+	})
+	base := startWorker(t, env, "--config", cfgPath)
+	if _, err := db.Exec("UPDATE users SET email = 'ada@lovelace.example' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Wait until the page's JSON shows the holder with a confirmed position.
+	var position string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var st struct {
+			Changes []struct {
+				Holder     string    `json:"holder"`
+				Position   string    `json:"position"`
+				Error      string    `json:"error"`
+				ReportedAt time.Time `json:"reported_at"`
+			} `json:"changes"`
+		}
+		resp, err := httpGet(base + "/caches.json")
+		if err == nil {
+			err = json.Unmarshal(resp, &st)
+		}
+		if err == nil && len(st.Changes) == 1 && st.Changes[0].Holder == holder && st.Changes[0].Position != "" && !st.Changes[0].ReportedAt.IsZero() {
+			position = st.Changes[0].Position
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/caches.json did not show the stream held by %s within 20s (%v): %s", holder, err, resp)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	bctx := browser(t, exe)
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/caches")); err != nil {
+		t.Fatalf("chromium: open /caches: %v", err)
+	}
+	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-stream="cachekeeper"]`))); err != nil {
+		t.Fatalf("chromium: the page has no row for stream cachekeeper: %v", err)
+	}
+	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("chromium: screenshot: %v", err)
+	}
+	shot := filepath.Join(artifactDir(t), "caches-page-changes.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of /caches with the change stream: %s", shot)
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("chromium: text of %s: %v", sel, err)
+		}
+		return s
+	}
+	row := `tr[data-stream="cachekeeper"] `
+	if h := text(row + "td.holder"); h != holder {
+		t.Errorf("holder shown %q, want %q", h, holder)
+	}
+	// The position only moves forward; the page may have been read later.
+	want, err := pglogrepl.ParseLSN(position)
+	if err != nil {
+		t.Fatalf("/caches.json position %q: %v", position, err)
+	}
+	if p := text(row + "td.position"); p == "" {
+		t.Error("no position shown")
+	} else if got, err := pglogrepl.ParseLSN(p); err != nil || got < want {
+		t.Errorf("position shown %q (%v), want an LSN at or after %s", p, err, position)
+	}
+	if l := text(row + "td.lag"); !strings.HasSuffix(l, "s") || !strings.Contains(l, "B, ") {
+		t.Errorf("lag shown %q, want bytes and seconds", l)
+	}
+	body := text("body")
+	for _, want := range []string{"Change stream", "(postgres)", "active", "retained", "changes/s", "pg_drop_replication_slot"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page in chromium does not show %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "none: no replica") || strings.Contains(body, "inactive") {
+		t.Errorf("the page shows the running stream as not held:\n%s", body)
+	}
+}
+
+// browser starts a headless Chromium for one test.
+func browser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	bctx, cancelTimeout := context.WithTimeout(bctx, 60*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelBrowser(); cancelAlloc() })
+	return bctx
 }

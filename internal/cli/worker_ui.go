@@ -75,6 +75,9 @@ func workerCaches(cfg config.Config, env func(string) string, svc *services, reg
 	if src.Schedule, err = scheduler.ParseEntries(cfg.Schedule); err != nil {
 		src.ScheduleErr = err.Error()
 	}
+	if cfg.HasChanges() && cfg.CheckChangeStream() == nil {
+		src.ChangeStreams = changeStreams(cfg, svc)
+	}
 	hs := httpapi.CachesHandlers(src)
 	if creds != nil {
 		for path, h := range hs {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/changes"
 	"github.com/cachekeeper/cachekeeper/internal/inbox"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/scheduler"
@@ -49,6 +50,23 @@ var cachesTmpl = template.Must(template.New("caches").Funcs(template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
+	"bytes": func(n int64) string {
+		switch {
+		case n >= 1<<30:
+			return strconv.FormatFloat(float64(n)/(1<<30), 'f', 1, 64) + " GiB"
+		case n >= 1<<20:
+			return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
+		case n >= 1<<10:
+			return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+		}
+		return strconv.FormatInt(n, 10) + " B"
+	},
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	},
 	"pct": func(done, total int64) string {
 		if total <= 0 {
 			return ""
@@ -76,7 +94,11 @@ type CachesSource struct {
 	ReadOnly bool
 	// UIPath links to asynqmon ("" when the UI is off).
 	UIPath string
-	Logger *slog.Logger
+	// ChangeStreams reads the database change streams (`cachekeeper
+	// changes`) as `cachekeeper changes status` prints them; nil when no
+	// cache has a changes: block (the page then has no such section).
+	ChangeStreams func(ctx context.Context) []ChangeStream
+	Logger        *slog.Logger
 }
 
 // CachesState is the page's data, as served by /caches.json.
@@ -90,6 +112,18 @@ type CachesState struct {
 	Schedule      []ScheduleState `json:"schedule"`
 	ScheduleError string          `json:"schedule_error,omitempty"`
 	Processes     []ProcessState  `json:"processes"`
+	// Changes are the database change streams (absent without changes:).
+	Changes []ChangeStream `json:"changes,omitempty"`
+}
+
+// ChangeStream is one database change stream: what `cachekeeper changes
+// status` prints (position, server position, lag, holder, rate, retained
+// WAL), or why it could not be read.
+type ChangeStream struct {
+	changes.Status
+	// Error says why the status could not be read (database or Redis
+	// unreachable); the fields read before it are kept.
+	Error string `json:"error,omitempty"`
 }
 
 // CacheState is one cache.
@@ -332,6 +366,9 @@ func (p *cachesPage) state(ctx context.Context) (*CachesState, error) {
 	}
 	if err := p.schedule(ctx, st); err != nil {
 		return nil, err
+	}
+	if s.ChangeStreams != nil {
+		st.Changes = s.ChangeStreams(ctx)
 	}
 	return st, p.processes(st)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/changes"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
@@ -199,7 +200,7 @@ func TestCachesHTML(t *testing.T) {
 				t.Errorf("the page lacks %q", want)
 			}
 		}
-		for _, bad := range []string{"<form", "<script", "http://", "https://", "ZgotmplZ"} {
+		for _, bad := range []string{"<form", "<script", "http://", "https://", "ZgotmplZ", "Change stream"} {
 			if strings.Contains(body, bad) {
 				t.Errorf("the read-only page holds %q", bad)
 			}
@@ -248,6 +249,75 @@ func TestCachesHTML(t *testing.T) {
 			t.Errorf("GET purge = %d, want 405", code)
 		}
 	})
+}
+
+// With a changes: configuration the page shows each stream as `cachekeeper
+// changes status` prints it (holder, position, server position, lag, rate,
+// slot and retained WAL, last report), and a stream whose status could not
+// be read with its error; /caches.json carries the same.
+func TestCachesChangeStreams(t *testing.T) {
+	t.Parallel()
+	src, _ := seedCaches(t)
+	src.ReadOnly = true
+	reported := time.Now().Add(-2 * time.Second)
+	src.ChangeStreams = func(ctx context.Context) []httpapi.ChangeStream {
+		if ctx.Err() != nil {
+			t.Error("ChangeStreams called with a finished context")
+		}
+		return []httpapi.ChangeStream{
+			{Status: changes.Status{Stream: "cachekeeper", Database: "postgres", Holder: "app-1:4242:abcdef", Position: "0/16B3748",
+				ServerPosition: "0/16B3790", LagBytes: 72, LagSeconds: 0.25, ChangesPerSecond: 1234.5, RetainedBytes: 3 << 20,
+				SlotActive: true, Exists: true, ReportedAt: reported}},
+			{Status: changes.Status{Stream: "orders", Database: "postgres", ServerPosition: "0/16B3790"},
+				Error: "read the stream's status: changes: connect to PostgreSQL: connection refused"},
+		}
+	}
+	ts := serve(t, src)
+
+	code, body := get(t, ts.URL+"/caches.json")
+	if code != http.StatusOK {
+		t.Fatalf("GET /caches.json = %d %s", code, body)
+	}
+	var st struct {
+		Changes []struct {
+			Stream, Database, Holder, Position, Error string
+			ServerPosition                            string  `json:"server_position"`
+			LagBytes                                  int64   `json:"lag_bytes"`
+			LagSeconds                                float64 `json:"lag_seconds"`
+			Rate                                      float64 `json:"changes_per_second"`
+			Retained                                  int64   `json:"retained_wal_bytes"`
+			SlotActive                                bool    `json:"slot_active"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("%v in %s", err, body)
+	}
+	if len(st.Changes) != 2 {
+		t.Fatalf("changes = %+v, want 2 streams", st.Changes)
+	}
+	if c := st.Changes[0]; c.Stream != "cachekeeper" || c.Holder != "app-1:4242:abcdef" || c.Position != "0/16B3748" || c.ServerPosition != "0/16B3790" ||
+		c.LagBytes != 72 || c.LagSeconds != 0.25 || c.Rate != 1234.5 || c.Retained != 3<<20 || !c.SlotActive || c.Error != "" {
+		t.Errorf("stream cachekeeper in JSON = %+v", c)
+	}
+	if c := st.Changes[1]; c.Stream != "orders" || c.Holder != "" || !strings.Contains(c.Error, "connection refused") {
+		t.Errorf("stream orders in JSON = %+v", c)
+	}
+
+	code, body = get(t, ts.URL+"/caches")
+	if code != http.StatusOK {
+		t.Fatalf("GET /caches = %d", code)
+	}
+	for _, want := range []string{"<h2>Change stream", `<tr data-stream="cachekeeper">`, "<code>app-1:4242:abcdef</code>", `<td class="position"><code>0/16B3748</code></td>`,
+		"<code>0/16B3790</code>", `<td class="n lag">72 B, 0.250s</td>`, "1234.5 changes/s", `<span class="ok">active</span> · 3.0 MiB retained`,
+		reported.UTC().Format("2006-01-02 15:04:05Z"), "2s ago",
+		`<tr data-stream="orders">`, "none: no replica runs cachekeeper changes", "none yet", "connection refused", "pg_drop_replication_slot"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "ZgotmplZ") {
+		t.Error("the page holds a value html/template refused")
+	}
 }
 
 func z(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }

@@ -14,3 +14,7 @@ func (k Keys) ChangesPosition(stream string) string {
 
 // ChangesStatus is a hash the holder refreshes: position, lag, rate.
 func (k Keys) ChangesStatus(stream string) string { return k.prefix + "changes:" + stream + ":status" }
+
+// ChangesStreams is the set of stream names that ever held their lease, so
+// that the worker's /caches page finds each stream whatever its --stream.
+func (k Keys) ChangesStreams() string { return k.prefix + "changes:streams" }

@@ -200,6 +200,30 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "inbox bridge started", slog.String("inbox", b.cfg.Key),
 		slog.String("processing", b.processing), slog.String("dead_letter", b.dead))
+	// The stages overlap: this goroutine takes batches while Enqueuers
+	// goroutines enqueue the previous ones and one goroutine removes the
+	// handled envelopes, many per round trip.
+	work := make(chan item, b.cfg.BatchSize)
+	acks := make(chan handled, b.cfg.BatchSize+b.cfg.Enqueuers)
+	var enqueuers sync.WaitGroup
+	for range b.cfg.Enqueuers {
+		enqueuers.Add(1)
+		go func() {
+			defer enqueuers.Done()
+			b.enqueueLoop(ctx, work, acks)
+		}()
+	}
+	ackDone := make(chan struct{})
+	go func() {
+		defer close(ackDone)
+		b.ackLoop(ctx, acks)
+	}()
+	defer func() {
+		close(work)
+		enqueuers.Wait()
+		close(acks)
+		<-ackDone
+	}()
 	var lastRecovery time.Time
 	backoff := newBackoff()
 	for ctx.Err() == nil {
@@ -223,7 +247,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		if len(batch) > 0 {
 			backoff.reset()
-			b.handleBatch(ctx, batch)
+			for _, it := range batch {
+				select {
+				case work <- it:
+				case <-ctx.Done():
+					return nil // the rest stays in the processing list for recovery
+				}
+			}
 			continue
 		}
 		entry, err := blocking.BLMove(ctx, b.cfg.Key, b.processing, "RIGHT", "LEFT", b.cfg.BlockTimeout).Result()
@@ -240,80 +270,108 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return nil
 }
 
+// item is one element of the processing list this bridge took: the element
+// as stored (s) and its envelope (env.Entry is the raw entry).
+type item struct {
+	s   string
+	env envelope
+}
+
+// handled is an element whose job is enqueued (or coalesced, or refused as
+// a duplicate), to remove from the processing list and count.
+type handled struct{ s, outcome string }
+
 // take moves up to BatchSize entries from the inbox to the processing list,
-// each wrapped in its envelope, in one script call, and returns the
-// envelopes (none when the inbox is empty).
-func (b *Bridge) take(ctx context.Context) ([]string, error) {
+// each wrapped in its envelope, in one script call, and returns them (none
+// when the inbox is empty).
+func (b *Bridge) take(ctx context.Context) ([]item, error) {
+	now := time.Now().UTC()
+	ids := make([]string, b.cfg.BatchSize)
 	args := make([]any, 0, b.cfg.BatchSize+1)
-	args = append(args, time.Now().UTC().Format(time.RFC3339Nano))
-	for range b.cfg.BatchSize {
-		args = append(args, newID())
+	args = append(args, now.Format(time.RFC3339Nano))
+	for k := range ids {
+		ids[k] = newID()
+		args = append(args, ids[k])
 	}
-	return redisx.InboxTake.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing}, args...).StringSlice()
+	res, err := redisx.InboxTake.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing}, args...).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	items := make([]item, 0, len(res)/2)
+	for k := 0; k+1 < len(res); k += 2 {
+		items = append(items, item{s: res[k], env: envelope{ID: ids[k/2], MovedAt: now, Entry: res[k+1]}})
+	}
+	return items, nil
 }
 
-// handleBatch takes envelopes through to asynq, Enqueuers at a time, each
-// retried on Redis failures until it succeeds or ctx ends; then it removes
-// the handled ones from the processing list in one pipeline. An envelope
-// whose enqueue did not succeed stays for recovery.
-func (b *Bridge) handleBatch(ctx context.Context, batch []string) {
-	outcomes := make([]string, len(batch))
-	sem := make(chan struct{}, b.cfg.Enqueuers)
-	var wg sync.WaitGroup
-	for i, s := range batch {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			backoff := newBackoff()
-			for {
-				outcome, err := b.process(ctx, s)
-				if err == nil || ctx.Err() != nil {
-					if err == nil {
-						outcomes[i] = outcome
-					}
-					return
+// enqueueLoop enqueues the items of work until work is closed, each retried
+// on Redis failures until it succeeds or ctx ends, and passes the handled
+// ones to acks. Once ctx has ended it only drains work: what it holds stays
+// in the processing list for recovery.
+func (b *Bridge) enqueueLoop(ctx context.Context, work <-chan item, acks chan<- handled) {
+	for it := range work {
+		backoff := newBackoff()
+		for ctx.Err() == nil {
+			outcome, err := b.process(ctx, it.s, it.env, true)
+			if err == nil {
+				if outcome != outcomeDone {
+					acks <- handled{s: it.s, outcome: outcome}
 				}
-				b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
+				break
 			}
-		}()
-	}
-	wg.Wait()
-	backoff := newBackoff()
-	for ctx.Err() == nil {
-		err := b.finishAll(ctx, batch, outcomes)
-		if err == nil {
-			return
+			b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
 		}
-		b.retryLater(ctx, backoff, "remove handled entries from the processing list", err)
 	}
 }
 
-// finishAll removes the elements whose outcome is set from the processing
-// list, in one pipeline, and counts their outcomes.
-func (b *Bridge) finishAll(ctx context.Context, batch, outcomes []string) error {
+// ackLoop removes handled elements from the processing list until acks is
+// closed: whatever has arrived while the previous removal ran goes in one
+// script call (up to BatchSize), so removal keeps pace with any number of
+// enqueuers. A failed removal is retried until ctx ends; the elements then
+// stay in the processing list, and recovery finds their jobs already
+// enqueued (duplicates).
+func (b *Bridge) ackLoop(ctx context.Context, acks <-chan handled) {
+	batch := make([]handled, 0, b.cfg.BatchSize)
+	for h := range acks {
+		batch = append(batch[:0], h)
+	more:
+		for len(batch) < b.cfg.BatchSize {
+			select {
+			case h, ok := <-acks:
+				if !ok {
+					break more
+				}
+				batch = append(batch, h)
+			default:
+				break more
+			}
+		}
+		backoff := newBackoff()
+		for ctx.Err() == nil {
+			err := b.finishAll(ctx, batch)
+			if err == nil {
+				break
+			}
+			b.retryLater(ctx, backoff, "remove handled entries from the processing list", err)
+		}
+	}
+}
+
+// finishAll removes handled elements from the processing list in one
+// script call and counts their outcomes.
+func (b *Bridge) finishAll(ctx context.Context, batch []handled) error {
 	if b.cfg.beforeRemove != nil {
 		b.cfg.beforeRemove()
 	}
-	pipe := b.cfg.Redis.Pipeline()
-	n := 0
-	for i, s := range batch {
-		if outcomes[i] != "" && outcomes[i] != outcomeDone {
-			pipe.LRem(ctx, b.processing, 1, s)
-			n++
-		}
+	args := make([]any, len(batch))
+	for k, h := range batch {
+		args[k] = h.s
 	}
-	if n == 0 {
-		return nil
+	if err := redisx.InboxAck.Run(ctx, b.cfg.Redis, []string{b.processing}, args...).Err(); err != nil {
+		return fmt.Errorf("inbox: remove %d handled entries from %s: %w", len(batch), b.processing, err)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("inbox: remove %d handled entries from %s: %w", n, b.processing, err)
-	}
-	for i, o := range outcomes {
-		if o != "" && o != outcomeDone {
-			b.cfg.OnOutcome(o)
-			outcomes[i] = outcomeDone
-		}
+	for _, h := range batch {
+		b.cfg.OnOutcome(h.outcome)
 	}
 	return nil
 }
@@ -367,9 +425,10 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 				return nil // another bridge's recovery took it
 			}
 			s = wrapped
+			isEnvelope = true
 		}
 	}
-	outcome, err := b.process(ctx, s)
+	outcome, err := b.process(ctx, s, env, isEnvelope)
 	if err != nil || outcome == outcomeDone {
 		return err
 	}
@@ -377,14 +436,11 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 }
 
 // process enqueues (or coalesces, or dead-letters) one element of the
-// processing list, an envelope or an invalid raw entry, and returns the
-// outcome to count when it is removed (outcomeDone when it needs no
-// removal). It returns an error only when Redis or the enqueue failed.
-func (b *Bridge) process(ctx context.Context, s string) (string, error) {
-	env, isEnvelope := parseEnvelope(s)
-	if !isEnvelope {
-		env = envelope{Entry: s}
-	}
+// processing list (s), an envelope (env, isEnvelope) or an invalid raw entry
+// (env.Entry = s), and returns the outcome to count when it is removed
+// (outcomeDone when it needs no removal). It returns an error only when
+// Redis or the enqueue failed.
+func (b *Bridge) process(ctx context.Context, s string, env envelope, isEnvelope bool) (string, error) {
 	job, err := Parse([]byte(env.Entry), b.cfg.Queues)
 	if err != nil {
 		return outcomeDone, b.deadLetter(ctx, s, env.Entry, err)

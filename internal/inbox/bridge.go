@@ -18,15 +18,24 @@
 // entries pushed twice get distinct ids and both run, unless the producer
 // gave options.task_id, which makes the second a duplicate on purpose.
 //
-// Entries move in batches: one script call moves up to BatchSize entries
-// from the inbox to the processing list, each already wrapped in its
-// envelope (so a batch costs one round trip, not two per entry); Enqueuers
-// goroutines enqueue them concurrently, and the handled envelopes leave the
-// processing list in one pipelined round trip, each only after its own job
-// was enqueued. Only when the inbox is empty does the bridge block, on
-// BLMOVE of a single entry. Order is therefore not kept: entries of one
-// producer may be enqueued in any order (they were never run in order
-// anyway, with several workers and retries).
+// Entries move in batches, and the stages overlap. One script call
+// (inbox_take.lua) moves up to BatchSize entries from the inbox into the
+// processing list as one batch envelope {"cachekeeper_inbox_batch": id,
+// "moved_at": ..., "entries": [...]}; entry k of it is enqueued with task id
+// "inbox:<id>-<k>", fixed before its enqueue like an envelope's. While
+// Enqueuers goroutines enqueue a batch's entries, the next batch is taken;
+// once every entry of a batch is handled, one goroutine removes its envelope
+// (inbox_ack.lua, several batches per round trip). A crash leaves the
+// envelope in the processing list: recovery enqueues its entries again
+// under the same task ids, so those already enqueued are refused as
+// duplicates. An invalid entry of a batch is added to the dead-letter list
+// at once; after a crash before its batch left the processing list it is
+// added again (a dead letter may appear twice, never be lost). Only when
+// the inbox is empty does the bridge block, on BLMOVE of a single entry,
+// which it wraps in an envelope of its own. Order is therefore not kept:
+// entries of one producer may be enqueued in any order (they were never run
+// in order anyway, with several workers and retries). Envelopes of one
+// entry and raw entries left by an older bridge are still recovered.
 //
 // An entry that does not parse or validate goes to the dead-letter list,
 // as {"entry": <the raw entry, as a string>, "error": <why>, "time":
@@ -41,8 +50,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -204,7 +215,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// goroutines enqueue the previous ones and one goroutine removes the
 	// handled envelopes, many per round trip.
 	work := make(chan item, b.cfg.BatchSize)
-	acks := make(chan handled, b.cfg.BatchSize+b.cfg.Enqueuers)
+	acks := make(chan *batch, 100)
 	var enqueuers sync.WaitGroup
 	for range b.cfg.Enqueuers {
 		enqueuers.Add(1)
@@ -270,52 +281,73 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return nil
 }
 
-// item is one element of the processing list this bridge took: the element
-// as stored (s) and its envelope (env.Entry is the raw entry).
-type item struct {
-	s   string
-	env envelope
+// element is one entry to take through to asynq, and where it sits.
+type element struct {
+	// s is the processing-list element holding the entry: a batch
+	// envelope, an envelope of one entry, or the raw entry itself.
+	s string
+	// raw is the entry as the producer pushed it.
+	raw string
+	// taskID is "inbox:<id>", fixed before the enqueue; "" for a raw
+	// entry not yet wrapped (only an invalid one reaches process so).
+	taskID string
+	// inBatch: s holds other entries too, so dead-lettering this one
+	// leaves s in place (it goes once all its entries are handled).
+	inBatch bool
 }
 
-// handled is an element whose job is enqueued (or coalesced, or refused as
-// a duplicate), to remove from the processing list and count.
-type handled struct{ s, outcome string }
+// batch is a batch envelope this bridge took, while its entries are
+// enqueued.
+type batch struct {
+	s string
+	// outcomes[k] is entry k's outcome, set by the goroutine that handled
+	// it; read once left reaches 0.
+	outcomes []string
+	left     atomic.Int32
+}
 
-// take moves up to BatchSize entries from the inbox to the processing list,
-// each wrapped in its envelope, in one script call, and returns them (none
-// when the inbox is empty).
+// item is entry k of batch b, for the enqueuers.
+type item struct {
+	el element
+	b  *batch
+	k  int
+}
+
+// take moves up to BatchSize entries from the inbox to the processing list
+// as one batch envelope, in one script call, and returns them (none when the
+// inbox is empty).
 func (b *Bridge) take(ctx context.Context) ([]item, error) {
-	now := time.Now().UTC()
-	ids := make([]string, b.cfg.BatchSize)
-	args := make([]any, 0, b.cfg.BatchSize+1)
-	args = append(args, now.Format(time.RFC3339Nano))
-	for k := range ids {
-		ids[k] = newID()
-		args = append(args, ids[k])
-	}
-	res, err := redisx.InboxTake.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing}, args...).StringSlice()
-	if err != nil {
+	id := newID()
+	res, err := redisx.InboxTake.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing},
+		time.Now().UTC().Format(time.RFC3339Nano), id, b.cfg.BatchSize).StringSlice()
+	if err != nil || len(res) < 2 {
 		return nil, err
 	}
-	items := make([]item, 0, len(res)/2)
-	for k := 0; k+1 < len(res); k += 2 {
-		items = append(items, item{s: res[k], env: envelope{ID: ids[k/2], MovedAt: now, Entry: res[k+1]}})
+	bt := &batch{s: res[0], outcomes: make([]string, len(res)-1)}
+	bt.left.Store(int32(len(res) - 1))
+	items := make([]item, len(res)-1)
+	for k, raw := range res[1:] {
+		items[k] = item{el: element{s: bt.s, raw: raw, taskID: batchTaskID(id, k), inBatch: true}, b: bt, k: k}
 	}
 	return items, nil
 }
 
+// batchTaskID is the task id of entry k (from 0) of batch id.
+func batchTaskID(id string, k int) string { return "inbox:" + id + "-" + strconv.Itoa(k) }
+
 // enqueueLoop enqueues the items of work until work is closed, each retried
-// on Redis failures until it succeeds or ctx ends, and passes the handled
-// ones to acks. Once ctx has ended it only drains work: what it holds stays
-// in the processing list for recovery.
-func (b *Bridge) enqueueLoop(ctx context.Context, work <-chan item, acks chan<- handled) {
+// on Redis failures until it succeeds or ctx ends, and passes each batch to
+// acks once all its entries are handled. Once ctx has ended it only drains
+// work: those batches stay in the processing list for recovery.
+func (b *Bridge) enqueueLoop(ctx context.Context, work <-chan item, acks chan<- *batch) {
 	for it := range work {
 		backoff := newBackoff()
 		for ctx.Err() == nil {
-			outcome, err := b.process(ctx, it.s, it.env, true)
+			outcome, err := b.process(ctx, it.el)
 			if err == nil {
-				if outcome != outcomeDone {
-					acks <- handled{s: it.s, outcome: outcome}
+				it.b.outcomes[it.k] = outcome
+				if it.b.left.Add(-1) == 0 {
+					acks <- it.b
 				}
 				break
 			}
@@ -324,31 +356,31 @@ func (b *Bridge) enqueueLoop(ctx context.Context, work <-chan item, acks chan<- 
 	}
 }
 
-// ackLoop removes handled elements from the processing list until acks is
+// ackLoop removes handled batches from the processing list until acks is
 // closed: whatever has arrived while the previous removal ran goes in one
-// script call (up to BatchSize), so removal keeps pace with any number of
-// enqueuers. A failed removal is retried until ctx ends; the elements then
-// stay in the processing list, and recovery finds their jobs already
-// enqueued (duplicates).
-func (b *Bridge) ackLoop(ctx context.Context, acks <-chan handled) {
-	batch := make([]handled, 0, b.cfg.BatchSize)
-	for h := range acks {
-		batch = append(batch[:0], h)
+// script call, so removal keeps pace with any number of enqueuers. A failed
+// removal is retried until ctx ends; the batch then stays in the processing
+// list, and recovery finds its jobs already enqueued (duplicates).
+func (b *Bridge) ackLoop(ctx context.Context, acks <-chan *batch) {
+	const most = 100
+	pending := make([]*batch, 0, most)
+	for bt := range acks {
+		pending = append(pending[:0], bt)
 	more:
-		for len(batch) < b.cfg.BatchSize {
+		for len(pending) < most {
 			select {
-			case h, ok := <-acks:
+			case bt, ok := <-acks:
 				if !ok {
 					break more
 				}
-				batch = append(batch, h)
+				pending = append(pending, bt)
 			default:
 				break more
 			}
 		}
 		backoff := newBackoff()
 		for ctx.Err() == nil {
-			err := b.finishAll(ctx, batch)
+			err := b.finishAll(ctx, pending)
 			if err == nil {
 				break
 			}
@@ -357,21 +389,25 @@ func (b *Bridge) ackLoop(ctx context.Context, acks <-chan handled) {
 	}
 }
 
-// finishAll removes handled elements from the processing list in one
-// script call and counts their outcomes.
-func (b *Bridge) finishAll(ctx context.Context, batch []handled) error {
+// finishAll removes handled batches from the processing list in one script
+// call and counts their entries' outcomes.
+func (b *Bridge) finishAll(ctx context.Context, batches []*batch) error {
 	if b.cfg.beforeRemove != nil {
 		b.cfg.beforeRemove()
 	}
-	args := make([]any, len(batch))
-	for k, h := range batch {
-		args[k] = h.s
+	args := make([]any, len(batches))
+	for k, bt := range batches {
+		args[k] = bt.s
 	}
 	if err := redisx.InboxAck.Run(ctx, b.cfg.Redis, []string{b.processing}, args...).Err(); err != nil {
-		return fmt.Errorf("inbox: remove %d handled entries from %s: %w", len(batch), b.processing, err)
+		return fmt.Errorf("inbox: remove %d handled batches from %s: %w", len(batches), b.processing, err)
 	}
-	for _, h := range batch {
-		b.cfg.OnOutcome(h.outcome)
+	for _, bt := range batches {
+		for _, o := range bt.outcomes {
+			if o != outcomeDone {
+				b.cfg.OnOutcome(o)
+			}
+		}
 	}
 	return nil
 }
@@ -412,6 +448,9 @@ func (b *Bridge) retryLater(ctx context.Context, bo *backoff, what string, err e
 // Redis or the enqueue failed and the element is still in the processing
 // list.
 func (b *Bridge) handle(ctx context.Context, s string) error {
+	if bt, ok := parseBatch(s); ok {
+		return b.handleBatch(ctx, s, bt)
+	}
 	env, isEnvelope := parseEnvelope(s)
 	if !isEnvelope {
 		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
@@ -428,36 +467,73 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 			isEnvelope = true
 		}
 	}
-	outcome, err := b.process(ctx, s, env, isEnvelope)
+	el := element{s: s, raw: env.Entry}
+	if isEnvelope {
+		el.taskID = "inbox:" + env.ID
+	}
+	outcome, err := b.process(ctx, el)
 	if err != nil || outcome == outcomeDone {
 		return err
 	}
 	return b.finish(ctx, s, outcome)
 }
 
-// process enqueues (or coalesces, or dead-letters) one element of the
-// processing list (s), an envelope (env, isEnvelope) or an invalid raw entry
-// (env.Entry = s), and returns the outcome to count when it is removed
-// (outcomeDone when it needs no removal). It returns an error only when
-// Redis or the enqueue failed.
-func (b *Bridge) process(ctx context.Context, s string, env envelope, isEnvelope bool) (string, error) {
-	job, err := Parse([]byte(env.Entry), b.cfg.Queues)
-	if err != nil {
-		return outcomeDone, b.deadLetter(ctx, s, env.Entry, err)
+// handleBatch takes the entries of a batch envelope (s) found by recovery
+// through to asynq, each with the task id it had from the start (so those
+// the crashed bridge enqueued are refused as duplicates), then removes s. A
+// Redis failure is retried per entry, so an entry already dead-lettered is
+// not dead-lettered again; it returns an error only when ctx ended (s then
+// stays for the next recovery).
+func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) error {
+	outcomes := make([]string, len(bt.Entries))
+	for k, raw := range bt.Entries {
+		el := element{s: s, raw: raw, taskID: batchTaskID(bt.ID, k), inBatch: true}
+		backoff := newBackoff()
+		for {
+			outcome, err := b.process(ctx, el)
+			if err == nil {
+				outcomes[k] = outcome
+				break
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			b.retryLater(ctx, backoff, "move a recovered inbox entry into the queue", err)
+		}
 	}
-	if !isEnvelope { // a valid raw entry: handle wraps it first
+	one := &batch{s: s, outcomes: outcomes}
+	backoff := newBackoff()
+	for {
+		err := b.finishAll(ctx, []*batch{one})
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		b.retryLater(ctx, backoff, "remove a recovered batch from the processing list", err)
+	}
+}
+
+// process enqueues (or coalesces, or dead-letters) one entry of the
+// processing list, and returns the outcome to count when its element is
+// removed (outcomeDone when it needs no removal). It returns an error only
+// when Redis or the enqueue failed.
+func (b *Bridge) process(ctx context.Context, el element) (string, error) {
+	job, err := Parse([]byte(el.raw), b.cfg.Queues)
+	if err != nil {
+		return outcomeDone, b.deadLetter(ctx, el, err)
+	}
+	if el.taskID == "" { // a valid raw entry: handle wraps it first
 		return "", fmt.Errorf("inbox: internal error: unwrapped entry in a batch")
 	}
 	if b.cfg.beforeEnqueue != nil {
 		b.cfg.beforeEnqueue()
 	}
 	if job.Coalesce {
-		return b.coalesce(ctx, s, env.Entry, job.Payload.(*tasks.WarmArgs))
+		return b.coalesce(ctx, el, job.Payload.(*tasks.WarmArgs))
 	}
 	taskID := job.TaskID
 	opts := job.Options
 	if taskID == "" {
-		taskID = "inbox:" + env.ID
+		taskID = el.taskID
 		opts = append(opts, tasks.TaskID(taskID))
 	}
 	outcome := OutcomeEnqueued
@@ -466,7 +542,7 @@ func (b *Bridge) process(ctx context.Context, s string, env envelope, isEnvelope
 	case errors.Is(err, tasks.ErrDuplicateTask):
 		outcome = OutcomeDuplicate
 	case errors.Is(err, tasks.ErrInvalidPayload):
-		return outcomeDone, b.deadLetter(ctx, s, env.Entry, err)
+		return outcomeDone, b.deadLetter(ctx, el, err)
 	case err != nil:
 		return "", err
 	}
@@ -479,16 +555,16 @@ func (b *Bridge) process(ctx context.Context, s string, env envelope, isEnvelope
 }
 
 // coalesce adds the ids of a warm entry to its cache's pending ids; the
-// caller then removes the entry (s) from the processing list. Adding is
-// idempotent, so a crash in between only adds the ids again on recovery.
-func (b *Bridge) coalesce(ctx context.Context, s, raw string, w *tasks.WarmArgs) (string, error) {
+// caller then removes the entry's element from the processing list. Adding
+// is idempotent, so a crash in between only adds the ids again on recovery.
+func (b *Bridge) coalesce(ctx context.Context, el element, w *tasks.WarmArgs) (string, error) {
 	ids := make([]any, len(w.IDs))
 	for i, id := range w.IDs {
 		ids[i] = id
 	}
 	err := b.cfg.Enqueuer.WarmCache(ctx, w.Cache, ids...)
 	if errors.Is(err, tasks.ErrInvalidPayload) {
-		return outcomeDone, b.deadLetter(ctx, s, raw, err)
+		return outcomeDone, b.deadLetter(ctx, el, err)
 	}
 	if err != nil {
 		return "", err
@@ -510,14 +586,29 @@ func (b *Bridge) finish(ctx context.Context, s, outcome string) error {
 	return nil
 }
 
-// deadLetter moves s from the processing list to the dead-letter list with
-// the reason, atomically.
-func (b *Bridge) deadLetter(ctx context.Context, s, raw string, reason error) error {
-	rec, err := json.Marshal(DeadLetter{Entry: raw, Error: reason.Error(), Time: time.Now().UTC()})
+// deadLetter records an entry on the dead-letter list with the reason. An
+// element of its own moves from the processing list to the dead-letter
+// list atomically; an entry of a batch is only added (its batch envelope
+// leaves once all its entries are handled), so a crash before then
+// dead-letters it again on recovery: a dead letter may appear twice, never
+// be lost.
+func (b *Bridge) deadLetter(ctx context.Context, el element, reason error) error {
+	rec, err := json.Marshal(DeadLetter{Entry: el.raw, Error: reason.Error(), Time: time.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("inbox: encode dead letter: %w", err)
 	}
-	moved, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec, b.cfg.DeadMax).Bool()
+	moved := true
+	if el.inBatch {
+		_, err = b.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.LPush(ctx, b.dead, rec)
+			if b.cfg.DeadMax > 0 {
+				p.LTrim(ctx, b.dead, 0, int64(b.cfg.DeadMax)-1)
+			}
+			return nil
+		})
+	} else {
+		moved, err = redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, el.s, rec, b.cfg.DeadMax).Bool()
+	}
 	if err != nil {
 		return fmt.Errorf("inbox: dead-letter an invalid entry: %w", err)
 	}
@@ -541,7 +632,11 @@ func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
 	for i := len(items) - 1; i >= 0; i-- {
 		s := items[i]
 		if olderThan > 0 {
-			if env, ok := parseEnvelope(s); ok {
+			if bt, ok := parseBatch(s); ok {
+				if time.Since(bt.MovedAt) < olderThan {
+					continue
+				}
+			} else if env, ok := parseEnvelope(s); ok {
 				if time.Since(env.MovedAt) < olderThan {
 					continue
 				}
@@ -582,6 +677,28 @@ type envelope struct {
 func (e envelope) encode() string {
 	data, _ := json.Marshal(e) // strings and a time: cannot fail
 	return string(data)
+}
+
+// batchEnvelope is a processing-list element holding a batch of entries
+// (inbox_take.lua writes it); entry k's task id is batchTaskID(ID, k).
+type batchEnvelope struct {
+	ID      string    `json:"cachekeeper_inbox_batch"`
+	MovedAt time.Time `json:"moved_at"`
+	Entries []string  `json:"entries"`
+}
+
+// parseBatch recognises a batch envelope.
+func parseBatch(s string) (batchEnvelope, bool) {
+	if !strings.HasPrefix(s, `{"cachekeeper_inbox_batch":`) {
+		return batchEnvelope{}, false
+	}
+	var e batchEnvelope
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil || e.ID == "" {
+		return batchEnvelope{}, false
+	}
+	return e, true
 }
 
 // parseEnvelope recognises an envelope; a producer's entry never is one

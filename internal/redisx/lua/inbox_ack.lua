@@ -1,9 +1,9 @@
--- inbox_ack.lua: Removes handled envelopes from the inbox's processing list, one occurrence each,
--- searching from the tail (the oldest end, where the first-taken envelopes sit), so that removing
--- a batch costs one round trip and each removal stops near the tail.
+-- inbox_ack.lua: Removes handled elements (batch envelopes) from the inbox's processing list, one
+-- occurrence each, searching from the tail (the oldest end, where the first-taken ones sit), so that
+-- removing several costs one round trip and each removal stops near the tail.
 --
 -- KEYS     processing list
--- ARGV     the envelopes to remove (each unique: it holds its own id)
+-- ARGV     the elements to remove (each unique: it holds its own id)
 -- Returns  how many of them were found and removed (one taken by another bridge's recovery is not).
 local n = 0
 for i = 1, #ARGV do

@@ -52,6 +52,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -98,6 +99,11 @@ type Config struct {
 	NewBlocking func() (redis.UniversalClient, error)
 	// Enqueuer enqueues the jobs (required), normally a *tasks.Client.
 	Enqueuer Enqueuer
+	// Batch, when set, enqueues the entries of a batch that are neither
+	// coalesced nor delayed (process_in, process_at) in one pipeline per
+	// batch, normally a *BatchEnqueuer built with Enqueuer's options; the
+	// others, and all when Batch is nil, go through Enqueuer one at a time.
+	Batch Batcher
 	// Key is the inbox list (default keys.Default().Inbox()).
 	Key string
 	// BlockTimeout is how long one BLMOVE waits (default DefaultBlockTimeout).
@@ -138,6 +144,9 @@ type Bridge struct {
 	// rawSeen holds raw entries a periodic recovery found in the processing
 	// list; still there at the next pass, they are recovered.
 	rawSeen map[string]int
+	// batchOff is set once the batched enqueue gave a job back (asynq did
+	// not behave as it relies on): every entry then goes through Enqueuer.
+	batchOff atomic.Bool
 }
 
 // New checks cfg and returns a bridge.
@@ -210,16 +219,24 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "inbox bridge started", slog.String("inbox", b.cfg.Key),
 		slog.String("processing", b.processing), slog.String("dead_letter", b.dead))
 	// The stages overlap: this goroutine takes batches while Enqueuers
-	// goroutines enqueue the previous ones and one goroutine removes the
-	// handled envelopes, many per round trip.
-	work := make(chan item, b.cfg.BatchSize)
+	// goroutines enqueue the previous ones (each a batch at a time, in one
+	// pipeline with Config.Batch), Enqueuers more enqueue the entries that
+	// go one at a time, and one goroutine removes the handled envelopes,
+	// many per round trip.
+	work := make(chan *batch, 1)
+	single := make(chan item, b.cfg.BatchSize)
 	acks := make(chan *batch, 100)
-	var enqueuers sync.WaitGroup
+	var batchers, enqueuers sync.WaitGroup
 	for range b.cfg.Enqueuers {
+		batchers.Add(1)
+		go func() {
+			defer batchers.Done()
+			b.batchLoop(ctx, work, single, acks)
+		}()
 		enqueuers.Add(1)
 		go func() {
 			defer enqueuers.Done()
-			b.enqueueLoop(ctx, work, acks)
+			b.enqueueLoop(ctx, single, acks)
 		}()
 	}
 	ackDone := make(chan struct{})
@@ -229,6 +246,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}()
 	defer func() {
 		close(work)
+		batchers.Wait()
+		close(single)
 		enqueuers.Wait()
 		close(acks)
 		<-ackDone
@@ -249,19 +268,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 			}
 			lastRecovery = time.Now()
 		}
-		batch, err := b.take(ctx)
+		bt, err := b.take(ctx)
 		if err != nil {
 			b.retryLater(ctx, backoff, "move inbox entries", err)
 			continue
 		}
-		if len(batch) > 0 {
+		if bt != nil {
 			backoff.reset()
-			for _, it := range batch {
-				select {
-				case work <- it:
-				case <-ctx.Done():
-					return nil // the rest stays in the processing list for recovery
-				}
+			select {
+			case work <- bt:
+			case <-ctx.Done():
+				return nil // the batch stays in the processing list for recovery
 			}
 			continue
 		}
@@ -353,11 +370,35 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 // stays for the next recovery).
 func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) error {
 	outcomes := make([]string, len(bt.Entries))
+	els := make([]*element, len(bt.Entries))
+	var batched []int
 	for k, raw := range bt.Entries {
-		el := element{s: s, raw: raw, taskID: batchTaskID(bt.ID, k), inBatch: true}
+		els[k] = &element{s: s, raw: raw, taskID: batchTaskID(bt.ID, k), inBatch: true}
+		els[k].parse(b.cfg.Queues)
+		if b.batchable(els[k]) {
+			batched = append(batched, k)
+		}
+	}
+	if len(batched) > 0 {
+		sub := make([]*element, len(batched))
+		for i, k := range batched {
+			sub[i] = els[k]
+		}
+		got, _, err := b.enqueueBatched(ctx, sub)
+		if err != nil {
+			return err
+		}
+		for i, k := range batched {
+			outcomes[k] = got[i] // "" for one given back: enqueued below
+		}
+	}
+	for k, el := range els {
+		if outcomes[k] != "" {
+			continue
+		}
 		backoff := newBackoff()
 		for {
-			outcome, err := b.process(ctx, el)
+			outcome, err := b.process(ctx, *el)
 			if err == nil {
 				outcomes[k] = outcome
 				break
@@ -384,7 +425,7 @@ func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) er
 // removed (outcomeDone when it needs no removal). It returns an error only
 // when Redis or the enqueue failed.
 func (b *Bridge) process(ctx context.Context, el element) (string, error) {
-	job, err := Parse([]byte(el.raw), b.cfg.Queues)
+	job, err := el.parse(b.cfg.Queues)
 	if err != nil {
 		return outcomeDone, b.deadLetter(ctx, el, err)
 	}
@@ -397,12 +438,7 @@ func (b *Bridge) process(ctx context.Context, el element) (string, error) {
 	if job.Coalesce {
 		return b.coalesce(ctx, el, job.Payload.(*tasks.WarmArgs))
 	}
-	taskID := job.TaskID
-	opts := job.Options
-	if taskID == "" {
-		taskID = el.taskID
-		opts = append(opts, tasks.TaskID(taskID))
-	}
+	taskID, opts := jobOptions(&el, job)
 	outcome := OutcomeEnqueued
 	info, err := b.cfg.Enqueuer.Enqueue(ctx, job.Payload, opts...)
 	switch {

@@ -28,13 +28,19 @@ var (
 type bundle struct {
 	r       *testenv.Redis
 	client  *tasks.Client
+	batch   *inbox.BatchEnqueuer
 	inspect *asynq.Inspector
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	r := testenv.NewRedis(t)
-	return &bundle{r: r, client: tasks.NewClientFromRedis(r.Client), inspect: asynq.NewInspectorFromRedisClient(r.Client)}
+	batch, err := inbox.NewBatchEnqueuer(r.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = batch.Close() })
+	return &bundle{r: r, client: tasks.NewClientFromRedis(r.Client), batch: batch, inspect: asynq.NewInspectorFromRedisClient(r.Client)}
 }
 
 func (b *bundle) config() inbox.Config {
@@ -42,6 +48,7 @@ func (b *bundle) config() inbox.Config {
 		Redis:        b.r.Client,
 		NewBlocking:  func() (redis.UniversalClient, error) { return redis.NewClient(b.r.Client.Options()), nil },
 		Enqueuer:     b.client,
+		Batch:        b.batch,
 		Key:          inboxKey,
 		BlockTimeout: 50 * time.Millisecond,
 		Queues:       tasks.Queues(),

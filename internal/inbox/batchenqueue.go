@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
@@ -148,6 +149,9 @@ func (e *BatchEnqueuer) newRecording() *recordingClient {
 		Dialer: func(context.Context, string, string) (net.Conn, error) { return nil, errRecordingOnly },
 		// nothing to retry: every command is answered by the hook
 		MaxRetries: -1,
+		// no connection, so no maintenance notifications (and none of
+		// their background goroutines)
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 	rc.AddHook(recordHook{scripts: &e.scripts})
 	return &recordingClient{rc: rc, client: tasks.NewClientFromRedis(rc, e.opts...)}

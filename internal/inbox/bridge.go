@@ -23,9 +23,13 @@
 // processing list as one batch envelope {"cachekeeper_inbox_batch": id,
 // "moved_at": ..., "entries": [...]}; entry k of it is enqueued with task id
 // "inbox:<id>-<k>", fixed before its enqueue like an envelope's. While
-// Enqueuers goroutines enqueue a batch's entries, the next batch is taken;
-// once every entry of a batch is handled, one goroutine removes its envelope
-// (inbox_ack.lua, several batches per round trip). A crash leaves the
+// Enqueuers goroutines enqueue batches, the next batch is taken. With
+// Config.Batch (the worker sets a BatchEnqueuer, see batchenqueue.go) the
+// entries of a batch that are neither coalesced nor delayed go to Redis in
+// one pipeline, each built by asynq's own code; the others go one at a
+// time, on Enqueuers goroutines of their own. Once every entry of a batch
+// is handled, one goroutine removes its envelope (inbox_ack.lua, several
+// batches per round trip). A crash leaves the
 // envelope in the processing list: recovery enqueues its entries again
 // under the same task ids, so those already enqueued are refused as
 // duplicates. An invalid entry of a batch is added to the dead-letter list
@@ -35,7 +39,9 @@
 // which it wraps in an envelope of its own. Order is therefore not kept:
 // entries of one producer may be enqueued in any order (they were never run
 // in order anyway, with several workers and retries). Envelopes of one
-// entry and raw entries left by an older bridge are still recovered.
+// entry and raw entries left by an older bridge are still recovered; a
+// bridge older than batch envelopes would dead-letter one left by a newer
+// bridge, whole, so all workers are upgraded together.
 //
 // An entry that does not parse or validate goes to the dead-letter list,
 // as {"entry": <the raw entry, as a string>, "error": <why>, "time":
@@ -114,9 +120,10 @@ type Config struct {
 	// BatchSize is the most entries moved per round trip (default
 	// DefaultBatchSize).
 	BatchSize int
-	// Enqueuers is how many entries of a batch are enqueued at once
-	// (default DefaultEnqueuers). The Enqueuer must be safe for concurrent
-	// use (tasks.Client is).
+	// Enqueuers is how many batches are enqueued at once (each in one
+	// pipeline with Batch), and how many of the entries that go one at a
+	// time (default DefaultEnqueuers). The Enqueuer and Batch must be safe
+	// for concurrent use (tasks.Client and BatchEnqueuer are).
 	Enqueuers int
 	// Queues, when not empty, are the queues options.queue may name.
 	Queues []string

@@ -29,7 +29,7 @@ type element struct {
 	// inBatch: s holds other entries too, so dead-lettering this one
 	// leaves s in place (it goes once all its entries are handled).
 	inBatch bool
-	// job and perr are raw parsed, once parse has run.
+	// job and perr are the result of parsing raw, once parse has run.
 	job  *Job
 	perr error
 }

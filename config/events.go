@@ -54,7 +54,9 @@ type InboxConfig struct {
 	// BatchSize is the most entries moved from the inbox per round trip
 	// (default 100).
 	BatchSize int `yaml:"batch_size"`
-	// Enqueuers is how many entries are enqueued at once (default 8).
+	// Enqueuers is how many batches are enqueued at once, each in one
+	// pipeline, and how many entries that go one at a time (delayed or
+	// coalesced ones) are (default 8).
 	// Entries are therefore not enqueued in the order they were pushed.
 	Enqueuers int `yaml:"enqueuers"`
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -32,6 +33,12 @@ func (w *Worker) registerInbox() error {
 	if err != nil {
 		return err
 	}
+	// The batched enqueue builds each job with a client of the same options
+	// and sends a batch's jobs in one pipeline.
+	batch, err := inbox.NewBatchEnqueuer(w.deps.Redis, w.cfg.ClientOptions()...)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
 	b, err := inbox.New(inbox.Config{
 		Redis: w.deps.Redis,
 		// BLMOVE waits on a connection of its own, closed on stop, so that
@@ -44,6 +51,7 @@ func (w *Worker) registerInbox() error {
 			return c, nil
 		},
 		Enqueuer:     client,
+		Batch:        batch,
 		Key:          w.cfg.Inbox.Key,
 		BlockTimeout: w.cfg.Inbox.BlockTimeout,
 		RecoverAfter: w.cfg.Inbox.RecoverAfter,
@@ -55,9 +63,13 @@ func (w *Worker) registerInbox() error {
 		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },
 	})
 	if err != nil {
+		_ = batch.Close()
 		return fmt.Errorf("worker: %w", err)
 	}
-	w.addRunner("inbox bridge", b.Run)
+	w.addRunner("inbox bridge", func(ctx context.Context) error {
+		defer batch.Close()
+		return b.Run(ctx)
+	})
 	return nil
 }
 

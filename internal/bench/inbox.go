@@ -69,8 +69,9 @@ func (o InboxOptions) withDefaults() (InboxOptions, error) {
 //     Enqueuers goroutines (jobs/s);
 //   - drain: the same jobs as JSON entries LPUSHed by a connection of their
 //     own (as a producer in another language would) onto a fresh inbox,
-//     then drained by the bridge (inbox.Bridge, the worker's code): entries/s
-//     from the bridge's start until every job is enqueued;
+//     then drained by the bridge (inbox.Bridge with inbox.BatchEnqueuer, as
+//     the worker runs it): entries/s from the bridge's start until every job
+//     is enqueued;
 //   - latency: with the bridge running, entries pushed one LPUSH at a time at
 //     LatencyRate for LatencySeconds, each timed from the push to the return
 //     of its enqueue (p50/p99).
@@ -83,6 +84,11 @@ func Inbox(ctx context.Context, rdb, producer redis.UniversalClient, opts InboxO
 		return Result{}, err
 	}
 	client := tasks.NewClientFromRedis(rdb)
+	batch, err := inbox.NewBatchEnqueuer(rdb)
+	if err != nil {
+		return Result{}, err
+	}
+	defer batch.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	var goRates, drainRates, p50s, p99s []float64
 	for round := 0; round < opts.Rounds; round++ {
@@ -94,12 +100,12 @@ func Inbox(ctx context.Context, rdb, producer redis.UniversalClient, opts InboxO
 			return Result{}, err
 		}
 		goRates = append(goRates, rate)
-		drain, err := inboxDrain(ctx, rdb, producer, client, key, queue, opts)
+		drain, err := inboxDrain(ctx, rdb, producer, client, batch, key, queue, opts)
 		if err != nil {
 			return Result{}, err
 		}
 		drainRates = append(drainRates, drain)
-		p50, p99, err := inboxLatency(ctx, rdb, producer, client, key+":lat", queue+"_lat", opts)
+		p50, p99, err := inboxLatency(ctx, rdb, producer, client, batch, key+":lat", queue+"_lat", opts)
 		if err != nil {
 			return Result{}, err
 		}
@@ -152,23 +158,41 @@ func goClientRate(ctx context.Context, c *tasks.Client, queue string, opts Inbox
 	return float64(opts.Entries) / time.Since(start).Seconds(), nil
 }
 
-// timedEnqueuer records when each job's enqueue returned, by its id.
+// timedEnqueuer records when each job's enqueue returned, by its id, on
+// the plain path (Enqueue) and the batched one (EnqueueBatch), as the
+// worker's bridge has them.
 type timedEnqueuer struct {
 	*tasks.Client
-	mu   sync.Mutex
-	done map[string]time.Time
+	batch *inbox.BatchEnqueuer
+	mu    sync.Mutex
+	done  map[string]time.Time
 }
 
 func (t *timedEnqueuer) Enqueue(ctx context.Context, p tasks.Payload, opts ...tasks.Option) (*asynq.TaskInfo, error) {
 	info, err := t.Client.Enqueue(ctx, p, opts...)
 	if err == nil {
-		if a, ok := p.(*tasks.InvalidateArgs); ok && len(a.IDs) == 1 {
-			t.mu.Lock()
-			t.done[a.IDs[0]] = time.Now()
-			t.mu.Unlock()
-		}
+		t.record(time.Now(), p)
 	}
 	return info, err
+}
+
+func (t *timedEnqueuer) EnqueueBatch(ctx context.Context, jobs []inbox.BatchJob) []error {
+	errs := t.batch.EnqueueBatch(ctx, jobs)
+	now := time.Now()
+	for i, err := range errs {
+		if err == nil {
+			t.record(now, jobs[i].Payload)
+		}
+	}
+	return errs
+}
+
+func (t *timedEnqueuer) record(at time.Time, p tasks.Payload) {
+	if a, ok := p.(*tasks.InvalidateArgs); ok && len(a.IDs) == 1 {
+		t.mu.Lock()
+		t.done[a.IDs[0]] = at
+		t.mu.Unlock()
+	}
 }
 
 func (t *timedEnqueuer) count() int {
@@ -177,8 +201,8 @@ func (t *timedEnqueuer) count() int {
 	return len(t.done)
 }
 
-func startBridge(ctx context.Context, rdb redis.UniversalClient, enq inbox.Enqueuer, key string, opts InboxOptions) (stop func() error, err error) {
-	br, err := inbox.New(inbox.Config{Redis: rdb, Enqueuer: enq, Key: key, BlockTimeout: 50 * time.Millisecond,
+func startBridge(ctx context.Context, rdb redis.UniversalClient, enq *timedEnqueuer, key string, opts InboxOptions) (stop func() error, err error) {
+	br, err := inbox.New(inbox.Config{Redis: rdb, Enqueuer: enq, Batch: enq, Key: key, BlockTimeout: 50 * time.Millisecond,
 		BatchSize: opts.BatchSize, Enqueuers: opts.Enqueuers})
 	if err != nil {
 		return nil, err
@@ -206,7 +230,7 @@ func waitCount(ctx context.Context, enq *timedEnqueuer, n int, limit time.Durati
 	return nil
 }
 
-func inboxDrain(ctx context.Context, rdb, producer redis.UniversalClient, c *tasks.Client, key, queue string, opts InboxOptions) (float64, error) {
+func inboxDrain(ctx context.Context, rdb, producer redis.UniversalClient, c *tasks.Client, batch *inbox.BatchEnqueuer, key, queue string, opts InboxOptions) (float64, error) {
 	defer producer.Del(context.WithoutCancel(ctx), key)
 	for lo := 0; lo < opts.Entries; lo += 1000 {
 		pipe := producer.Pipeline()
@@ -217,7 +241,7 @@ func inboxDrain(ctx context.Context, rdb, producer redis.UniversalClient, c *tas
 			return 0, fmt.Errorf("bench inbox: push: %w", err)
 		}
 	}
-	enq := &timedEnqueuer{Client: c, done: map[string]time.Time{}}
+	enq := &timedEnqueuer{Client: c, batch: batch, done: map[string]time.Time{}}
 	start := time.Now()
 	stop, err := startBridge(ctx, rdb, enq, key, opts)
 	if err != nil {
@@ -234,9 +258,9 @@ func inboxDrain(ctx context.Context, rdb, producer redis.UniversalClient, c *tas
 	return float64(opts.Entries) / d.Seconds(), nil
 }
 
-func inboxLatency(ctx context.Context, rdb, producer redis.UniversalClient, c *tasks.Client, key, queue string, opts InboxOptions) (p50, p99 float64, err error) {
+func inboxLatency(ctx context.Context, rdb, producer redis.UniversalClient, c *tasks.Client, batch *inbox.BatchEnqueuer, key, queue string, opts InboxOptions) (p50, p99 float64, err error) {
 	defer producer.Del(context.WithoutCancel(ctx), key)
-	enq := &timedEnqueuer{Client: c, done: map[string]time.Time{}}
+	enq := &timedEnqueuer{Client: c, batch: batch, done: map[string]time.Time{}}
 	stop, err := startBridge(ctx, rdb, enq, key, opts)
 	if err != nil {
 		return 0, 0, err

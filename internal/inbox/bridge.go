@@ -18,15 +18,30 @@
 // entries pushed twice get distinct ids and both run, unless the producer
 // gave options.task_id, which makes the second a duplicate on purpose.
 //
-// Entries move in batches: one script call moves up to BatchSize entries
-// from the inbox to the processing list, each already wrapped in its
-// envelope (so a batch costs one round trip, not two per entry); Enqueuers
-// goroutines enqueue them concurrently, and the handled envelopes leave the
-// processing list in one pipelined round trip, each only after its own job
-// was enqueued. Only when the inbox is empty does the bridge block, on
-// BLMOVE of a single entry. Order is therefore not kept: entries of one
-// producer may be enqueued in any order (they were never run in order
-// anyway, with several workers and retries).
+// Entries move in batches, and the stages overlap. One script call
+// (inbox_take.lua) moves up to BatchSize entries from the inbox into the
+// processing list as one batch envelope {"cachekeeper_inbox_batch": id,
+// "moved_at": ..., "entries": [...]}; entry k of it is enqueued with task id
+// "inbox:<id>-<k>", fixed before its enqueue like an envelope's. While
+// Enqueuers goroutines enqueue batches, the next batch is taken. With
+// Config.Batch (the worker sets a BatchEnqueuer, see batchenqueue.go) the
+// entries of a batch that are neither coalesced nor delayed go to Redis in
+// one pipeline, each built by asynq's own code; the others go one at a
+// time, on Enqueuers goroutines of their own. Once every entry of a batch
+// is handled, one goroutine removes its envelope (inbox_ack.lua, several
+// batches per round trip). A crash leaves the
+// envelope in the processing list: recovery enqueues its entries again
+// under the same task ids, so those already enqueued are refused as
+// duplicates. An invalid entry of a batch is added to the dead-letter list
+// at once; after a crash before its batch left the processing list it is
+// added again (a dead letter may appear twice, never be lost). Only when
+// the inbox is empty does the bridge block, on BLMOVE of a single entry,
+// which it wraps in an envelope of its own. Order is therefore not kept:
+// entries of one producer may be enqueued in any order (they were never run
+// in order anyway, with several workers and retries). Envelopes of one
+// entry and raw entries left by an older bridge are still recovered; a
+// bridge older than batch envelopes would dead-letter one left by a newer
+// bridge, whole, so all workers are upgraded together.
 //
 // An entry that does not parse or validate goes to the dead-letter list,
 // as {"entry": <the raw entry, as a string>, "error": <why>, "time":
@@ -43,6 +58,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -89,6 +105,11 @@ type Config struct {
 	NewBlocking func() (redis.UniversalClient, error)
 	// Enqueuer enqueues the jobs (required), normally a *tasks.Client.
 	Enqueuer Enqueuer
+	// Batch, when set, enqueues the entries of a batch that are neither
+	// coalesced nor delayed (process_in, process_at) in one pipeline per
+	// batch, normally a *BatchEnqueuer built with Enqueuer's options; the
+	// others, and all when Batch is nil, go through Enqueuer one at a time.
+	Batch Batcher
 	// Key is the inbox list (default keys.Default().Inbox()).
 	Key string
 	// BlockTimeout is how long one BLMOVE waits (default DefaultBlockTimeout).
@@ -99,9 +120,10 @@ type Config struct {
 	// BatchSize is the most entries moved per round trip (default
 	// DefaultBatchSize).
 	BatchSize int
-	// Enqueuers is how many entries of a batch are enqueued at once
-	// (default DefaultEnqueuers). The Enqueuer must be safe for concurrent
-	// use (tasks.Client is).
+	// Enqueuers is how many batches are enqueued at once (each in one
+	// pipeline with Batch), and how many of the entries that go one at a
+	// time (default DefaultEnqueuers). The Enqueuer and Batch must be safe
+	// for concurrent use (tasks.Client and BatchEnqueuer are).
 	Enqueuers int
 	// Queues, when not empty, are the queues options.queue may name.
 	Queues []string
@@ -129,6 +151,9 @@ type Bridge struct {
 	// rawSeen holds raw entries a periodic recovery found in the processing
 	// list; still there at the next pass, they are recovered.
 	rawSeen map[string]int
+	// batchOff is set once the batched enqueue gave a job back (asynq did
+	// not behave as it relies on): every entry then goes through Enqueuer.
+	batchOff atomic.Bool
 }
 
 // New checks cfg and returns a bridge.
@@ -200,6 +225,40 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "inbox bridge started", slog.String("inbox", b.cfg.Key),
 		slog.String("processing", b.processing), slog.String("dead_letter", b.dead))
+	// The stages overlap: this goroutine takes batches while Enqueuers
+	// goroutines enqueue the previous ones (each a batch at a time, in one
+	// pipeline with Config.Batch), Enqueuers more enqueue the entries that
+	// go one at a time, and one goroutine removes the handled envelopes,
+	// many per round trip.
+	work := make(chan *batch, 1)
+	single := make(chan item, b.cfg.BatchSize)
+	acks := make(chan *batch, 100)
+	var batchers, enqueuers sync.WaitGroup
+	for range b.cfg.Enqueuers {
+		batchers.Add(1)
+		go func() {
+			defer batchers.Done()
+			b.batchLoop(ctx, work, single, acks)
+		}()
+		enqueuers.Add(1)
+		go func() {
+			defer enqueuers.Done()
+			b.enqueueLoop(ctx, single, acks)
+		}()
+	}
+	ackDone := make(chan struct{})
+	go func() {
+		defer close(ackDone)
+		b.ackLoop(ctx, acks)
+	}()
+	defer func() {
+		close(work)
+		batchers.Wait()
+		close(single)
+		enqueuers.Wait()
+		close(acks)
+		<-ackDone
+	}()
 	var lastRecovery time.Time
 	backoff := newBackoff()
 	for ctx.Err() == nil {
@@ -216,14 +275,18 @@ func (b *Bridge) Run(ctx context.Context) error {
 			}
 			lastRecovery = time.Now()
 		}
-		batch, err := b.take(ctx)
+		bt, err := b.take(ctx)
 		if err != nil {
 			b.retryLater(ctx, backoff, "move inbox entries", err)
 			continue
 		}
-		if len(batch) > 0 {
+		if bt != nil {
 			backoff.reset()
-			b.handleBatch(ctx, batch)
+			select {
+			case work <- bt:
+			case <-ctx.Done():
+				return nil // the batch stays in the processing list for recovery
+			}
 			continue
 		}
 		entry, err := blocking.BLMove(ctx, b.cfg.Key, b.processing, "RIGHT", "LEFT", b.cfg.BlockTimeout).Result()
@@ -236,84 +299,6 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		backoff.reset()
 		b.handleUntilDone(ctx, entry)
-	}
-	return nil
-}
-
-// take moves up to BatchSize entries from the inbox to the processing list,
-// each wrapped in its envelope, in one script call, and returns the
-// envelopes (none when the inbox is empty).
-func (b *Bridge) take(ctx context.Context) ([]string, error) {
-	args := make([]any, 0, b.cfg.BatchSize+1)
-	args = append(args, time.Now().UTC().Format(time.RFC3339Nano))
-	for range b.cfg.BatchSize {
-		args = append(args, newID())
-	}
-	return redisx.InboxTake.Run(ctx, b.cfg.Redis, []string{b.cfg.Key, b.processing}, args...).StringSlice()
-}
-
-// handleBatch takes envelopes through to asynq, Enqueuers at a time, each
-// retried on Redis failures until it succeeds or ctx ends; then it removes
-// the handled ones from the processing list in one pipeline. An envelope
-// whose enqueue did not succeed stays for recovery.
-func (b *Bridge) handleBatch(ctx context.Context, batch []string) {
-	outcomes := make([]string, len(batch))
-	sem := make(chan struct{}, b.cfg.Enqueuers)
-	var wg sync.WaitGroup
-	for i, s := range batch {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			backoff := newBackoff()
-			for {
-				outcome, err := b.process(ctx, s)
-				if err == nil || ctx.Err() != nil {
-					if err == nil {
-						outcomes[i] = outcome
-					}
-					return
-				}
-				b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
-			}
-		}()
-	}
-	wg.Wait()
-	backoff := newBackoff()
-	for ctx.Err() == nil {
-		err := b.finishAll(ctx, batch, outcomes)
-		if err == nil {
-			return
-		}
-		b.retryLater(ctx, backoff, "remove handled entries from the processing list", err)
-	}
-}
-
-// finishAll removes the elements whose outcome is set from the processing
-// list, in one pipeline, and counts their outcomes.
-func (b *Bridge) finishAll(ctx context.Context, batch, outcomes []string) error {
-	if b.cfg.beforeRemove != nil {
-		b.cfg.beforeRemove()
-	}
-	pipe := b.cfg.Redis.Pipeline()
-	n := 0
-	for i, s := range batch {
-		if outcomes[i] != "" && outcomes[i] != outcomeDone {
-			pipe.LRem(ctx, b.processing, 1, s)
-			n++
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("inbox: remove %d handled entries from %s: %w", n, b.processing, err)
-	}
-	for i, o := range outcomes {
-		if o != "" && o != outcomeDone {
-			b.cfg.OnOutcome(o)
-			outcomes[i] = outcomeDone
-		}
 	}
 	return nil
 }
@@ -354,6 +339,9 @@ func (b *Bridge) retryLater(ctx context.Context, bo *backoff, what string, err e
 // Redis or the enqueue failed and the element is still in the processing
 // list.
 func (b *Bridge) handle(ctx context.Context, s string) error {
+	if bt, ok := parseBatch(s); ok {
+		return b.handleBatch(ctx, s, bt)
+	}
 	env, isEnvelope := parseEnvelope(s)
 	if !isEnvelope {
 		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
@@ -367,50 +355,104 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 				return nil // another bridge's recovery took it
 			}
 			s = wrapped
+			isEnvelope = true
 		}
 	}
-	outcome, err := b.process(ctx, s)
+	el := element{s: s, raw: env.Entry}
+	if isEnvelope {
+		el.taskID = "inbox:" + env.ID
+	}
+	outcome, err := b.process(ctx, el)
 	if err != nil || outcome == outcomeDone {
 		return err
 	}
 	return b.finish(ctx, s, outcome)
 }
 
-// process enqueues (or coalesces, or dead-letters) one element of the
-// processing list, an envelope or an invalid raw entry, and returns the
-// outcome to count when it is removed (outcomeDone when it needs no
-// removal). It returns an error only when Redis or the enqueue failed.
-func (b *Bridge) process(ctx context.Context, s string) (string, error) {
-	env, isEnvelope := parseEnvelope(s)
-	if !isEnvelope {
-		env = envelope{Entry: s}
+// handleBatch takes the entries of a batch envelope (s) found by recovery
+// through to asynq, each with the task id it had from the start (so those
+// the crashed bridge enqueued are refused as duplicates), then removes s. A
+// Redis failure is retried per entry, so an entry already dead-lettered is
+// not dead-lettered again; it returns an error only when ctx ended (s then
+// stays for the next recovery).
+func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) error {
+	outcomes := make([]string, len(bt.Entries))
+	els := make([]*element, len(bt.Entries))
+	var batched []int
+	for k, raw := range bt.Entries {
+		els[k] = &element{s: s, raw: raw, taskID: batchTaskID(bt.ID, k), inBatch: true}
+		els[k].parse(b.cfg.Queues)
+		if b.batchable(els[k]) {
+			batched = append(batched, k)
+		}
 	}
-	job, err := Parse([]byte(env.Entry), b.cfg.Queues)
+	if len(batched) > 0 {
+		sub := make([]*element, len(batched))
+		for i, k := range batched {
+			sub[i] = els[k]
+		}
+		got, _, err := b.enqueueBatched(ctx, sub)
+		if err != nil {
+			return err
+		}
+		for i, k := range batched {
+			outcomes[k] = got[i] // "" for one given back: enqueued below
+		}
+	}
+	for k, el := range els {
+		if outcomes[k] != "" {
+			continue
+		}
+		backoff := newBackoff()
+		for {
+			outcome, err := b.process(ctx, *el)
+			if err == nil {
+				outcomes[k] = outcome
+				break
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			b.retryLater(ctx, backoff, "move a recovered inbox entry into the queue", err)
+		}
+	}
+	one := &batch{s: s, outcomes: outcomes}
+	backoff := newBackoff()
+	for {
+		err := b.finishAll(ctx, []*batch{one})
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		b.retryLater(ctx, backoff, "remove a recovered batch from the processing list", err)
+	}
+}
+
+// process enqueues (or coalesces, or dead-letters) one entry of the
+// processing list, and returns the outcome to count when its element is
+// removed (outcomeDone when it needs no removal). It returns an error only
+// when Redis or the enqueue failed.
+func (b *Bridge) process(ctx context.Context, el element) (string, error) {
+	job, err := el.parse(b.cfg.Queues)
 	if err != nil {
-		return outcomeDone, b.deadLetter(ctx, s, env.Entry, err)
+		return outcomeDone, b.deadLetter(ctx, el, err)
 	}
-	if !isEnvelope { // a valid raw entry: handle wraps it first
+	if el.taskID == "" { // a valid raw entry: handle wraps it first
 		return "", fmt.Errorf("inbox: internal error: unwrapped entry in a batch")
 	}
 	if b.cfg.beforeEnqueue != nil {
 		b.cfg.beforeEnqueue()
 	}
 	if job.Coalesce {
-		return b.coalesce(ctx, s, env.Entry, job.Payload.(*tasks.WarmArgs))
+		return b.coalesce(ctx, el, job.Payload.(*tasks.WarmArgs))
 	}
-	taskID := job.TaskID
-	opts := job.Options
-	if taskID == "" {
-		taskID = "inbox:" + env.ID
-		opts = append(opts, tasks.TaskID(taskID))
-	}
+	taskID, opts := jobOptions(&el, job)
 	outcome := OutcomeEnqueued
 	info, err := b.cfg.Enqueuer.Enqueue(ctx, job.Payload, opts...)
 	switch {
 	case errors.Is(err, tasks.ErrDuplicateTask):
 		outcome = OutcomeDuplicate
 	case errors.Is(err, tasks.ErrInvalidPayload):
-		return outcomeDone, b.deadLetter(ctx, s, env.Entry, err)
+		return outcomeDone, b.deadLetter(ctx, el, err)
 	case err != nil:
 		return "", err
 	}
@@ -423,16 +465,16 @@ func (b *Bridge) process(ctx context.Context, s string) (string, error) {
 }
 
 // coalesce adds the ids of a warm entry to its cache's pending ids; the
-// caller then removes the entry (s) from the processing list. Adding is
-// idempotent, so a crash in between only adds the ids again on recovery.
-func (b *Bridge) coalesce(ctx context.Context, s, raw string, w *tasks.WarmArgs) (string, error) {
+// caller then removes the entry's element from the processing list. Adding
+// is idempotent, so a crash in between only adds the ids again on recovery.
+func (b *Bridge) coalesce(ctx context.Context, el element, w *tasks.WarmArgs) (string, error) {
 	ids := make([]any, len(w.IDs))
 	for i, id := range w.IDs {
 		ids[i] = id
 	}
 	err := b.cfg.Enqueuer.WarmCache(ctx, w.Cache, ids...)
 	if errors.Is(err, tasks.ErrInvalidPayload) {
-		return outcomeDone, b.deadLetter(ctx, s, raw, err)
+		return outcomeDone, b.deadLetter(ctx, el, err)
 	}
 	if err != nil {
 		return "", err
@@ -454,14 +496,29 @@ func (b *Bridge) finish(ctx context.Context, s, outcome string) error {
 	return nil
 }
 
-// deadLetter moves s from the processing list to the dead-letter list with
-// the reason, atomically.
-func (b *Bridge) deadLetter(ctx context.Context, s, raw string, reason error) error {
-	rec, err := json.Marshal(DeadLetter{Entry: raw, Error: reason.Error(), Time: time.Now().UTC()})
+// deadLetter records an entry on the dead-letter list with the reason. An
+// element of its own moves from the processing list to the dead-letter
+// list atomically; an entry of a batch is only added (its batch envelope
+// leaves once all its entries are handled), so a crash before then
+// dead-letters it again on recovery: a dead letter may appear twice, never
+// be lost.
+func (b *Bridge) deadLetter(ctx context.Context, el element, reason error) error {
+	rec, err := json.Marshal(DeadLetter{Entry: el.raw, Error: reason.Error(), Time: time.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("inbox: encode dead letter: %w", err)
 	}
-	moved, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, s, rec, b.cfg.DeadMax).Bool()
+	moved := true
+	if el.inBatch {
+		_, err = b.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.LPush(ctx, b.dead, rec)
+			if b.cfg.DeadMax > 0 {
+				p.LTrim(ctx, b.dead, 0, int64(b.cfg.DeadMax)-1)
+			}
+			return nil
+		})
+	} else {
+		moved, err = redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.dead}, el.s, rec, b.cfg.DeadMax).Bool()
+	}
 	if err != nil {
 		return fmt.Errorf("inbox: dead-letter an invalid entry: %w", err)
 	}
@@ -485,7 +542,11 @@ func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
 	for i := len(items) - 1; i >= 0; i-- {
 		s := items[i]
 		if olderThan > 0 {
-			if env, ok := parseEnvelope(s); ok {
+			if bt, ok := parseBatch(s); ok {
+				if time.Since(bt.MovedAt) < olderThan {
+					continue
+				}
+			} else if env, ok := parseEnvelope(s); ok {
 				if time.Since(env.MovedAt) < olderThan {
 					continue
 				}
@@ -526,6 +587,28 @@ type envelope struct {
 func (e envelope) encode() string {
 	data, _ := json.Marshal(e) // strings and a time: cannot fail
 	return string(data)
+}
+
+// batchEnvelope is a processing-list element holding a batch of entries
+// (inbox_take.lua writes it); entry k's task id is batchTaskID(ID, k).
+type batchEnvelope struct {
+	ID      string    `json:"cachekeeper_inbox_batch"`
+	MovedAt time.Time `json:"moved_at"`
+	Entries []string  `json:"entries"`
+}
+
+// parseBatch recognises a batch envelope.
+func parseBatch(s string) (batchEnvelope, bool) {
+	if !strings.HasPrefix(s, `{"cachekeeper_inbox_batch":`) {
+		return batchEnvelope{}, false
+	}
+	var e batchEnvelope
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil || e.ID == "" {
+		return batchEnvelope{}, false
+	}
+	return e, true
 }
 
 // parseEnvelope recognises an envelope; a producer's entry never is one

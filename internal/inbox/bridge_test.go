@@ -28,13 +28,19 @@ var (
 type bundle struct {
 	r       *testenv.Redis
 	client  *tasks.Client
+	batch   *inbox.BatchEnqueuer
 	inspect *asynq.Inspector
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	r := testenv.NewRedis(t)
-	return &bundle{r: r, client: tasks.NewClientFromRedis(r.Client), inspect: asynq.NewInspectorFromRedisClient(r.Client)}
+	batch, err := inbox.NewBatchEnqueuer(r.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = batch.Close() })
+	return &bundle{r: r, client: tasks.NewClientFromRedis(r.Client), batch: batch, inspect: asynq.NewInspectorFromRedisClient(r.Client)}
 }
 
 func (b *bundle) config() inbox.Config {
@@ -42,6 +48,7 @@ func (b *bundle) config() inbox.Config {
 		Redis:        b.r.Client,
 		NewBlocking:  func() (redis.UniversalClient, error) { return redis.NewClient(b.r.Client.Options()), nil },
 		Enqueuer:     b.client,
+		Batch:        b.batch,
 		Key:          inboxKey,
 		BlockTimeout: 50 * time.Millisecond,
 		Queues:       tasks.Queues(),
@@ -348,12 +355,12 @@ func TestBridgeBatchesCrashMidBatch(t *testing.T) {
 	if err := br.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	left := b.listLen(processingKey)
+	left := int64(inbox.EntriesIn(b.r.Client.LRange(context.Background(), processingKey, 0, -1).Val()))
 	enqueued := b.pending(t)
 	if left == 0 || int64(enqueued)+left+b.listLen(inboxKey) < n {
 		t.Fatalf("after the crash: %d enqueued, %d in processing, %d in the inbox: entries lost", enqueued, left, b.listLen(inboxKey))
 	}
-	t.Logf("after the crash: %d enqueued, %d in processing, %d still in the inbox", enqueued, left, b.listLen(inboxKey))
+	t.Logf("after the crash: %d enqueued, %d entries in processing, %d still in the inbox", enqueued, left, b.listLen(inboxKey))
 	cfg = b.config()
 	cfg.BatchSize = 50
 	run(t, cfg)
@@ -369,10 +376,99 @@ func (b *bundle) pending(t *testing.T) int {
 	t.Helper()
 	qi, err := b.inspect.GetQueueInfo(tasks.QueueCritical)
 	if err != nil {
-		if strings.Contains(err.Error(), "not found") {
-			return 0
+		if strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "does not exist") {
+			return 0 // nothing enqueued yet (a crash before the first pipeline)
 		}
 		t.Fatal(err)
 	}
 	return qi.Pending
+}
+
+// TestBridgeBatchCrashBeforeRemovalWithDeadLetter: a bridge dies after it
+// enqueued every entry of a batch (one of them dead-lettered) and before the
+// batch envelope left the processing list. The restarted bridge finds the
+// jobs already enqueued under the same task ids (duplicates, none doubled),
+// and the invalid entry stays on the dead-letter list with its reason.
+func TestBridgeBatchCrashBeforeRemovalWithDeadLetter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := 0; i < 5; i++ {
+		b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}}`, i))
+	}
+	b.push(t, `{"kind": "cache:nuke", "args": {}}`)
+	ctx, crash := context.WithCancel(context.Background())
+	cfg := b.config()
+	cfg.BatchSize = 10
+	inbox.SetCrashHooks(&cfg, nil, crash)
+	br, err := inbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left := b.r.Client.LRange(context.Background(), processingKey, 0, -1).Val()
+	if len(left) != 1 || inbox.EntriesIn(left) != 6 || b.pending(t) != 5 || b.listLen(deadKey) != 1 {
+		t.Fatalf("after the crash: %d elements holding %d entries in processing, %d pending, %d dead; want 1 batch of 6, 5, 1",
+			len(left), inbox.EntriesIn(left), b.pending(t), b.listLen(deadKey))
+	}
+	cfg = b.config()
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	cfg.OnOutcome = func(o string) { mu.Lock(); outcomes[o]++; mu.Unlock() }
+	run(t, cfg)
+	waitFor(t, "recovered", func() bool { return b.listLen(processingKey) == 0 })
+	if n := b.pending(t); n != 5 {
+		t.Fatalf("%d tasks after recovery, want still 5", n)
+	}
+	for _, ti := range b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending) {
+		if !strings.HasPrefix(ti.ID, "inbox:") || !strings.Contains(ti.ID, "-") {
+			t.Errorf("task id %q, want inbox:<batch id>-<index>", ti.ID)
+		}
+	}
+	mu.Lock()
+	if outcomes[inbox.OutcomeDuplicate] != 5 || outcomes[inbox.OutcomeRecovered] != 1 {
+		t.Errorf("outcomes %v, want 5 duplicates of 1 recovered batch", outcomes)
+	}
+	mu.Unlock()
+	recs := b.r.Client.LRange(context.Background(), deadKey, 0, -1).Val()
+	if len(recs) < 1 || len(recs) > 2 {
+		t.Fatalf("%d dead letters, want the invalid entry once (twice at most, after the crash)", len(recs))
+	}
+	for _, s := range recs {
+		var dl inbox.DeadLetter
+		if err := json.Unmarshal([]byte(s), &dl); err != nil || dl.Entry != `{"kind": "cache:nuke", "args": {}}` || !strings.Contains(dl.Error, "cache:nuke") {
+			t.Errorf("dead letter %s (%v)", s, err)
+		}
+	}
+}
+
+// TestBridgeLeavesYoungBatchesOfOthers: a running bridge's periodic recovery
+// does not take a batch envelope moved less than RecoverAfter ago (another
+// bridge is enqueueing it), and takes it once it is older.
+func TestBridgeLeavesYoungBatchesOfOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.config()
+	cfg.RecoverAfter = time.Second
+	run(t, cfg)
+	time.Sleep(50 * time.Millisecond)
+	young := fmt.Sprintf(`{"cachekeeper_inbox_batch":"b0","moved_at":%q,"entries":[%q]}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano), invalidateUser1)
+	old := fmt.Sprintf(`{"cachekeeper_inbox_batch":"b1","moved_at":%q,"entries":[%q,%q]}`, time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano), invalidateUser1, invalidateUser1)
+	b.r.Client.LPush(context.Background(), processingKey, young, old)
+	waitFor(t, "the old batch recovered", func() bool {
+		list := b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending)
+		return b.listLen(processingKey) == 1 && len(list) == 2
+	})
+	ids := map[string]bool{}
+	for _, ti := range b.tasksIn(t, tasks.QueueCritical, asynq.TaskStatePending) {
+		ids[ti.ID] = true
+	}
+	if !ids["inbox:b1-0"] || !ids["inbox:b1-1"] {
+		t.Errorf("task ids %v, want inbox:b1-0 and inbox:b1-1", ids)
+	}
+	time.Sleep(1500 * time.Millisecond) // more than one periodic pass
+	if got := b.r.Client.LRange(context.Background(), processingKey, 0, -1).Val(); len(got) != 1 || got[0] != young {
+		t.Fatalf("processing %v, want the young batch untouched", got)
+	}
 }

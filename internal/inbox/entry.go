@@ -60,6 +60,8 @@ type Job struct {
 	// Coalesce says the job is a warm to add to its cache's pending ids
 	// (tasks.Client.WarmCache) rather than a job of its own.
 	Coalesce bool
+	// Delayed says options.process_in or options.process_at was given.
+	Delayed bool
 }
 
 // Parse decodes and validates one inbox entry. queues, when not empty, are
@@ -98,6 +100,7 @@ func Parse(raw []byte, queues []string) (Job, error) {
 			return Job{}, err
 		}
 		job.TaskID = e.Options.TaskID
+		job.Delayed = e.Options.ProcessIn != nil || e.Options.ProcessAt != nil
 	}
 	// A warm without options waits for company like tasks.Client.WarmCache's,
 	// so that producers warming one row at a time cost few SQL queries.

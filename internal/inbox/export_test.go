@@ -5,3 +5,17 @@ package inbox
 func SetCrashHooks(c *Config, before, after func()) {
 	c.beforeEnqueue, c.beforeRemove = before, after
 }
+
+// EntriesIn counts the entries the processing-list elements hold (a batch
+// envelope holds several).
+func EntriesIn(elements []string) int {
+	n := 0
+	for _, s := range elements {
+		if bt, ok := parseBatch(s); ok {
+			n += len(bt.Entries)
+		} else {
+			n++
+		}
+	}
+	return n
+}

@@ -75,8 +75,12 @@ func (k Keys) EventsChannel() string { return k.prefix + "events" }
 // Inbox is the default list that producers in any language LPUSH jobs to.
 func (k Keys) Inbox() string { return k.prefix + "inbox" }
 
-// Processing is the list an inbox entry sits in between BLMOVE and enqueue,
-// in the same slot as inbox.
+// Processing is the inbox's processing list, in the same slot as inbox: the
+// bridge moves entries there before it enqueues them and removes them once
+// enqueued. Its elements are batch envelopes ({"cachekeeper_inbox_batch":
+// id, "moved_at": ..., "entries": [raw entries]}), envelopes of one entry
+// ({"cachekeeper_inbox_id": ...}, after a BLMOVE), and raw entries for the
+// moment between a BLMOVE and its wrapping (internal/inbox).
 func Processing(inbox string) string { return SameSlot(inbox) + ":processing" }
 
 // DeadLetter is where invalid inbox entries go, with the reason attached.

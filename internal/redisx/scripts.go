@@ -65,6 +65,7 @@ var (
 
 	// The inbox bridge (internal/inbox).
 	InboxTake = load("inbox_take.lua")
+	InboxAck  = load("inbox_ack.lua")
 	// ListMove also serves the inbox's dead-letter list (internal/inbox).
 	ListMove = load("list_move.lua")
 

@@ -1,15 +1,16 @@
--- inbox_take.lua: Moves up to #ARGV-1 entries from the inbox's tail to the processing list's head,
--- each wrapped in its envelope (the JSON of the bridge's envelope: id, moved_at, entry).
+-- inbox_take.lua: Moves up to ARGV[3] entries from the inbox's tail to the processing list's head as
+-- ONE element, the batch envelope: {"cachekeeper_inbox_batch": id, "moved_at": time, "entries":
+-- [the raw entries as JSON strings, oldest first]}. One RPOP with a count, one JSON encoding of the
+-- array and one LPUSH per batch (nothing per entry) keep a batch cheap for Redis; the bridge removes
+-- the envelope once every entry of it is enqueued. Needs Redis >= 6.2 (RPOP count).
 --
 -- KEYS     inbox list, processing list
--- ARGV     moved_at (RFC 3339), then one fresh envelope id per entry to take
--- Returns  the envelopes pushed, oldest entry first (fewer when the inbox ran dry).
-local out = {}
-for i = 2, #ARGV do
-  local e = redis.call('RPOP', KEYS[1])
-  if not e then break end
-  local env = cjson.encode({cachekeeper_inbox_id = ARGV[i], moved_at = ARGV[1], entry = e})
-  redis.call('LPUSH', KEYS[2], env)
-  out[#out + 1] = env
-end
-return out
+-- ARGV     moved_at (RFC 3339), the batch id (hex: no escaping needed), the most entries to take
+-- Returns  {} when the inbox is empty, else {batch envelope, entry 1, entry 2, ...}, oldest first.
+local taken = redis.call('RPOP', KEYS[1], tonumber(ARGV[3]))
+if not taken then return {} end
+local env = '{"cachekeeper_inbox_batch":"' .. ARGV[2] .. '","moved_at":"' .. ARGV[1] .. '","entries":' ..
+  cjson.encode(taken) .. '}'
+redis.call('LPUSH', KEYS[2], env)
+table.insert(taken, 1, env)
+return taken

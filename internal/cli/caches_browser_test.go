@@ -98,11 +98,17 @@ func TestCachesPageInBrowser(t *testing.T) {
 	}
 	base := startWorker(t, map[string]string{"CACHEKEEPER_REDIS_URL": r.URL}, "--config", cfgPath)
 
-	// Wait for the bridge to dead-letter it; take the reason from the JSON.
+	// Wait for the bridge to dead-letter it (take the reason from the JSON)
+	// and for the worker to mark user served (its first orphan pass, which
+	// may come after the bridge's first batch).
 	var reason string
 	deadline := time.Now().Add(15 * time.Second)
-	for reason == "" {
+	for {
 		var st struct {
+			Caches []struct {
+				Name   string `json:"name"`
+				Served bool   `json:"served"`
+			} `json:"caches"`
 			Inbox struct {
 				Dead []struct {
 					Reason string `json:"reason"`
@@ -113,12 +119,16 @@ func TestCachesPageInBrowser(t *testing.T) {
 		if err == nil {
 			err = json.Unmarshal(resp, &st)
 		}
-		if err == nil && len(st.Inbox.Dead) > 0 {
+		served := false
+		for _, c := range st.Caches {
+			served = served || c.Name == "user" && c.Served
+		}
+		if err == nil && len(st.Inbox.Dead) > 0 && served {
 			reason = st.Inbox.Dead[0].Reason
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no dead letter on /caches.json within 15s (%v): %s", err, resp)
+			t.Fatalf("no dead letter, or user not served, on /caches.json within 15s (%v): %s", err, resp)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

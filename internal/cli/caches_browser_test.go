@@ -142,14 +142,7 @@ func TestCachesPageInBrowser(t *testing.T) {
 			t.Fatalf("chromium: %s: %v", what, err)
 		}
 	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("chromium: text of %s: %v", sel, err)
-		}
-		return s
-	}
+	text := func(sel string) string { t.Helper(); return pageText(t, bctx, sel) }
 	attr := func(sel, name string) string {
 		t.Helper()
 		a, err := chromedp.Run(bctx, chromedp.AttributeValue(chromedp.CSS(sel), name))
@@ -164,15 +157,7 @@ func TestCachesPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("chromium: screenshot: %v", err)
-	}
-	shot := filepath.Join(artifactDir(t), "caches-page.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of /caches: %s", shot)
+	t.Logf("screenshot of /caches: %s", screenshot(t, bctx, "caches-page.png"))
 
 	body := text("body")
 	if refresh, ui := attr(`meta[http-equiv="refresh"]`, "content"), attr(`header a[href="/ui/"]`, "href"); title != "cachekeeper" || refresh == "" || ui != "/ui/" {
@@ -298,23 +283,8 @@ func TestCachesPageShowsChangeStreamInBrowser(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`tr[data-stream="cachekeeper"]`))); err != nil {
 		t.Fatalf("chromium: the page has no row for stream cachekeeper: %v", err)
 	}
-	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("chromium: screenshot: %v", err)
-	}
-	shot := filepath.Join(artifactDir(t), "caches-page-changes.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of /caches with the change stream: %s", shot)
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("chromium: text of %s: %v", sel, err)
-		}
-		return s
-	}
+	t.Logf("screenshot of /caches with the change stream: %s", screenshot(t, bctx, "caches-page-changes.png"))
+	text := func(sel string) string { t.Helper(); return pageText(t, bctx, sel) }
 	row := `tr[data-stream="cachekeeper"] `
 	if h := text(row + "td.holder"); h != holder {
 		t.Errorf("holder shown %q, want %q", h, holder)
@@ -341,6 +311,31 @@ func TestCachesPageShowsChangeStreamInBrowser(t *testing.T) {
 	if strings.Contains(body, "none: no replica") || strings.Contains(body, "inactive") {
 		t.Errorf("the page shows the running stream as not held:\n%s", body)
 	}
+}
+
+// pageText is the text of the first element sel selects.
+func pageText(t *testing.T, bctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("chromium: text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// screenshot saves the whole page as name in the artifacts directory and
+// returns its path.
+func screenshot(t *testing.T, bctx context.Context, name string) string {
+	t.Helper()
+	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("chromium: screenshot: %v", err)
+	}
+	shot := filepath.Join(artifactDir(t), name)
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return shot
 }
 
 // browser starts a headless Chromium for one test.

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // fastLane turns the empty-queue poll of one asynq server into a bounded
@@ -147,7 +148,7 @@ func (l *fastLane) waitAndRetry(ctx context.Context, cmd redis.Cmder, next redis
 	if l.waiter == nil || l.off.Load() || l.isStopped() {
 		return redis.Nil
 	}
-	if err := l.waiter.BLMove(ctx, l.pendingKey, l.pendingKey, "RIGHT", "RIGHT", l.wait).Err(); err != nil {
+	if err := redisx.BLMove(ctx, l.waiter, l.pendingKey, l.pendingKey, "RIGHT", "RIGHT", l.wait).Err(); err != nil {
 		switch {
 		case errors.Is(err, redis.Nil), l.isStopped():
 			// Waited in vain, or the worker is stopping.

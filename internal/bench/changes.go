@@ -62,7 +62,7 @@ const appBatch = 1000
 //
 // An id counts as invalidated when the worker's cache.invalidated event
 // naming it arrives (it is published after the fenced delete).
-func Changes(ctx context.Context, opts ChangesOptions) ([]Result, error) {
+func Changes(ctx context.Context, opts ChangesOptions) (results []Result, err error) {
 	o := opts
 	if o.Rows == 0 {
 		o.Rows = 50000
@@ -162,7 +162,9 @@ func Changes(ctx context.Context, opts ChangesOptions) ([]Result, error) {
 		<-streamDone
 		if kind == "postgres" {
 			c := context.WithoutCancel(ctx)
-			_, _ = e.db.ExecContext(c, "SELECT pg_drop_replication_slot($1)", slot)
+			if derr := dropSlot(c, e.db, slot, 15*time.Second); derr != nil && err == nil {
+				results, err = nil, derr
+			}
 			_, _ = e.db.ExecContext(c, "DROP PUBLICATION IF EXISTS "+slot)
 		}
 	}()

@@ -289,7 +289,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		entry, err := blocking.BLMove(ctx, b.cfg.Key, b.processing, "RIGHT", "LEFT", b.cfg.BlockTimeout).Result()
+		entry, err := redisx.BLMove(ctx, blocking, b.cfg.Key, b.processing, "RIGHT", "LEFT", b.cfg.BlockTimeout).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 			continue

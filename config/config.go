@@ -108,6 +108,13 @@ func Load(path string, env func(string) string, overrides ...func(*Config)) (Con
 // Parse decodes YAML over cfg (which holds the defaults). An unknown field is
 // an error naming the field and its line.
 func Parse(data []byte, cfg *Config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%w: %s", ErrInvalid, syntaxError(data, err))
+	}
+	if msg := unknownField(&doc); msg != "" {
+		return fmt.Errorf("%w: %s", ErrInvalid, msg)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {

@@ -66,13 +66,37 @@ func TestUnknownFieldNamesFieldAndLine(t *testing.T) {
 	if !errors.Is(err, config.ErrInvalid) {
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
-	for _, want := range []string{"line 4", "concurency"} {
+	for _, want := range []string{"worker.concurency (line 4) is not a setting; did you mean concurrency?"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
 	if strings.Contains(err.Error(), "\n") {
 		t.Errorf("error spans several lines: %q", err)
+	}
+}
+
+// Unknown settings are named by their YAML path, never a Go type, with the
+// nearest setting; YAML that does not parse names the line to fix.
+func TestConfigErrorsNameThePathAndTheLine(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"caches:\n  user:\n    key: \"user:{id}\"\n    ttl_jiter: 10%\n":        "caches.user.ttl_jiter (line 4) is not a setting; did you mean ttl_jitter?",
+		"caches:\n  user:\n    changes: {table: t, idd: 1}\n":                  "caches.user.changes.idd (line 3) is not a setting; did you mean id?",
+		"schedule:\n  - name: a\n    kind: x\n    schedul: y\n":                "schedule[0].schedul (line 4) is not a setting; did you mean schedule?",
+		"redis:\n  url: redis://x\n database:\n  url: y\n":                     "line 3: database: (not valid YAML",
+		"caches:\n  user:\n    key: 'user:{id}'\n    ttl: [1h\n    by_ids: x\n": "line 4: ttl: [1h (not valid YAML",
+		"worker:\n  queues: {critical: 6, default: 3\nlog:\n  level: info\n":   "line 2: queues: {critical: 6, default: 3 (not valid YAML",
+		"redis:\n  url: redis://x\n\tdatabase: 1\n":                           "line 3: database: 1 (not valid YAML",
+	}
+	for body, want := range cases {
+		_, err := config.Load(write(t, body), nil)
+		if err == nil || !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: err = %v, want ErrInvalid mentioning %q", body, err, want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "config.") || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("config %q: %q names a Go type or spans lines", body, err)
+		}
 	}
 }
 
@@ -96,7 +120,7 @@ func TestValidationErrors(t *testing.T) {
 		"warm:\n  coalesce_interval: 1ms\n":                                                               "warm.coalesce_interval",
 		"warm:\n  coalesce_max_size: 0\n":                                                                 "warm.coalesce_max_size",
 		"warm:\n  coalesce_queue: \"\"\n":                                                                 "warm.coalesce_queue",
-		"warm:\n  coalesce_grace_period: 1s\n":                                                            "coalesce_grace_period not found in type config.WarmConfig; it was replaced by warm.coalesce_interval",
+		"warm:\n  coalesce_grace_period: 1s\n":                                                            "warm.coalesce_grace_period (line 2) is not a setting; it was replaced by warm.coalesce_interval",
 		"warm:\n  coalesce_queue: bulk\ncaches:\n  user:\n    key: user:{id}\n    ttl: 1h\n    by_ids: SELECT 1 WHERE id IN (?)\n": `warm.coalesce_queue "bulk" is not one of worker.queues (critical, default, low)`,
 	}
 	for body, want := range cases {

@@ -73,7 +73,7 @@ schedule:
     schedule: "@hourly"
     kind: session:cleanup
     catchup: one
-`, "field catchup not found"},
+`, "catchup (line 16) is not a setting; did you mean catch_up?"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -82,12 +82,12 @@ func TestConfigErrorsNameThePathAndTheLine(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
 		"caches:\n  user:\n    key: \"user:{id}\"\n    ttl_jiter: 10%\n":        "caches.user.ttl_jiter (line 4) is not a setting; did you mean ttl_jitter?",
-		"caches:\n  user:\n    changes: {table: t, idd: 1}\n":                  "caches.user.changes.idd (line 3) is not a setting; did you mean id?",
-		"schedule:\n  - name: a\n    kind: x\n    schedul: y\n":                "schedule[0].schedul (line 4) is not a setting; did you mean schedule?",
-		"redis:\n  url: redis://x\n database:\n  url: y\n":                     "line 3: database: (not valid YAML",
+		"caches:\n  user:\n    changes: {table: t, idd: 1}\n":                   "caches.user.changes.idd (line 3) is not a setting; did you mean id?",
+		"schedule:\n  - name: a\n    kind: x\n    schedul: y\n":                 "schedule[0].schedul (line 4) is not a setting; did you mean schedule?",
+		"redis:\n  url: redis://x\n database:\n  url: y\n":                      "line 3: database: (not valid YAML",
 		"caches:\n  user:\n    key: 'user:{id}'\n    ttl: [1h\n    by_ids: x\n": "line 4: ttl: [1h (not valid YAML",
-		"worker:\n  queues: {critical: 6, default: 3\nlog:\n  level: info\n":   "line 2: queues: {critical: 6, default: 3 (not valid YAML",
-		"redis:\n  url: redis://x\n\tdatabase: 1\n":                           "line 3: database: 1 (not valid YAML",
+		"worker:\n  queues: {critical: 6, default: 3\nlog:\n  level: info\n":    "line 2: queues: {critical: 6, default: 3 (not valid YAML",
+		"redis:\n  url: redis://x\n\tdatabase: 1\n":                             "line 3: database: 1 (not valid YAML",
 	}
 	for body, want := range cases {
 		_, err := config.Load(write(t, body), nil)

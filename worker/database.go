@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 )
 
@@ -85,6 +86,12 @@ func (m *dbMonitor) probe(ctx context.Context) error {
 	cancel()
 	if ctx.Err() != nil {
 		return nil
+	}
+	if err != nil && m.validate != nil && sqldb.IsRefused(err) {
+		// The database answers and refuses the configured user, password or
+		// database: a configuration error, as an invalid cache spec is,
+		// which no amount of retrying in the background fixes.
+		return fmt.Errorf("%w: %v: fix database.url (or %s, --database-url)", config.ErrInvalid, err, config.EnvDatabaseURL)
 	}
 	if err == nil && m.validate != nil {
 		if verr := m.validate(ctx); verr != nil {

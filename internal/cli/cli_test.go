@@ -165,7 +165,7 @@ func TestConfigShowRedactsAndCheckReports(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	_ = os.WriteFile(bad, []byte("redis:\n  ulr: x\n"), 0o600)
 	res = run(t, context.Background(), nil, "config", "check", "--config", bad)
-	if res.code != cli.ExitUsage || !strings.Contains(res.stdout, "FAIL config") || !strings.Contains(res.stderr, "ulr") {
+	if res.code != cli.ExitUsage || !strings.Contains(res.stdout, "bad.yaml: redis.ulr (line 2) is not a setting; did you mean url?") || strings.Contains(res.stderr, "ulr") {
 		t.Fatalf("bad config: %+v", res)
 	}
 }

@@ -27,7 +27,7 @@ func configCommand(io IO) *ucli.Command {
 					cfg, err := loadConfig(c, io)
 					if err != nil {
 						fmt.Fprintf(io.Stdout, "FAIL config: %s\n", oneLine(message(err)))
-						return err
+						return checkFailed{err}
 					}
 					fmt.Fprintln(io.Stdout, "ok   config: valid")
 					if err := checkChangeStream(cfg, io); err != nil {
@@ -102,7 +102,12 @@ func checkServices(ctx context.Context, cfg config.Config, io IO) error {
 	}
 	if err != nil {
 		fmt.Fprintf(io.Stdout, "FAIL database %s: %s\n", config.RedactURL(cfg.Database.URL), oneLine(err.Error()))
-		if serviceErr == nil {
+		switch {
+		case sqldb.IsRefused(err):
+			if configErr == nil {
+				configErr = fmt.Errorf("%w: %v", config.ErrInvalid, err)
+			}
+		case serviceErr == nil:
 			serviceErr = err
 		}
 		if len(cfg.Caches) > 0 {
@@ -123,12 +128,25 @@ func checkServices(ctx context.Context, cfg config.Config, io IO) error {
 	}
 	switch {
 	case configErr != nil:
-		return fmt.Errorf("config check failed: %w", configErr)
+		return checkFailed{configErr}
 	case serviceErr != nil:
-		return fmt.Errorf("config check failed: %w", serviceErr)
+		return checkFailed{serviceErr}
 	}
 	return nil
 }
+
+// checkFailed is config check's failure: each FAIL line is on stdout
+// already, so stderr says only that the check failed, and the exit code
+// still tells a configuration error (2) from a service down (1).
+type checkFailed struct{ err error }
+
+func (e checkFailed) Error() string {
+	if exitCode(e.err) == ExitUsage {
+		return "config check failed: fix the configuration (FAIL lines above)"
+	}
+	return "config check failed: a service does not answer (FAIL lines above)"
+}
+func (e checkFailed) Unwrap() error { return e.err }
 
 func uiExposure(cfg config.Config) string {
 	switch {

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
@@ -42,6 +43,8 @@ func message(err error) string {
 		if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
 			msg = msg[len(prefix):]
 		}
+		// "cachekeeper.yaml: invalid configuration: x" says "x" of the file.
+		msg = strings.Replace(msg, ": "+prefix, ": ", 1)
 	}
 	return msg
 }

@@ -6,9 +6,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cachekeeper/cachekeeper/internal/cli"
+	"github.com/cachekeeper/cachekeeper/internal/testenv"
 )
 
 // configFile writes body as a config file and returns its path.
@@ -68,5 +74,63 @@ func TestHealthcheckReadsMetricsAddrFromTheConfig(t *testing.T) {
 	res := run(t, context.Background(), nil, "healthcheck", "--config", configFile(t, "worker:\n  metrics_addr: \"\"\n"))
 	if res.code != 2 || !strings.Contains(res.stderr, "--url") {
 		t.Errorf("healthcheck with no metrics_addr: exit %d, stderr %q; want 2 and a hint to give --url", res.code, res.stderr)
+	}
+}
+
+// A database that answers and refuses the configured credentials or
+// database is a configuration error: the worker does not start (exit 2, one
+// line), and config check says so once, on stdout. A database that is down
+// is not (the worker starts degraded; see TestDatabaseDown).
+func TestDatabaseRefusalIsAConfigurationError(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	base := os.Getenv("CACHEKEEPER_TEST_DATABASE_URL")
+	if base == "" {
+		base = testenv.DefaultPostgresURL
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/ck_no_such_database"
+	urls := map[string]string{"postgres, no such database": u.String()}
+	my, err := url.Parse(testenv.DefaultMySQLURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := os.Getenv("CACHEKEEPER_TEST_MYSQL_URL"); env == "" && my.User.Username() == "root" {
+		my.User = url.UserPassword("root", "not-the-password")
+		urls["mysql, wrong password"] = my.String()
+	}
+	for name, dbURL := range urls {
+		cfg := configFile(t, "redis:\n  url: "+r.URL+"\ndatabase:\n  url: "+dbURL+"\nworker:\n  metrics_addr: \"\"\n"+
+			"caches:\n  user:\n    key: \"user:{id}\"\n    ttl: 1h\n    by_ids: SELECT id FROM users WHERE id IN (?)\n")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		check := run(t, ctx, nil, "config", "check", "--config", cfg)
+		if strings.Contains(check.stdout, "FAIL database") && strings.Contains(check.stdout, "unreachable") {
+			cancel()
+			t.Logf("%s: the server is not there (%s); skipped", name, strings.TrimSpace(check.stdout))
+			continue
+		}
+		if check.code != cli.ExitUsage || strings.Count(check.stdout, "FAIL") != 1 || !strings.Contains(check.stdout, "FAIL database") {
+			t.Errorf("%s: config check exit %d stdout %q, want exit 2 and one FAIL database line", name, check.code, check.stdout)
+		}
+		if strings.Count(check.stdout, "SQLSTATE") > 1 || strings.Count(check.stdout, "FATAL") > 1 {
+			t.Errorf("%s: the database's error is repeated: %q", name, check.stdout)
+		}
+		start := time.Now()
+		work := run(t, ctx, nil, "worker", "--config", cfg)
+		cancel()
+		t.Logf("%s: worker exit %d after %s: %s", name, work.code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(work.stderr))
+		last := strings.TrimSpace(work.stderr)
+		if i := strings.LastIndex(last, "\n"); i >= 0 {
+			last = last[i+1:]
+		}
+		if work.code != cli.ExitUsage || !strings.HasPrefix(last, "cachekeeper: ") || !strings.Contains(last, "database.url") || !strings.Contains(last, "refused") {
+			t.Errorf("%s: worker exit %d, last line %q; want exit 2 and one line naming database.url", name, work.code, last)
+		}
+		if strings.Contains(work.stderr, "retrying in the background") {
+			t.Errorf("%s: the worker took a refusal for an outage: %q", name, work.stderr)
+		}
 	}
 }

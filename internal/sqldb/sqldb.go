@@ -5,6 +5,7 @@ package sqldb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	"github.com/jmoiron/sqlx"
 	_ "modernc.org/sqlite" // registers "sqlite"
@@ -94,9 +96,60 @@ func DSN(kind, raw string) (driver, dsn string, err error) {
 }
 
 // Ping checks that the database answers within the context's deadline.
+// A server that answers but refuses the connection (see IsRefused) is
+// reported as such, not as unreachable.
 func Ping(ctx context.Context, db *sqlx.DB) error {
 	if err := db.PingContext(ctx); err != nil {
+		err = describe(err)
+		if IsRefused(err) {
+			return fmt.Errorf("database refused the connection: %w", err)
+		}
 		return fmt.Errorf("database unreachable: %w", err)
 	}
 	return nil
+}
+
+// IsRefused reports whether err is the database answering and refusing the
+// configured credentials or database name: a configuration error, which
+// waiting does not fix (unlike a database that is down).
+func IsRefused(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000", "3D000": // invalid password, invalid authorization, no such database
+			return true
+		}
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		switch myErr.Number {
+		case 1044, 1045, 1049, 1698: // db access denied, access denied, unknown database, access denied (socket auth)
+			return true
+		}
+	}
+	return false
+}
+
+// describedError renders a PostgreSQL connection error once. pgx lists every
+// attempt (with sslmode=prefer a TLS and a plain one, and one per address
+// of a host name), so the same FATAL line can appear twice in one message.
+type describedError struct {
+	msg string
+	err error
+}
+
+func (e *describedError) Error() string { return e.msg }
+func (e *describedError) Unwrap() error { return e.err }
+
+func describe(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	where := ""
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && ce.Config != nil {
+		where = fmt.Sprintf("%s:%d (user %s, database %s): ", ce.Config.Host, ce.Config.Port, ce.Config.User, ce.Config.Database)
+	}
+	return &describedError{msg: fmt.Sprintf("%s%s: %s (SQLSTATE %s)", where, pgErr.Severity, pgErr.Message, pgErr.Code), err: err}
 }

@@ -146,8 +146,14 @@ type warmStats struct {
 	Unkeyed  int `json:"unkeyed,omitempty"`
 	Unmapped int `json:"unmapped,omitempty"`
 	Invalid  int `json:"invalid,omitempty"`
-	Queries  int `json:"queries"`
+	// InvalidIDs are the first ids the database rejected as values of the
+	// id column (`cachekeeper enqueue warm --wait` names them).
+	InvalidIDs []string `json:"invalid_ids,omitempty"`
+	Queries    int      `json:"queries"`
 }
+
+// maxInvalidIDs caps warmStats.InvalidIDs.
+const maxInvalidIDs = 20
 
 func (a *warmStats) add(b warmStats) {
 	a.Rows += b.Rows
@@ -157,6 +163,7 @@ func (a *warmStats) add(b warmStats) {
 	a.Unkeyed += b.Unkeyed
 	a.Unmapped += b.Unmapped
 	a.Invalid += b.Invalid
+	a.InvalidIDs = appendCapped(a.InvalidIDs, b.InvalidIDs)
 	a.Queries += b.Queries
 }
 
@@ -222,6 +229,7 @@ func (w *Worker) warmChunk(ctx context.Context, spec *cachespec.Spec, ids []stri
 		st.Unkeyed += b.Unkeyed
 		st.Unmapped += len(b.Unmapped)
 		st.Invalid += len(b.Invalid)
+		st.InvalidIDs = appendCapped(st.InvalidIDs, b.Invalid)
 		if len(b.Invalid) > 0 {
 			w.logger.LogAttrs(ctx, slog.LevelWarn, "ids rejected by the database as values of the id column; skipped",
 				slog.String("cache", spec.Name()), slog.Any("ids", capList(b.Invalid, 20)))
@@ -378,4 +386,14 @@ func capList(s []string, n int) []string {
 	}
 	out := append([]string(nil), s[:n]...)
 	return append(out, "... "+strconv.Itoa(len(s)-n)+" more")
+}
+
+func appendCapped(dst, src []string) []string {
+	for _, id := range src {
+		if len(dst) >= maxInvalidIDs {
+			break
+		}
+		dst = append(dst, id)
+	}
+	return dst
 }

@@ -134,3 +134,42 @@ func TestDatabaseRefusalIsAConfigurationError(t *testing.T) {
 		}
 	}
 }
+
+// --wait tells what happened: a paused queue is named while the task waits
+// on it, and a warm whose ids the database rejects exits 1 naming them.
+func TestWaitNamesAPausedQueueAndFailsOnInvalidIDs(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	db := testenv.Postgres(t)
+	if _, err := db.Exec("CREATE TABLE users (id integer PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@example.com')"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := configFile(t, "redis:\n  url: "+r.URL+"\ndatabase:\n  url: "+db.Config.URL+"\n"+
+		"caches:\n  user:\n    key: \"user:{id}\"\n    ttl: 1h\n    by_ids: SELECT id, email FROM users WHERE id IN (?)\n")
+	ctx := context.Background()
+
+	if res := run(t, ctx, nil, "enqueue", "notify", "--channel", "c", "--message", "first", "--queue", "low", "--config", cfg); res.code != 0 {
+		t.Fatalf("enqueue on low: %+v", res)
+	}
+	if res := run(t, ctx, nil, "queues", "pause", "low", "--config", cfg); res.code != 0 {
+		t.Fatalf("queues pause low: %+v", res)
+	}
+	res := run(t, ctx, nil, "enqueue", "notify", "--channel", "c", "--message", "m", "--queue", "low", "--wait", "--wait-timeout", "1500ms", "--config", cfg)
+	t.Logf("wait on a paused queue: exit %d, stderr %q", res.code, res.stderr)
+	if res.code != cli.ExitRuntime || !strings.Contains(res.stderr, "queue low is paused") || !strings.Contains(res.stderr, "cachekeeper queues resume low") {
+		t.Errorf("wait on a paused queue: exit %d stderr %q, want exit 1 naming the pause and the way out", res.code, res.stderr)
+	}
+	if strings.Contains(res.stderr, "is a worker running?") {
+		t.Errorf("a paused queue is blamed on a missing worker: %q", res.stderr)
+	}
+
+	startWorker(t, nil, "--config", cfg)
+	res = run(t, ctx, nil, "enqueue", "warm", "--cache", "user", "--id", "abc", "--id", "1", "--wait", "--wait-timeout", "20s", "--config", cfg)
+	t.Logf("warm of an invalid id: exit %d, stderr %q", res.code, res.stderr)
+	if res.code != cli.ExitRuntime || !strings.Contains(res.stderr, "1 id(s) (abc) are not valid values") {
+		t.Errorf("warm --id abc --wait: exit %d stderr %q, want exit 1 naming abc", res.code, res.stderr)
+	}
+	if res := run(t, ctx, nil, "enqueue", "warm", "--cache", "user", "--id", "1", "--wait", "--wait-timeout", "20s", "--config", cfg); res.code != 0 {
+		t.Errorf("warm --id 1 --wait: %+v", res)
+	}
+}

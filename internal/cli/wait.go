@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +36,8 @@ func waitForTask(ctx context.Context, io IO, insp *asynq.Inspector, info *asynq.
 	defer finish()
 	var lastResult []byte
 	lastRetried := 0
+	var pauseChecked time.Time // when the queue was last asked whether it is paused
+	paused := false
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	// A failed read (Redis restarting, a cluster failover) is retried with
@@ -76,19 +80,54 @@ func waitForTask(ctx context.Context, io IO, insp *asynq.Inspector, info *asynq.
 		switch cur.State {
 		case asynq.TaskStateCompleted:
 			finish()
-			return printTaskInfo(io, format, "finished", cur)
+			if err := printTaskInfo(io, format, "finished", cur); err != nil {
+				return err
+			}
+			return invalidIDs(cur)
 		case asynq.TaskStateArchived:
 			finish()
 			_ = printTaskInfo(io, format, "archived", cur)
 			return fmt.Errorf("task %s failed and was archived after %d retries: %s", cur.ID, cur.Retried, cur.LastErr)
 		}
+		if cur.State == asynq.TaskStatePending && time.Since(pauseChecked) >= time.Second {
+			pauseChecked = time.Now()
+			if q, err := insp.GetQueueInfo(cur.Queue); err == nil && q.Paused != paused {
+				paused = q.Paused
+				if paused {
+					fmt.Fprintf(io.Stderr, "queue %s is paused: the task waits until 'cachekeeper queues resume %s'\n", cur.Queue, cur.Queue)
+				} else {
+					fmt.Fprintf(io.Stderr, "queue %s was resumed\n", cur.Queue)
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				if paused && cur.State == asynq.TaskStatePending {
+					return fmt.Errorf("task %s still pending after --wait-timeout %s: queue %s is paused (cachekeeper queues resume %s)", cur.ID, timeout, cur.Queue, cur.Queue)
+				}
 				return fmt.Errorf("task %s still %s after --wait-timeout %s (is a worker running?)", cur.ID, cur.State, timeout)
 			}
 			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+}
+
+// invalidIDs fails a finished job whose result reports ids it could not use
+// (a warm of "abc" in a cache whose ids are integers): the job did its best,
+// but what was asked for did not happen.
+func invalidIDs(info *asynq.TaskInfo) error {
+	var r struct {
+		Invalid    int      `json:"invalid"`
+		InvalidIDs []string `json:"invalid_ids"`
+	}
+	if len(info.Result) == 0 || json.Unmarshal(info.Result, &r) != nil || r.Invalid == 0 {
+		return nil
+	}
+	ids := ""
+	if len(r.InvalidIDs) > 0 {
+		ids = " (" + strings.Join(r.InvalidIDs, ", ") + ")"
+	}
+	return fmt.Errorf("task %s finished, but %d id(s)%s are not valid values of the cache's id column: nothing was warmed for them", info.ID, r.Invalid, ids)
 }

@@ -70,7 +70,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*ucli.Context, error) {}, // Run maps errors to exit codes
 		OnUsageError: func(c *ucli.Context, err error, _ bool) error {
-			return usagef("%v (see '%s --help')", err, c.Command.HelpName)
+			return usagef("%s (see '%s --help')", flagValueError(c.App.Flags, err), c.Command.HelpName)
 		},
 		CommandNotFound: func(c *ucli.Context, name string) {
 			// urfave prints nothing and returns nil here; we want exit code 2.
@@ -93,7 +93,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 		},
 		Description: "Configuration comes from --config (default ./" + config.DefaultFile + " if present), then the\n" +
 			"environment (" + strings.Join(config.EnvVars, ", ") + "), then flags.\n" +
-			"Exit codes: 0 success, 1 runtime failure, 2 usage or validation error.",
+			"Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 not found (a task, queue or dead letter).",
 	}
 	setCommandDefaults(app.Commands, parsed)
 	return app
@@ -116,7 +116,7 @@ func setCommandDefaults(cmds []*ucli.Command, parsed func()) {
 		}
 		if c.OnUsageError == nil {
 			c.OnUsageError = func(cc *ucli.Context, err error, _ bool) error {
-				return usagef("%v (see '%s --help')", err, cc.Command.HelpName)
+				return usagef("%s (see '%s --help')", flagValueError(cc.Command.Flags, err), cc.Command.HelpName)
 			}
 		}
 		if len(c.Subcommands) > 0 && c.Action == nil {

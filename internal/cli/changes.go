@@ -114,7 +114,7 @@ func runChanges(c *ucli.Context, io IO) error {
 	if addr := c.String("metrics-addr"); addr != "" {
 		hs, err := httpapi.New(addr, reg, func(ctx context.Context) error { return svc.redis.Ping(ctx).Err() }, logger, nil)
 		if err != nil {
-			return usagef("--metrics-addr: %v", err)
+			return listenError("--metrics-addr", addr, err)
 		}
 		g.Go(func() error { return hs.Run(gctx) })
 	}

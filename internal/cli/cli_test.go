@@ -61,7 +61,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"enqueue", "bogus"}, `unknown subcommand "bogus" of 'cachekeeper enqueue' (subcommands: warm,`},
 		{[]string{"enqueue", "warm", "--cache", "user"}, "--id must not be empty"},
 		{[]string{"enqueue", "warm", "--id", "1"}, "--cache"},
-		{[]string{"enqueue", "notify", "--channel", "c", "--in", "10x"}, `invalid value "10x" for flag -in`},
+		{[]string{"enqueue", "notify", "--channel", "c", "--in", "10x"}, `--in "10x" is not a duration: write it like 30s, 5m or 1h30m`},
 		{[]string{"enqueue", "notify", "--channel", "c", "--at", "tomorrow"}, "RFC 3339"},
 		{[]string{"enqueue", "notify", "--channel", "c", "--nope"}, "has no flag --nope (its flags: --channel"},
 		{[]string{"enqueue", "invalidate-pattern", "--pattern", "*"}, "--yes"},

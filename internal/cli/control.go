@@ -62,7 +62,7 @@ func requireQueue(insp *asynq.Inspector, q string) error {
 	}
 	if !slices.Contains(names, q) {
 		slices.Sort(names)
-		return usagef("queue %q does not exist (queues: %s)", q, strings.Join(names, ", "))
+		return notFoundf("queue %q does not exist (queues: %s)", q, strings.Join(names, ", "))
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ func TestControlCommands(t *testing.T) {
 	}
 	expect(2, "already paused", "queues", "pause", "default")
 	expect(0, `"paused":false`, "queues", "resume", "default", "-o", "json")
-	expect(2, `queue "nosuch" does not exist (queues: default, low)`, "queues", "pause", "nosuch")
+	expect(cli.ExitNotFound, `queue "nosuch" does not exist (queues: default, low)`, "queues", "pause", "nosuch")
 
 	expect(0, "archived", "task", "archive", "a")
 	if s := state("default", "a"); s != asynq.TaskStateArchived {
@@ -63,7 +63,7 @@ func TestControlCommands(t *testing.T) {
 	if _, err := insp.GetTaskInfo("low", "same"); err == nil {
 		t.Fatal("task same still in low")
 	}
-	expect(2, `no task "nope" in any queue`, "task", "delete", "nope")
+	expect(cli.ExitNotFound, `no task "nope" in any queue`, "task", "delete", "nope")
 	expect(2, "is scheduled, not active", "task", "cancel", "b")
 
 	expect(0, "archived", "task", "archive", "b")

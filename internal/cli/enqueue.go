@@ -229,7 +229,8 @@ func checkAgainstConfig(cfg config.Config, p tasks.Payload, opts []tasks.Option)
 	err = checker.Check(p, opts...)
 	var ne *tasks.NameError
 	if errors.As(err, &ne) {
-		return usagef("--%s %s", ne.What, ne.Error())
+		// `cache "usr" is not configured (...)` becomes `--cache "usr" is not configured (...)`.
+		return usagef("--%s %s", ne.What, strings.TrimPrefix(ne.Error(), ne.What+" "))
 	}
 	return flagError(err)
 }

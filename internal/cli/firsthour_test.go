@@ -173,3 +173,54 @@ func TestWaitNamesAPausedQueueAndFailsOnInvalidIDs(t *testing.T) {
 		t.Errorf("warm --id 1 --wait: %+v", res)
 	}
 }
+
+// Wording and exit codes: a flag named once with what it takes, not found
+// is 3, an address in use is a runtime failure (1), and task list says what
+// it lists.
+func TestMessagesAndExitCodes(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	env := map[string]string{"CACHEKEEPER_REDIS_URL": r.URL}
+	ctx := context.Background()
+	if res := run(t, ctx, env, "enqueue", "notify", "--channel", "c", "--message", "m"); res.code != 0 {
+		t.Fatalf("enqueue: %+v", res)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"enqueue", "warm", "--cache", "usr", "--id", "1"}, cli.ExitUsage, `--cache "usr" is not configured`},
+		{[]string{"enqueue", "notify", "--channel", "c", "--message", "m", "--queue", "critcal"}, cli.ExitUsage, `--queue "critcal" is not served by the workers (queues: critical, default, low)`},
+		{[]string{"enqueue", "notify", "--channel", "c", "--message", "m", "--in", "5min"}, cli.ExitUsage, `--in "5min" is not a duration: write it like 30s, 5m or 1h30m`},
+		{[]string{"enqueue", "warm-all", "--cache", "user", "--max-keys-per-second", "lots"}, cli.ExitUsage, `--max-keys-per-second "lots" is not a whole number`},
+		{[]string{"task", "show", "nosuchid"}, cli.ExitNotFound, `no task "nosuchid"`},
+		{[]string{"task", "list", "--queue", "nosuchqueue"}, cli.ExitNotFound, `queue "nosuchqueue" does not exist`},
+		{[]string{"inbox", "dead", "replay", "--index", "5"}, cli.ExitNotFound, "no dead letter at index 5"},
+		{[]string{"worker", "--metrics-addr", busy.Addr().String()}, cli.ExitRuntime, busy.Addr().String() + " is already in use by another process"},
+	}
+	for _, c := range cases {
+		res := run(t, ctx, env, c.args...)
+		line := strings.TrimSpace(res.stderr)
+		if i := strings.LastIndex(line, "\n"); i >= 0 {
+			line = line[i+1:]
+		}
+		if res.code != c.code || !strings.Contains(line, c.want) {
+			t.Errorf("%v: exit %d, last line %q; want exit %d and %q", c.args, res.code, line, c.code, c.want)
+		}
+		for _, doubled := range []string{"--cache cache", "--queue queue", " -in", " -max-keys"} {
+			if strings.Contains(line, doubled) {
+				t.Errorf("%v: %q says %q", c.args, line, doubled)
+			}
+		}
+	}
+	res := run(t, ctx, env, "task", "list")
+	if res.code != 0 || !strings.HasPrefix(res.stdout, "1 pending task(s) of queue default (choose with --queue and --state") {
+		t.Errorf("task list with no flags: %+v; want a first line saying what it lists", res)
+	}
+}

@@ -150,7 +150,7 @@ func deadAction(c *ucli.Context, io IO, op string) error {
 				return err
 			}
 			if len(got) == 0 {
-				return usagef("no dead letter at index %d (see 'cachekeeper inbox dead list')", i)
+				return notFoundf("no dead letter at index %d (see 'cachekeeper inbox dead list')", i)
 			}
 			recs = append(recs, got[0])
 		}

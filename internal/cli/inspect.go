@@ -235,6 +235,16 @@ func taskCommand(io IO) *ucli.Command {
 						}
 						return nil
 					}
+					// Say what is listed: with no flags, "pending tasks of queue
+					// default" is a choice the user did not make.
+					shown := fmt.Sprintf("%d %s task(s) of queue %s", len(tasks), c.String("state"), c.String("queue"))
+					if !c.IsSet("queue") || !c.IsSet("state") {
+						shown += " (choose with --queue and --state: " + strings.Join(taskStates, ", ") + ")"
+					}
+					if len(tasks) == c.Int("limit") {
+						shown += fmt.Sprintf(", the first %d (--limit)", c.Int("limit"))
+					}
+					fmt.Fprintln(io.Stdout, shown)
 					tw := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tKIND\tSTATE\tRETRIED\tLAST ERROR")
 					for _, t := range tasks {
@@ -345,7 +355,7 @@ func findTask(insp *asynq.Inspector, queue, id string) (*asynq.TaskInfo, error) 
 	if queue != "" {
 		where = "queue " + queue
 	}
-	return nil, usagef("no task %q in %s (finished tasks are kept only with a retention)", id, where)
+	return nil, notFoundf("no task %q in %s (finished tasks are kept only with a retention)", id, where)
 }
 
 func listTasks(insp *asynq.Inspector, queue, state string, limit int) ([]*asynq.TaskInfo, error) {
@@ -369,7 +379,7 @@ func listTasks(insp *asynq.Inspector, queue, state string, limit int) ([]*asynq.
 		return nil, usagef("--state %q must be one of %s", state, strings.Join(taskStates, ", "))
 	}
 	if errors.Is(err, asynq.ErrQueueNotFound) {
-		return nil, usagef("queue %q does not exist (see 'cachekeeper queues')", queue)
+		return nil, notFoundf("queue %q does not exist (see 'cachekeeper queues')", queue)
 	}
 	return tasks, err
 }

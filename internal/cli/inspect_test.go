@@ -77,16 +77,19 @@ func TestInspectCommands(t *testing.T) {
 		t.Fatalf("queues table with a cache: %+v", res)
 	}
 
-	for _, bad := range [][]string{
-		{"task", "show"},
-		{"task", "show", "nope"},
-		{"task", "list", "--state", "sleeping"},
-		{"task", "list", "--queue", "missing"},
-		{"task", "list", "--limit", "0"},
+	for _, bad := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"task", "show"}, cli.ExitUsage},
+		{[]string{"task", "show", "nope"}, cli.ExitNotFound},
+		{[]string{"task", "list", "--state", "sleeping"}, cli.ExitUsage},
+		{[]string{"task", "list", "--queue", "missing"}, cli.ExitNotFound},
+		{[]string{"task", "list", "--limit", "0"}, cli.ExitUsage},
 	} {
-		res = run(t, ctx, env, bad...)
-		if res.code != cli.ExitUsage || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
-			t.Errorf("%v: %+v, want exit 2 with one line", bad, res)
+		res = run(t, ctx, env, bad.args...)
+		if res.code != bad.code || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+			t.Errorf("%v: %+v, want exit %d with one line", bad.args, res, bad.code)
 		}
 	}
 }

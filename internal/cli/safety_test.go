@@ -63,10 +63,10 @@ func TestNoProducerTouchesTheQueue(t *testing.T) {
 		}
 	}
 	if res := run(t, ctx, env, "enqueue", "notify", "--channel", "c", "--message", "m", "--queue", "nosuchqueue"); res.code != cli.ExitUsage ||
-		!strings.Contains(res.stderr, `--queue queue "nosuchqueue" is not served by the workers (queues: critical, default, low)`) {
+		!strings.Contains(res.stderr, `--queue "nosuchqueue" is not served by the workers (queues: critical, default, low)`) {
 		t.Errorf("--queue nosuchqueue: %+v", res)
 	}
-	if res := run(t, ctx, env, "enqueue", "warm", "--cache", "usr", "--id", "1"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, `--cache cache "usr" is not configured`) {
+	if res := run(t, ctx, env, "enqueue", "warm", "--cache", "usr", "--id", "1"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, `--cache "usr" is not configured`) {
 		t.Errorf("--cache usr: %+v", res)
 	}
 

@@ -77,7 +77,7 @@ func runScheduler(ctx context.Context, cfg config.Config, reload func() (config.
 	if metricsAddr != "" {
 		hs, err := httpapi.New(metricsAddr, reg, func(ctx context.Context) error { return svc.redis.Ping(ctx).Err() }, logger, nil)
 		if err != nil {
-			return usagef("--metrics-addr: %v", err)
+			return listenError("--metrics-addr", metricsAddr, err)
 		}
 		g.Go(func() error { return hs.Run(gctx) })
 	}

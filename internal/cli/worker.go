@@ -101,7 +101,7 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 		maps.Copy(extra, pages)
 		hs, err := httpapi.New(cfg.Worker.MetricsAddr, reg, workerReadiness(w, svc), logger, extra)
 		if err != nil {
-			return usagef("%v", err)
+			return listenError("worker.metrics_addr (--metrics-addr)", cfg.Worker.MetricsAddr, err)
 		}
 		if cfg.Worker.UI {
 			logger.Info("serving the asynqmon web UI", slog.String("addr", hs.Addr()), slog.String("path", uiPath), slog.Bool("read_only", cfg.Worker.UIReadOnly))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -41,6 +42,9 @@ func Run(ctx context.Context, args []string, io IO) int {
 	unlock := func() { once.Do(parseMu.Unlock) }
 	defer unlock()
 	app := newApp(io, unlock)
+	if slices.Contains(args, completionFlag) {
+		return complete(ctx, app, args, io)
+	}
 	args, err := normalizeArgs(app, args)
 	if err == nil {
 		err = app.RunContext(ctx, append([]string{"cachekeeper"}, args...))
@@ -95,8 +99,27 @@ func newApp(io IO, parsed func()) *ucli.App {
 			"environment (" + strings.Join(config.EnvVars, ", ") + "), then flags.\n" +
 			"Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 3 not found (a task, queue or dead letter).",
 	}
+	app.CustomAppHelpTemplate = ucli.AppHelpTemplate + globalFlagsHelp()
 	setCommandDefaults(app.Commands, parsed)
 	return app
+}
+
+// globalFlagsHelp lists, in the top-level --help, the connection flags that
+// every command reading the configuration takes, before or after its name.
+func globalFlagsHelp() string {
+	var b strings.Builder
+	b.WriteString("\nCONNECTION OPTIONS (every command that reads the configuration; before or after the command name):\n")
+	var names, usages []string
+	width := 0
+	for _, f := range connFlags() {
+		name, usage, _ := strings.Cut(f.String(), "\t")
+		names, usages = append(names, name), append(usages, strings.ReplaceAll(usage, "{{", "{ {"))
+		width = max(width, len(name))
+	}
+	for i := range names {
+		fmt.Fprintf(&b, "   %-*s  %s\n", width, names[i], usages[i])
+	}
+	return b.String()
 }
 
 // setCommandDefaults makes a flag error in any command exit with code 2 and

@@ -7,17 +7,14 @@ import (
 	ucli "github.com/urfave/cli/v2"
 )
 
-// The bash and zsh scripts ask the binary itself for candidates (urfave's
-// --generate-bash-completion), so they follow the commands and flags of the
+// The bash and zsh scripts ask the binary itself for candidates
+// (`cachekeeper WORDS... --generate-bash-completion CUR`, see complete.go),
+// so they follow the commands, flags, configuration and queues of the
 // installed version.
 const bashCompletion = `# cachekeeper bash completion: source <(cachekeeper completion bash)
 _cachekeeper() {
   local cur="${COMP_WORDS[COMP_CWORD]}" words
-  if [[ "$cur" == -* ]]; then
-    words=$("${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null)
-  else
-    words=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
-  fi
+  words=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion "$cur" 2>/dev/null)
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }
 complete -o bashdefault -o default -F _cachekeeper cachekeeper
@@ -28,13 +25,9 @@ const zshCompletion = `#compdef cachekeeper
 _cachekeeper() {
   local -a cands
   local cur="${words[-1]}"
-  if [[ "$cur" == -* ]]; then
-    cands=("${(@f)$(${words[@]:0:#words[@]-1} "$cur" --generate-bash-completion 2>/dev/null)}")
-  else
-    cands=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
-  fi
+  cands=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion "$cur" 2>/dev/null)}")
   if [[ -n "${cands[1]}" ]]; then
-    _describe 'cachekeeper' cands
+    compadd -- "${cands[@]}"
   else
     _files
   fi

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +223,60 @@ func TestMessagesAndExitCodes(t *testing.T) {
 	res := run(t, ctx, env, "task", "list")
 	if res.code != 0 || !strings.HasPrefix(res.stdout, "1 pending task(s) of queue default (choose with --queue and --state") {
 		t.Errorf("task list with no flags: %+v; want a first line saying what it lists", res)
+	}
+}
+
+// Completion (what the bash and zsh scripts ask): flags after "-", cache
+// names, queues, task ids and subcommands.
+func TestCompletionCandidates(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	cfg := configFile(t, "redis:\n  url: "+r.URL+"\ncaches:\n  user:\n    key: \"user:{id}\"\n    ttl: 1h\n    by_ids: SELECT id FROM users WHERE id IN (?)\n"+
+		"worker:\n  queues: {critical: 6, default: 3, bulk: 1}\n")
+	ctx := context.Background()
+	res := run(t, ctx, nil, "enqueue", "notify", "--channel", "c", "--message", "m", "--task-id", "job-42", "--config", cfg)
+	if res.code != 0 {
+		t.Fatalf("enqueue: %+v", res)
+	}
+	const gen = "--generate-bash-completion"
+	cases := []struct {
+		args []string
+		want []string
+		not  []string
+	}{
+		{[]string{gen, ""}, []string{"worker", "enqueue", "task", "queues"}, nil},
+		{[]string{gen, "--"}, []string{"--config", "--redis-url"}, []string{"worker"}},
+		{[]string{"enqueue", "warm", gen, "--"}, []string{"--cache", "--id", "--wait", "--queue"}, []string{"--pattern"}},
+		{[]string{"-c", cfg, "enqueue", "warm", "--cache", gen, ""}, []string{"user"}, []string{"--cache"}},
+		{[]string{"enqueue", "notify", "--config", cfg, "--queue", gen, "b"}, []string{"critical", "default", "bulk"}, nil},
+		{[]string{"-c", cfg, "task", "show", gen, ""}, []string{"job-42"}, nil},
+		{[]string{"task", "list", "--state", gen, ""}, []string{"pending", "archived"}, nil},
+		{[]string{"task", gen, ""}, []string{"show", "list", "cancel"}, []string{"worker"}},
+		{[]string{"completion", gen, ""}, []string{"bash", "zsh", "fish"}, nil},
+	}
+	for _, c := range cases {
+		res := run(t, ctx, nil, c.args...)
+		got := strings.Fields(res.stdout)
+		for _, w := range c.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("%v: candidates %v lack %q", c.args, got, w)
+			}
+		}
+		for _, w := range c.not {
+			if slices.Contains(got, w) {
+				t.Errorf("%v: candidates %v include %q", c.args, got, w)
+			}
+		}
+	}
+}
+
+// The top-level help shows the flags that work before the command name.
+func TestTopLevelHelpShowsConnectionFlags(t *testing.T) {
+	t.Parallel()
+	res := run(t, context.Background(), nil, "--help")
+	for _, want := range []string{"CONNECTION OPTIONS", "--config value, -c value", "--redis-url", "--database-url", "--log-level", "3 not found"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("cachekeeper --help lacks %q:\n%s", want, res.stdout)
+		}
 	}
 }

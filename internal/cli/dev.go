@@ -61,6 +61,7 @@ func devCommand(io IO) *ucli.Command {
 				Interval:    c.Duration("interval"),
 				Rounds:      c.Int("rounds"),
 				HTTPAddr:    c.String("http-addr"),
+				Version:     Version,
 			})
 		},
 	}

@@ -29,6 +29,10 @@ type DemoGate struct {
 	id      int64
 	hit     chan struct{} // closed when the armed id is read
 	release chan struct{} // closed to let the read finish
+	// shown is cachekeeper_fenced_writes_skipped_total when the last
+	// DemoFencedWrite ended (-1 before the first), so the next can say what
+	// else was refused meanwhile.
+	shown float64
 }
 
 var (
@@ -71,7 +75,7 @@ func newGate(byIDs string) (*DemoGate, string, func()) {
 	defer gatesMu.Unlock()
 	gateSeq++
 	token := fmt.Sprintf("run%d", gateSeq)
-	g := &DemoGate{}
+	g := &DemoGate{shown: -1}
 	gates[token] = g
 	q := strings.TrimSuffix(byIDs, "IN (?)") + "IN (?) AND " + demoGateFunc + "(id, '" + token + "')"
 	return g, q, func() { gatesMu.Lock(); delete(gates, token); gatesMu.Unlock() }
@@ -106,6 +110,12 @@ func DemoFencedWrite(ctx context.Context, client *tasks.Client, rdb redis.Univer
 	}
 	defer stop()
 	before := skippedWrites(metrics)
+	gate.mu.Lock()
+	last := gate.shown
+	gate.mu.Unlock()
+	if last >= 0 && before > last {
+		say("%v other writes were refused since the last round: warms in flight when a pattern or tag invalidation fenced the whole cache or tag have all their writes refused (cache misses, never stale values)", before-last)
+	}
 	if _, err := client.WarmCacheIDs(ctx, "user", []string{"30"}); err != nil {
 		return err
 	}
@@ -133,8 +143,12 @@ func DemoFencedWrite(ctx context.Context, client *tasks.Client, rdb redis.Univer
 		case <-t.C:
 		}
 	}
+	after := skippedWrites(metrics)
+	gate.mu.Lock()
+	gate.shown = after
+	gate.mu.Unlock()
 	say("the warm's stale write was skipped (fenced): cachekeeper_fenced_writes_skipped_total{cache=\"user\"} %v -> %v; user:30 exists: %d",
-		before, skippedWrites(metrics), rdb.Exists(ctx, "user:30").Val())
+		before, after, rdb.Exists(ctx, "user:30").Val())
 	return nil
 }
 

@@ -58,7 +58,7 @@ func DemoInvalidateTag(ctx context.Context, client *tasks.Client, rdb redis.Univ
 		return err
 	}
 	say("subscriber got: %s tag=%s", describeEvent(e), e.Tag)
-	say("user:12 exists: %d, user:15 exists: %d, tag set exists: %d; user:13 (team:1) exists: %d",
+	say("user:12 exists: %d, user:15 exists: %d, tag set exists: %d; user:13 (team:1) exists: %d (it stays cached until the next round: try redis-cli HGETALL user:13)",
 		rdb.Exists(ctx, "user:12").Val(), rdb.Exists(ctx, "user:15").Val(), rdb.Exists(ctx, tagKey).Val(), rdb.Exists(ctx, "user:13").Val())
 	return nil
 }

@@ -73,7 +73,7 @@ func DemoWarm(ctx context.Context, client *tasks.Client, rdb redis.UniversalClie
 	if err := json.Unmarshal(done.Result, &p); err != nil {
 		return fmt.Errorf("warm_all progress %q: %w", done.Result, err)
 	}
-	say("cache:warm_all: %d of %d rows in %.3fs (%.0f rows/s); every user is cached (try: redis-cli HGETALL user:42)",
+	say("cache:warm_all: %d of %d rows in %.3fs (%.0f rows/s); every user is cached (the invalidate step below deletes them again; user:13 stays cached after the tag step)",
 		p.RowsDone, p.Total, p.ElapsedS, p.RowsPerS)
 	return nil
 }

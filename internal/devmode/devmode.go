@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -51,6 +52,8 @@ type Options struct {
 	// /readyz) and the asynqmon UI (/ui/) are served; it must be a loopback
 	// address (the UI can delete jobs and has no login here). Empty: none.
 	HTTPAddr string
+	// Version is cachekeeper's version, for cachekeeper_build_info.
+	Version string
 }
 
 // Env is what a demo step can use.
@@ -225,6 +228,7 @@ func Run(ctx context.Context, opts Options) error {
 		if env.HTTPAddr != "" {
 			base := "http://" + env.HTTPAddr
 			fmt.Fprintf(opts.Out, "web UI (asynqmon): %s/ui/   cachekeeper page: %s/caches   metrics: %s/metrics   health: %s/healthz   readiness: %s/readyz\n", base, base, base, base, base)
+			fmt.Fprintf(opts.Out, "the schedule below is on %s/caches and in 'cachekeeper schedule list'; asynqmon's Schedulers page lists only asynq's own scheduler, which cachekeeper does not use (its replicas enqueue each tick once by task id), so it stays empty\n", base)
 		}
 		for _, e := range sched.Entries() {
 			fmt.Fprintf(opts.Out, "scheduler: %s (%s, %s) next at %s\n", e.Name, e.Kind, e.Schedule, e.Next(1)[0].Format(time.TimeOnly))
@@ -267,6 +271,23 @@ func serveHTTP(cfg config.Config, opts Options, w *worker.Worker, rdb redis.Univ
 		return nil, nil, err
 	}
 	insp := asynq.NewInspector(opt)
+	// The same gauges as the real worker's /metrics: queue sizes, latency,
+	// pauses, coalesced ids, dead letters, and the build.
+	qsrc := httpapi.QueueSource{Inspector: insp, Redis: rdb, Keys: k, Caches: cfg.CacheNames(), Queues: queueNames(cfg.Worker.Queues)}
+	if !cfg.Inbox.Disabled {
+		qsrc.InboxKey = cfg.Inbox.Key
+	}
+	version := opts.Version
+	if version == "" {
+		version = "dev"
+	}
+	for _, c := range []prometheus.Collector{httpapi.NewQueueCollector(qsrc), httpapi.NewBuildInfo(version)} {
+		if err := reg.Register(c); err != nil {
+			_ = ui.Close()
+			_ = insp.Close()
+			return nil, nil, err
+		}
+	}
 	src := httpapi.CachesSource{
 		Inspector: insp, Redis: rdb, Keys: k, Caches: cfg.CacheNames(), Gatherer: reg,
 		UIPath: "/ui/", Logger: opts.Logger,
@@ -338,4 +359,14 @@ func produce(ctx context.Context, env Env, opts Options) error {
 		case <-time.After(opts.Interval):
 		}
 	}
+}
+
+// queueNames are the configured queues, sorted.
+func queueNames(queues map[string]int) []string {
+	out := make([]string, 0, len(queues))
+	for q := range queues {
+		out = append(out, q)
+	}
+	sort.Strings(out)
+	return out
 }

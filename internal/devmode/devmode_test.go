@@ -53,8 +53,8 @@ func TestRunServesUIAndEndpointsOnLoopback(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	got := map[string]int{}
-	var addr string
-	err := devmode.Run(ctx, devmode.Options{Out: &out, Rounds: 1, Interval: time.Millisecond, HTTPAddr: "127.0.0.1:0",
+	var addr, metrics string
+	err := devmode.Run(ctx, devmode.Options{Out: &out, Rounds: 1, Interval: time.Millisecond, HTTPAddr: "127.0.0.1:0", Version: "v9.9.9-test",
 		Ready: func(env devmode.Env) {
 			addr = env.HTTPAddr
 			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -64,9 +64,12 @@ func TestRunServesUIAndEndpointsOnLoopback(t *testing.T) {
 					t.Errorf("GET %s: %v", p, err)
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				got[p] = resp.StatusCode
+				if p == "/metrics" {
+					metrics = string(body)
+				}
 			}
 		}})
 	if err != nil {
@@ -83,7 +86,15 @@ func TestRunServesUIAndEndpointsOnLoopback(t *testing.T) {
 	if len(got) != 6 {
 		t.Errorf("answers %v", got)
 	}
-	for _, want := range []string{"web UI (asynqmon): http://" + addr + "/ui/", "cachekeeper page: http://" + addr + "/caches"} {
+	// The same gauges as a real worker's /metrics.
+	for _, want := range []string{`cachekeeper_queue_size{queue="critical",state="pending"}`, `cachekeeper_queue_paused{queue="low"}`,
+		`cachekeeper_coalesce_pending{cache="user"}`, "cachekeeper_inbox_dead_letters", `cachekeeper_build_info{asynq=`, `version="v9.9.9-test"`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("dev's /metrics lacks %s", want)
+		}
+	}
+	for _, want := range []string{"web UI (asynqmon): http://" + addr + "/ui/", "cachekeeper page: http://" + addr + "/caches",
+		"asynqmon's Schedulers page lists only asynq's own scheduler", "try redis-cli HGETALL user:13"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

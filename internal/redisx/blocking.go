@@ -11,11 +11,12 @@ import (
 // BLMove is BLMOVE with a timeout of any length. go-redis's BLMove sends
 // whole seconds only: a shorter wait (a test's 50ms inbox block, a fast lane
 // wait of 200ms) is logged as a warning and stretched to a full second.
-// Redis has taken fractional timeouts since 6.0, so a sub-second or
-// fractional timeout is sent as one ("0.05"); whole seconds go through
-// go-redis's own BLMove, which also lengthens the read deadline to match.
+// Redis has taken fractional timeouts since 6.0, so a sub-second timeout is
+// sent as a fraction ("0.05"), within the client's read timeout (3s by
+// default); a second or more goes through go-redis's own BLMove, which
+// lengthens the read deadline to match (and drops a fraction of a second).
 func BLMove(ctx context.Context, c Blocker, src, dst, srcPos, dstPos string, timeout time.Duration) *redis.StringCmd {
-	if timeout <= 0 || timeout%time.Second == 0 {
+	if timeout <= 0 || timeout >= time.Second {
 		return c.BLMove(ctx, src, dst, srcPos, dstPos, timeout)
 	}
 	cmd := redis.NewStringCmd(ctx, "blmove", src, dst, srcPos, dstPos, strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64))

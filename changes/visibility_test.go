@@ -9,6 +9,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // stall makes the next commits of the private server wait, flushed but
@@ -57,8 +58,8 @@ func (s stall) run(t *testing.T, stmts []string) {
 // meanwhile.
 func TestWarmDuringInvisibleCommit(t *testing.T) {
 	for _, kind := range kinds {
-		for _, warm := range []string{"by ids", "coalesced", "warm_all", "rewarm"} {
-			if kind == "mysql" && (warm == "coalesced" || warm == "warm_all") {
+		for _, warm := range []string{"by ids", "coalesced", "warm_all", "rewarm", "timeout"} {
+			if kind == "mysql" && (warm == "coalesced" || warm == "warm_all" || warm == "timeout") {
 				continue // the same worker paths as PostgreSQL's; the window is the stream's
 			}
 			t.Run(kind+"/"+warm, func(t *testing.T) { testWarmDuringInvisibleCommit(t, kind, warm) })
@@ -67,7 +68,11 @@ func TestWarmDuringInvisibleCommit(t *testing.T) {
 }
 
 func testWarmDuringInvisibleCommit(t *testing.T, kind, warm string) {
-	b := setupOn(t, kind, func(c *config.Config, _ *changes.Config) {
+	b := setupOn(t, kind, func(c *config.Config, sc *changes.Config) {
+		if warm == "timeout" {
+			// Invalidated at 300ms, and again 0.9s, 3.6s and 18s later.
+			sc.VisibilityTimeout = 300 * time.Millisecond
+		}
 		u := c.Caches["user"]
 		u.All = "SELECT id, email, full_name AS name, org_id FROM users WHERE id > ? ORDER BY id LIMIT ?"
 		if warm == "rewarm" {
@@ -76,6 +81,9 @@ func testWarmDuringInvisibleCommit(t *testing.T, kind, warm string) {
 		c.Caches["user"] = u
 	})
 	mustExec(t, b.db, "INSERT INTO users VALUES (1, 'old@x', 'Ann', 1)")
+	if kind == "postgres" {
+		mustExec(t, b.db, "CREATE TABLE stall_probe (x int)")
+	}
 	b.start(t)
 	ctx := context.Background()
 	st := stallFor(kind)
@@ -88,14 +96,43 @@ func testWarmDuringInvisibleCommit(t *testing.T, kind, warm string) {
 		}
 	}
 	t.Cleanup(release)
-	// The stall takes effect for new sessions: wait until a commit blocks.
 	table := "public.users"
 	if kind == "mysql" {
 		table = dbName(b.db) + ".users"
 	}
+	// The UPDATE's session must have taken the reloaded setting.
+	conn, err := b.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kind == "postgres" {
+		// The checkpointer tells the backends that a synchronous standby is
+		// named: wait until a probe commit waits, then cancel its wait
+		// (which leaves it committed locally).
+		var pid int
+		if err := conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, func() bool {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = conn.ExecContext(ctx, "INSERT INTO stall_probe VALUES (1)")
+			}()
+			select {
+			case <-done:
+				return false
+			case <-time.After(50 * time.Millisecond):
+				mustExec(t, b.db, "SELECT pg_cancel_backend($1)", pid)
+				<-done
+				return true
+			}
+		})
+	}
 	updated := make(chan error, 1)
 	go func() {
-		_, err := b.db.ExecContext(ctx, "UPDATE users SET email = 'new@x' WHERE id = 1")
+		defer conn.Close()
+		_, err := conn.ExecContext(ctx, "UPDATE users SET email = 'new@x' WHERE id = 1")
 		updated <- err
 	}()
 	delivered := b.stream.Metrics().Changes.WithLabelValues(table, "update")
@@ -114,8 +151,11 @@ func testWarmDuringInvisibleCommit(t *testing.T, kind, warm string) {
 	if email != "old@x" {
 		t.Fatalf("other sessions see %q during the stall: no window to test", email)
 	}
+	if warm == "timeout" {
+		waitFor(t, 10*time.Second, func() bool { return testutil.ToFloat64(b.stream.Metrics().VisibilityTimeouts) == 1 })
+	}
 	switch warm {
-	case "by ids":
+	case "by ids", "timeout":
 		if _, err := b.client.Enqueue(ctx, &tasks.WarmArgs{Cache: "user", IDs: tasks.IDs{"1"}}); err != nil {
 			t.Fatal(err)
 		}
@@ -162,5 +202,15 @@ func testWarmDuringInvisibleCommit(t *testing.T, kind, warm string) {
 	}
 	if warm == "rewarm" {
 		waitFor(t, 10*time.Second, func() bool { return b.rdb.HGet(ctx, "user:1", "email").Val() == "new@x" })
+	}
+	// The window is on /metrics: one transaction waited at least the 300ms
+	// the test held the stall.
+	h := &dto.Metric{}
+	if err := b.stream.Metrics().VisibilityWait.Write(h); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("visibility wait: %d transactions, %.3fs in all", h.GetHistogram().GetSampleCount(), h.GetHistogram().GetSampleSum())
+	if h.GetHistogram().GetSampleCount() < 1 || h.GetHistogram().GetSampleSum() < 0.3 {
+		t.Fatalf("visibility wait histogram: %d transactions, %.3fs: the window was not measured", h.GetHistogram().GetSampleCount(), h.GetHistogram().GetSampleSum())
 	}
 }

@@ -166,6 +166,7 @@ type checker struct {
 	ops     atomic.Int64
 	warms   atomic.Int64
 	invq    string
+	slot    string
 	stallMu sync.Mutex
 }
 
@@ -178,6 +179,9 @@ func Consistency(ctx context.Context, opts ConsistencyOptions) (*ConsistencyRepo
 	if err != nil {
 		return nil, err
 	}
+	// Writers blocked in a stall hold their connections: room for them,
+	// the readers, the final stall's writes and an in-process worker.
+	o.Database.MaxOpenConns = max(o.Database.MaxOpenConns, o.Writers+o.Readers+finalKeys+16)
 	wo, err := WarmOptions{RedisURL: o.RedisURL, Database: o.Database, Rows: o.Keys, PerKeyRows: 1, Rounds: 1, Logger: o.Logger}.withDefaults()
 	if err != nil {
 		return nil, err
@@ -192,6 +196,7 @@ func Consistency(ctx context.Context, opts ConsistencyOptions) (*ConsistencyRepo
 		return nil, err
 	}
 	slot := "ckc_" + e.prefix[len("ckbench-"):len(e.prefix)-1]
+	c.slot = slot
 	streamCfg := changes.Config{Queue: c.invq, Caches: e.cfg.Caches, Database: o.Database, Redis: e.rdb, Client: e.client,
 		KeyPrefix: e.prefix + "ck:", Name: slot, StatusInterval: 100 * time.Millisecond, LeaseTTL: 2 * time.Second}
 	defer func() {
@@ -217,6 +222,12 @@ func Consistency(ctx context.Context, opts ConsistencyOptions) (*ConsistencyRepo
 	if err != nil {
 		return nil, err
 	}
+	if o.Stalls {
+		if err := c.finalStall(ctx); err != nil {
+			return nil, err
+		}
+		stalls++
+	}
 	seconds := time.Since(start).Seconds()
 	o.Logger.Info("bench consistency: run over; quiescence", slog.Int64("operations", c.ops.Load()), slog.Duration("quiescence", o.Quiescence))
 	if err := c.quiesce(ctx); err != nil {
@@ -235,7 +246,7 @@ func Consistency(ctx context.Context, opts ConsistencyOptions) (*ConsistencyRepo
 // change stream) and app (invalidated by the writers themselves).
 func (c *checker) prepare(ctx context.Context) error {
 	e := c.e
-	stmts := []string{"CREATE SCHEMA " + e.schema}
+	stmts := []string{"CREATE SCHEMA " + e.schema, "CREATE TABLE " + e.schema + ".probe (x BIGINT)", "INSERT INTO " + e.schema + ".probe VALUES (0)"}
 	for _, t := range c.tables {
 		stmts = append(stmts, "CREATE TABLE "+t+" (id BIGINT PRIMARY KEY, version BIGINT NOT NULL, grp BIGINT NOT NULL)",
 			fmt.Sprintf("INSERT INTO %s SELECT i, 0, i FROM generate_series(1, %d) i", t, c.o.Keys))

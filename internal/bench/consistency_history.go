@@ -140,13 +140,10 @@ func maxOf(v []float64) float64 {
 	return m
 }
 
-// quiesce waits the quiescence, then until no job is pending, active or
-// retrying (at most 60s), so every invalidation and warm has run.
-func (c *checker) quiesce(ctx context.Context) error {
-	if !sleep(ctx, c.o.Quiescence) {
-		return ctx.Err()
-	}
-	deadline := time.Now().Add(60 * time.Second)
+// waitIdle waits, at most d, until no job is pending, active or retrying
+// and the inbox is empty; it reports whether that happened.
+func (c *checker) waitIdle(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
 	for {
 		busy := 0
 		for _, q := range c.e.queueOf {
@@ -159,16 +156,24 @@ func (c *checker) quiesce(ctx context.Context) error {
 			busy += int(n)
 		}
 		if busy == 0 {
-			return nil
+			return true
 		}
-		if time.Now().After(deadline) {
-			c.o.Logger.Warn("bench consistency: jobs still queued 60s after the run", slog.Int("jobs", busy))
-			return nil
-		}
-		if !sleep(ctx, 100*time.Millisecond) {
-			return ctx.Err()
+		if time.Now().After(deadline) || !sleep(ctx, 20*time.Millisecond) {
+			return false
 		}
 	}
+}
+
+// quiesce waits the quiescence, then until no job is pending, active or
+// retrying (at most 60s), so every invalidation and warm has run.
+func (c *checker) quiesce(ctx context.Context) error {
+	if !sleep(ctx, c.o.Quiescence) {
+		return ctx.Err()
+	}
+	if !c.waitIdle(ctx, 60*time.Second) {
+		c.o.Logger.Warn("bench consistency: jobs still queued 60s after the run")
+	}
+	return ctx.Err()
 }
 
 // report compares every cached row with the database and adds the
@@ -323,4 +328,123 @@ func (r *running) stopAll() {
 		_ = stop()
 		delete(r.stops, what)
 	}
+}
+
+// finalKeys are the rows written in the final stall.
+const finalKeys = 8
+
+// finalStall ends the run inside a stall, so that for some keys the last
+// thing that happens is a commit delivered to the change stream while no
+// other session can see it: writes of finalKeys rows block in the stall,
+// and readers and warms read those keys meanwhile (a miss asks for a
+// coalesced warm, which reads the old row). After the stall no later write
+// comes to repair what the window left behind.
+func (c *checker) finalStall(ctx context.Context) error {
+	if err := c.stall(ctx, true); err != nil {
+		return err
+	}
+	from := time.Now()
+	if err := c.waitStalled(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, finalKeys)
+	ids := make([]string, 0, finalKeys)
+	for i := 1; i <= finalKeys && i <= c.o.Keys; i++ {
+		id := strconv.Itoa(i)
+		ids = append(ids, id)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var version int64
+			err := c.e.db.GetContext(ctx, &version, "UPDATE "+c.tables["item"]+" SET version = version + 1 WHERE id = $1 RETURNING version", id)
+			if err != nil {
+				errs <- fmt.Errorf("bench consistency: final write: %w", err)
+				return
+			}
+			c.hist.commit("item:"+id, PathStream, version, time.Now())
+			c.ops.Add(1)
+		}()
+	}
+	// The stall lasts until the change stream has been sent the blocked
+	// commits (it may lag behind the run's writes), then StallFor more.
+	sleep(ctx, 50*time.Millisecond)
+	var lsn string
+	if err := c.e.db.GetContext(ctx, &lsn, "SELECT pg_current_wal_flush_lsn()::text"); err != nil {
+		return err
+	}
+	sentBy := time.Now().Add(30 * time.Second)
+	for time.Now().Before(sentBy) {
+		var sent bool
+		err := c.e.db.GetContext(ctx, &sent, `SELECT coalesce(bool_or(r.sent_lsn >= $1::pg_lsn), false) FROM pg_stat_replication r
+			JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = $2`, lsn, c.slot)
+		if err != nil {
+			return err
+		}
+		if sent {
+			break
+		}
+		sleep(ctx, 5*time.Millisecond)
+	}
+	// ...and until the jobs queued so far ran (the stream's invalidations
+	// among them, if it applies commits nobody can see yet).
+	c.waitIdle(ctx, 3*time.Second)
+	for end := time.Now().Add(c.o.StallFor); time.Now().Before(end); {
+		for _, id := range ids {
+			v, err := c.reader.Read(ctx, "item", id)
+			if err != nil {
+				return fmt.Errorf("bench consistency: read: %w", err)
+			}
+			c.hist.read("item:"+id, PathStream, v, time.Now())
+			c.ops.Add(1)
+		}
+		if _, err := c.e.client.Enqueue(ctx, &tasks.WarmArgs{Cache: "item", IDs: ids}, c.queue(tasks.KindWarm)); err != nil {
+			return fmt.Errorf("bench consistency: warm: %w", err)
+		}
+		c.warms.Add(1)
+		sleep(ctx, 20*time.Millisecond)
+	}
+	c.waitIdle(ctx, 3*time.Second)
+	if err := c.stall(context.WithoutCancel(ctx), false); err != nil {
+		return err
+	}
+	wg.Wait()
+	c.hist.outage(from, time.Now())
+	close(errs)
+	return <-errs
+}
+
+// waitStalled returns once commits wait (the checkpointer publishes the
+// reloaded setting to the backends a little after the reload): a probe
+// commit that waits is cancelled, which leaves it committed locally.
+func (c *checker) waitStalled(ctx context.Context) error {
+	conn, err := c.e.db.Connx(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var pid int
+	if err := conn.GetContext(ctx, &pid, "SELECT pg_backend_pid()"); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = conn.ExecContext(ctx, "UPDATE "+c.e.schema+".probe SET x = x + 1")
+		}()
+		select {
+		case <-done:
+			sleep(ctx, 10*time.Millisecond)
+			continue
+		case <-time.After(50 * time.Millisecond):
+		}
+		if _, err := c.e.db.ExecContext(ctx, "SELECT pg_cancel_backend($1)", pid); err != nil {
+			return err
+		}
+		<-done
+		return nil
+	}
+	return errors.New("bench consistency: commits did not wait for the synchronous standby within 10s")
 }

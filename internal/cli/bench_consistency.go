@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -22,7 +23,8 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			"write; inbox: an inbox entry; tag: cache:invalidate_tag; pattern: cache:invalidate_pattern), readers\n" +
 			"(cache-aside: HGET, on a miss the database and a coalesced warm), warms of every kind (by ids,\n" +
 			"coalesced, warm_all), and faults: synchronous-replication stalls (a standby named that never connects,\n" +
-			"only on the private PostgreSQL), and the change stream and the worker stopped and started again.\n" +
+			"only on the private PostgreSQL), and the change stream and the worker, processes of this binary, killed\n" +
+			"with SIGKILL and started again (--in-process: in this process, stopped by cancelling).\n" +
 			"Every commit and read is recorded with its time. After --operations and a --quiescence it compares\n" +
 			"every cached row with the database and prints, per path: writes, reads, stale reads (a version older\n" +
 			"than one committed before the read began), the staleness window p50/p99/max (and p99/max outside the\n" +
@@ -36,6 +38,7 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			&ucli.IntFlag{Name: "readers", Value: 4, Usage: "concurrent readers"},
 			&ucli.StringFlag{Name: "database-url", Usage: "postgres://... (wal_level=logical, REPLICATION role); default: a private PostgreSQL (stalls need it)"},
 			&ucli.BoolFlag{Name: "no-faults", Usage: "no stalls and no restarts"},
+			&ucli.BoolFlag{Name: "in-process", Usage: "run the worker and the change stream in this process (stopped by cancelling, not killed) instead of as processes of this binary killed with SIGKILL"},
 			&ucli.DurationFlag{Name: "stall-every", Value: 4 * time.Second, Usage: "a synchronous-replication stall starts this often"},
 			&ucli.DurationFlag{Name: "stall-for", Value: 400 * time.Millisecond, Usage: "how long each stall holds commits invisible"},
 			&ucli.DurationFlag{Name: "restart-every", Value: 5 * time.Second, Usage: "the change stream and the worker, alternately, are stopped and started this often"},
@@ -68,7 +71,21 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 				return err
 			}
 			defer closeRedis()
+			var parts bench.Parts = bench.InProcess{}
+			if !c.Bool("in-process") {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("find this binary to start worker and changes processes (or pass --in-process): %w", err)
+				}
+				dir, err := os.MkdirTemp("", "ck-consistency")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				parts = bench.Processes{Binary: exe, Dir: dir}
+			}
 			rep, err := bench.Consistency(c.Context, bench.ConsistencyOptions{
+				Parts: parts,
 				RedisURL: url, Database: db, Operations: c.Int("operations"), Keys: c.Int("keys"),
 				Writers: c.Int("writers"), Readers: c.Int("readers"),
 				Stalls: faults && c.String("database-url") == "", StallEvery: c.Duration("stall-every"), StallFor: c.Duration("stall-for"),

@@ -85,7 +85,7 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 				parts = bench.Processes{Binary: exe, Dir: dir}
 			}
 			rep, err := bench.Consistency(c.Context, bench.ConsistencyOptions{
-				Parts: parts,
+				Parts:    parts,
 				RedisURL: url, Database: db, Operations: c.Int("operations"), Keys: c.Int("keys"),
 				Writers: c.Int("writers"), Readers: c.Int("readers"),
 				Stalls: faults && c.String("database-url") == "", StallEvery: c.Duration("stall-every"), StallFor: c.Duration("stall-for"),

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
@@ -101,6 +102,14 @@ type applier struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	bgErr error
+
+	// Visibility of the transaction being decoded (see visible.go): its
+	// proof, whether it was checked, and whether it is late (not proven
+	// visible in time: its jobs are repeated at lateDelays).
+	visibilityTimeout time.Duration
+	proof             visibilityProof
+	proven, late      bool
+	unprovableLogged  bool
 }
 
 // Tables returns the configured tables of caches, as written in the config.
@@ -121,9 +130,9 @@ func tables(caches map[string]config.CacheSpec) []string {
 
 // newApplier builds the routes; resolved maps each configured table name to
 // its qualified name.
-func newApplier(caches map[string]config.CacheSpec, resolved map[string]string, client *tasks.Client, batchSize int, opts []tasks.Option, m *Metrics, logger *slog.Logger) (*applier, error) {
+func newApplier(caches map[string]config.CacheSpec, resolved map[string]string, client *tasks.Client, batchSize int, visibilityTimeout time.Duration, opts []tasks.Option, m *Metrics, logger *slog.Logger) (*applier, error) {
 	a := &applier{routes: map[string][]route{}, client: client, opts: opts, batchSize: batchSize, metrics: m, logger: logger,
-		sem: make(chan struct{}, inflightBatches)}
+		sem: make(chan struct{}, inflightBatches), visibilityTimeout: visibilityTimeout}
 	names := make([]string, 0, len(caches))
 	for n := range caches {
 		names = append(names, n)
@@ -161,6 +170,7 @@ func (a *applier) reset() {
 	a.tags = map[string]struct{}{}
 	a.patterns = map[string]struct{}{}
 	a.pending = 0
+	a.proof, a.proven, a.late = nil, false, false
 }
 
 // watched reports whether changes of table matter to any cache.
@@ -219,6 +229,9 @@ func (a *applier) addID(ctx context.Context, k batchKey, id string) error {
 	}
 	set[id] = struct{}{}
 	if len(set) >= a.batchSize {
+		if err := a.ensureVisible(ctx); err != nil {
+			return err
+		}
 		if err := a.enqueueBackground(ctx, k, set); err != nil {
 			return err
 		}
@@ -275,7 +288,7 @@ func (a *applier) enqueueIDs(ctx context.Context, k batchKey, set map[string]str
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	if _, err := a.client.Enqueue(ctx, &tasks.InvalidateArgs{Cache: k.cache, IDs: ids, Rewarm: k.rewarm}, a.opts...); err != nil {
+	if err := a.enqueue(ctx, &tasks.InvalidateArgs{Cache: k.cache, IDs: ids, Rewarm: k.rewarm}); err != nil {
 		return fmt.Errorf("changes: enqueue invalidation of %d ids of cache %q: %w", len(ids), k.cache, err)
 	}
 	a.logger.Debug("changes: enqueued", slog.String("cache", k.cache), slog.Int("ids", len(ids)))
@@ -284,11 +297,34 @@ func (a *applier) enqueueIDs(ctx context.Context, k batchKey, set map[string]str
 	return nil
 }
 
+// enqueue enqueues one job; a late transaction's job is enqueued again at
+// each of lateDelays.
+func (a *applier) enqueue(ctx context.Context, p tasks.Payload) error {
+	if _, err := a.client.Enqueue(ctx, p, a.opts...); err != nil {
+		return err
+	}
+	if !a.late {
+		return nil
+	}
+	for _, d := range a.lateDelays() {
+		if _, err := a.client.Enqueue(ctx, p, append([]tasks.Option{tasks.ProcessIn(d)}, a.opts...)...); err != nil {
+			return err
+		}
+		a.metrics.VisibilityRepeats.Inc()
+	}
+	return nil
+}
+
 // flush enqueues everything added since the last flush. It returns only
 // when every job is enqueued: the caller then confirms the position.
 func (a *applier) flush(ctx context.Context) error {
 	if err := a.wait(); err != nil {
 		return err
+	}
+	if len(a.order) > 0 || len(a.tags) > 0 || len(a.patterns) > 0 {
+		if err := a.ensureVisible(ctx); err != nil {
+			return err
+		}
 	}
 	for _, k := range a.order {
 		if err := a.enqueueIDs(ctx, k, a.ids[k]); err != nil {
@@ -301,13 +337,13 @@ func (a *applier) flush(ctx context.Context) error {
 	}
 	sort.Strings(tags)
 	for _, t := range tags {
-		if _, err := a.client.Enqueue(ctx, &tasks.InvalidateTagArgs{Tag: t}, a.opts...); err != nil {
+		if err := a.enqueue(ctx, &tasks.InvalidateTagArgs{Tag: t}); err != nil {
 			return fmt.Errorf("changes: enqueue invalidation of tag %q: %w", t, err)
 		}
 		a.metrics.Batches.WithLabelValues(tasks.KindInvalidateTag).Inc()
 	}
 	for p := range a.patterns {
-		if _, err := a.client.Enqueue(ctx, &tasks.InvalidatePatternArgs{Pattern: p, AllowAll: strings.HasPrefix(p, "*")}, a.opts...); err != nil {
+		if err := a.enqueue(ctx, &tasks.InvalidatePatternArgs{Pattern: p, AllowAll: strings.HasPrefix(p, "*")}); err != nil {
 			return fmt.Errorf("changes: enqueue invalidation of pattern %q: %w", p, err)
 		}
 		a.metrics.Batches.WithLabelValues(tasks.KindInvalidatePattern).Inc()

@@ -13,6 +13,9 @@
 //   - Nothing stale: the jobs are cache:invalidate jobs, which advance each
 //     key's fence, so a warm whose read began before the invalidation cannot
 //     write the old row back.
+//   - Visible before applied: a transaction's jobs are enqueued only once
+//     the commit is visible to new snapshots (see visible.go), so no warm
+//     can cache a row version older than a commit the stream has applied.
 //   - One reader: replicas share a Redis lease; the holder reads, the
 //     others wait and take over within the lease TTL when it dies.
 //
@@ -75,6 +78,10 @@ type Config struct {
 	ServerID uint32
 	// Holder names this replica in the lease (default host:pid:random).
 	Holder string
+	// VisibilityTimeout is how long the stream waits for a delivered commit
+	// to become visible to other sessions before it invalidates anyway and
+	// repeats the invalidation at 3x, 12x and 60x this (default 10s).
+	VisibilityTimeout time.Duration
 	// Registerer receives the metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -94,6 +101,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = time.Second
+	}
+	if c.VisibilityTimeout == 0 {
+		c.VisibilityTimeout = 10 * time.Second
 	}
 	if c.RetainedWALWarn == 0 {
 		c.RetainedWALWarn = 1 << 30
@@ -129,6 +139,9 @@ func (c *Config) validate() error {
 	}
 	if c.StatusInterval < 10*time.Millisecond || c.StatusInterval > c.LeaseTTL {
 		return fmt.Errorf("changes: status interval must be between 10ms and the lease TTL (%s), got %s", c.LeaseTTL, c.StatusInterval)
+	}
+	if c.VisibilityTimeout < 10*time.Millisecond {
+		return fmt.Errorf("changes: visibility timeout must be at least 10ms, got %s", c.VisibilityTimeout)
 	}
 	if len(tables(c.Caches)) == 0 {
 		return fmt.Errorf("%w: no cache has a changes: block; add one such as changes: {table: users, id: id}", ErrSetup)
@@ -297,7 +310,7 @@ func (s *Stream) hold(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := newApplier(s.cfg.Caches, resolved, s.client, s.cfg.BatchSize, s.jobOptions(), s.metrics, s.logger)
+	a, err := newApplier(s.cfg.Caches, resolved, s.client, s.cfg.BatchSize, s.cfg.VisibilityTimeout, s.jobOptions(), s.metrics, s.logger)
 	if err != nil {
 		return err
 	}

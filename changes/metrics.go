@@ -29,6 +29,18 @@ type Metrics struct {
 	RetainedBytes prometheus.Gauge
 	// Holder is 1 while this replica holds the stream.
 	Holder prometheus.Gauge
+	// VisibilityWait is the delivered-but-invisible window: how long the
+	// stream waited, per transaction with watched changes, until the commit
+	// was visible to new snapshots.
+	VisibilityWait prometheus.Histogram
+	// VisibilityTimeouts counts transactions not visible within the
+	// visibility timeout (invalidated then, and repeated later).
+	VisibilityTimeouts prometheus.Counter
+	// VisibilityUnproven counts transactions whose visibility could not be
+	// checked (invalidated, and repeated later).
+	VisibilityUnproven prometheus.Counter
+	// VisibilityRepeats counts delayed repeat jobs of late transactions.
+	VisibilityRepeats prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -53,11 +65,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "WAL the replication slot keeps on the PostgreSQL primary."}),
 		Holder: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "cachekeeper", Subsystem: "changes", Name: "holder",
 			Help: "1 while this replica holds the change stream, 0 while it waits."}),
+		VisibilityWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "cachekeeper", Subsystem: "changes", Name: "visibility_wait_seconds",
+			Help:    "Per transaction with watched changes: how long after delivery the commit became visible to other sessions (the stream enqueues its invalidations only then).",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}}),
+		VisibilityTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cachekeeper", Subsystem: "changes", Name: "visibility_timeouts_total",
+			Help: "Transactions still invisible to other sessions after the visibility timeout: invalidated then and repeated later."}),
+		VisibilityUnproven: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cachekeeper", Subsystem: "changes", Name: "visibility_unproven_total",
+			Help: "Transactions whose visibility could not be checked (e.g. no privilege for the locking read): invalidated and repeated later."}),
+		VisibilityRepeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cachekeeper", Subsystem: "changes", Name: "visibility_repeats_total",
+			Help: "Delayed repeat invalidation jobs enqueued for transactions not proven visible in time."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Batches, m.IDs, m.Unidentified, m.LagBytes, m.LagSeconds, m.RetainedBytes, m.Holder} {
+	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Batches, m.IDs, m.Unidentified, m.LagBytes, m.LagSeconds, m.RetainedBytes, m.Holder,
+		m.VisibilityWait, m.VisibilityTimeouts, m.VisibilityUnproven, m.VisibilityRepeats} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

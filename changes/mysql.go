@@ -2,6 +2,7 @@ package changes
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,6 +221,7 @@ type column struct {
 	name     string
 	unsigned bool
 	binary   bool
+	primary  bool
 }
 
 // stream dumps the binlog from the kept position, applies each
@@ -257,6 +259,7 @@ func (s *mySource) streamDB(ctx context.Context, db *sqlx.DB, a *applier, p *pro
 	}
 	s.logger.Info("changes: streaming the binlog", slog.String("from", start.String()), slog.Uint64("server_id", uint64(s.cfg.ServerID)))
 	r := &myReader{src: s, db: db, a: a, p: p, cur: start, confirmed: start, tables: map[uint64]*mysql.TableMap{}, cols: map[string][]column{}}
+	defer r.closeLockConn()
 	type event struct {
 		ev  mysql.BinlogEvent
 		err error
@@ -314,6 +317,7 @@ type myReader struct {
 	lastTS    uint32
 	tables    map[uint64]*mysql.TableMap
 	cols      map[string][]column
+	lockConn  *sql.Conn // the locking reads of visibility proofs
 }
 
 func (r *myReader) handle(ctx context.Context, ev mysql.BinlogEvent) error {
@@ -490,6 +494,9 @@ func (r *myReader) rows(ctx context.Context, ev mysql.BinlogEvent) error {
 		if err != nil {
 			return fmt.Errorf("changes: decode a row of %s: %w", table, err)
 		}
+		if r.a.proof == nil {
+			r.a.begin(r.proofOf(tm, cols, c))
+		}
 		if err := r.a.add(ctx, c); err != nil {
 			return err
 		}
@@ -508,8 +515,9 @@ func (r *myReader) columns(ctx context.Context, tm *mysql.TableMap) ([]column, e
 	var rows []struct {
 		Name string `db:"COLUMN_NAME"`
 		Type string `db:"COLUMN_TYPE"`
+		Key  string `db:"COLUMN_KEY"`
 	}
-	err := r.db.SelectContext(ctx, &rows, `SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS
+	err := r.db.SelectContext(ctx, &rows, `SELECT COLUMN_NAME, COLUMN_TYPE, COLUMN_KEY FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, tm.Database, tm.Name)
 	if err != nil {
 		return nil, fmt.Errorf("changes: read the columns of %s: %w", key, err)
@@ -521,7 +529,7 @@ func (r *myReader) columns(ctx context.Context, tm *mysql.TableMap) ([]column, e
 	for i, c := range rows {
 		t := strings.ToLower(c.Type)
 		cols[i] = column{name: c.Name, unsigned: strings.Contains(t, "unsigned"),
-			binary: strings.Contains(t, "binary") || strings.Contains(t, "blob")}
+			binary: strings.Contains(t, "binary") || strings.Contains(t, "blob"), primary: c.Key == "PRI"}
 	}
 	r.cols[key] = cols
 	return cols, nil

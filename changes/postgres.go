@@ -296,9 +296,15 @@ type pgReader struct {
 	relations map[uint32]*pglogrepl.RelationMessage
 	lagSec    float64
 	lastSent  time.Time
+	// conn is the SQL connection of the visibility proofs; snap the last
+	// snapshot it read (proof for every transaction it shows finished).
+	conn     *pgx.Conn
+	snap     pgSnapshot
+	haveSnap bool
 }
 
 func (r *pgReader) run(ctx context.Context, conn *pgx.Conn) error {
+	r.conn = conn
 	interval := r.src.cfg.StatusInterval
 	next := time.Now()
 	nextRetained := time.Now().Add(30 * time.Second)
@@ -392,6 +398,7 @@ func (r *pgReader) apply(ctx context.Context, wal []byte) error {
 		r.relations[m.RelationID] = m
 	case *pglogrepl.BeginMessage:
 		r.inTx = true
+		r.a.begin(r.proofOf(m.Xid))
 		r.src.logger.Debug("changes: begin", slog.Time("commit_time", m.CommitTime))
 	case *pglogrepl.InsertMessage:
 		rel, table, err := r.relation(m.RelationID)
@@ -444,6 +451,27 @@ func (r *pgReader) apply(ctx context.Context, wal []byte) error {
 		}
 	}
 	return nil
+}
+
+// proofOf proves transaction xid visible by a snapshot taken now (or an
+// earlier one that already shows it finished): pgoutput sends a transaction
+// once its commit record is flushed, before it leaves the in-progress list.
+func (r *pgReader) proofOf(xid uint32) visibilityProof {
+	return func(ctx context.Context) (bool, error) {
+		if r.haveSnap && r.snap.visible(xid) {
+			return true, nil
+		}
+		var text string
+		if err := r.conn.QueryRow(ctx, "SELECT txid_current_snapshot()::text").Scan(&text); err != nil {
+			return false, err
+		}
+		snap, err := parsePGSnapshot(text)
+		if err != nil {
+			return false, err
+		}
+		r.snap, r.haveSnap = snap, true
+		return snap.visible(xid), nil
+	}
 }
 
 func (r *pgReader) relation(id uint32) (*pglogrepl.RelationMessage, string, error) {

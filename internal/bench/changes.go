@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/tasks"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Scenario names of Changes.
@@ -194,10 +196,12 @@ func Changes(ctx context.Context, opts ChangesOptions) (results []Result, err er
 		"baseline_p50_lag_ms": percentile(baseLag, 50), "baseline_p99_lag_ms": percentile(baseLag, 99),
 		"stream_rows_per_s_each": roundAll(ours), "baseline_rows_per_s_each": roundAll(base)}
 
+	before := visibilityWait(stream)
 	tr, trLag, err := b.trickle(ctx, "user")
 	if err != nil {
 		return nil, err
 	}
+	window := visibilityWait(stream).minus(before)
 	btr, btrLag, err := b.trickle(ctx, "user_app")
 	if err != nil {
 		return nil, err
@@ -205,7 +209,9 @@ func Changes(ctx context.Context, opts ChangesOptions) (results []Result, err er
 	trickle := NewResult(ScenarioChangesTrickle, "the application LPUSHes one cache:invalidate entry to the inbox after each commit", tr, btr)
 	trickle.Extra = map[string]any{"transactions_per_s_offered": o.TrickleRate, "seconds": o.TrickleFor.Seconds(),
 		"p50_lag_ms": percentile(trLag, 50), "p99_lag_ms": percentile(trLag, 99),
-		"baseline_p50_lag_ms": percentile(btrLag, 50), "baseline_p99_lag_ms": percentile(btrLag, 99)}
+		"baseline_p50_lag_ms": percentile(btrLag, 50), "baseline_p99_lag_ms": percentile(btrLag, 99),
+		"visibility_wait_transactions": window.count, "visibility_wait_mean_ms": window.meanMs(),
+		"visibility_wait_le_ms": window.cumulative()}
 	return []Result{bulk, trickle}, nil
 }
 
@@ -395,4 +401,53 @@ func (b *changesBench) trickle(ctx context.Context, cache string) (float64, []fl
 		}
 	}
 	return float64(total) / last.Sub(start).Seconds(), lags, nil
+}
+
+// histogram is a snapshot of the stream's visibility-wait histogram.
+type histogram struct {
+	count   uint64
+	sum     float64
+	buckets []float64 // upper bounds, seconds
+	counts  []uint64  // cumulative
+}
+
+func visibilityWait(s *changes.Stream) histogram {
+	m := &dto.Metric{}
+	if err := s.Metrics().VisibilityWait.Write(m); err != nil {
+		return histogram{}
+	}
+	h := histogram{count: m.GetHistogram().GetSampleCount(), sum: m.GetHistogram().GetSampleSum()}
+	for _, b := range m.GetHistogram().GetBucket() {
+		h.buckets = append(h.buckets, b.GetUpperBound())
+		h.counts = append(h.counts, b.GetCumulativeCount())
+	}
+	return h
+}
+
+func (h histogram) minus(o histogram) histogram {
+	d := histogram{count: h.count - o.count, sum: h.sum - o.sum, buckets: h.buckets, counts: make([]uint64, len(h.counts))}
+	for i := range h.counts {
+		d.counts[i] = h.counts[i]
+		if i < len(o.counts) {
+			d.counts[i] -= o.counts[i]
+		}
+	}
+	return d
+}
+
+func (h histogram) meanMs() float64 {
+	if h.count == 0 {
+		return 0
+	}
+	return math.Round(h.sum/float64(h.count)*1e4) / 10
+}
+
+// cumulative maps each bucket's bound in ms ("0.5", "1", ...) to the
+// transactions that waited at most that long.
+func (h histogram) cumulative() map[string]uint64 {
+	out := map[string]uint64{}
+	for i, b := range h.buckets {
+		out[strconv.FormatFloat(b*1000, 'f', -1, 64)] = h.counts[i]
+	}
+	return out
 }

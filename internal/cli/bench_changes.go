@@ -29,6 +29,7 @@ func benchChangesCommand(io IO) *ucli.Command {
 			&ucli.DurationFlag{Name: "trickle-for", Value: 5 * time.Second, Usage: "how long the trickle runs"},
 			&ucli.IntFlag{Name: "rounds", Value: 3, Usage: "alternating bulk rounds; medians are printed"},
 			&ucli.IntFlag{Name: "batch-size", Value: 5000, Usage: "the stream's ids per cache:invalidate job (as cachekeeper changes --batch-size)"},
+			&ucli.BoolFlag{Name: "sync-standby", Usage: "give the private PostgreSQL a streaming standby and make it synchronous (every commit waits for its answer)"},
 		}, benchFlags()...),
 		Action: func(c *ucli.Context) error {
 			format, err := outputFormat(c)
@@ -53,6 +54,16 @@ func benchChangesCommand(io IO) *ucli.Command {
 				}
 				defer pg.Stop()
 				db.URL = pg.URL("postgres")
+				if c.Bool("sync-standby") {
+					logger.Info("bench changes: starting a synchronous standby")
+					standby, err := pg.StartStandby("ckstandby")
+					if err != nil {
+						return fmt.Errorf("start a synchronous standby: %w", err)
+					}
+					defer standby.Stop()
+				}
+			} else if c.Bool("sync-standby") {
+				return usagef("--sync-standby needs the private PostgreSQL: drop --database-url")
 			}
 			url, _, closeRedis, err := benchRedis(c, logger)
 			if err != nil {

@@ -46,6 +46,7 @@ func changesCommand(io IO) *ucli.Command {
 			&ucli.IntFlag{Name: "batch-size", Value: 5000, Usage: "most ids in one cache:invalidate job (1-100000)"},
 			&ucli.StringFlag{Name: "queue", Usage: "queue of the jobs (default: each kind's own)"},
 			&ucli.DurationFlag{Name: "lease-ttl", Value: 5 * time.Second, Usage: "how long a dead holder keeps the stream from the other replicas"},
+			&ucli.DurationFlag{Name: "visibility-timeout", Value: 10 * time.Second, Usage: "longest wait for a delivered commit to become visible to other sessions before its invalidations are sent anyway (and repeated at 3x, 12x and 60x this)"},
 			&ucli.Int64Flag{Name: "wal-warn-bytes", Value: 1 << 30, Usage: "warn when the slot retains more WAL than this on the primary"},
 		}, streamFlags()...), connFlags()...),
 		Subcommands: []*ucli.Command{{
@@ -84,6 +85,7 @@ func changesConfig(c *ucli.Context, io IO, run bool) (config.Config, changes.Con
 		sc.BatchSize = c.Int("batch-size")
 		sc.Queue = c.String("queue")
 		sc.LeaseTTL = c.Duration("lease-ttl")
+		sc.VisibilityTimeout = c.Duration("visibility-timeout")
 		sc.RetainedWALWarn = c.Int64("wal-warn-bytes")
 	}
 	return cfg, sc, nil
@@ -93,6 +95,9 @@ func runChanges(c *ucli.Context, io IO) error {
 	cfg, sc, err := changesConfig(c, io, true)
 	if err != nil {
 		return err
+	}
+	if sc.VisibilityTimeout < 10*time.Millisecond {
+		return usagef("--visibility-timeout must be at least 10ms, got %s", sc.VisibilityTimeout)
 	}
 	if sc.RetainedWALWarn < 1 {
 		return usagef("--wal-warn-bytes must be positive, got %d", sc.RetainedWALWarn)

@@ -191,19 +191,34 @@ class Worker:
         self._logf.close()
 
 
-def load_functions(config: str) -> None:
-    """Load the cachekeeper_v1 function library as the worker does on start,
-    with `cachekeeper functions load`; skip when this build has none."""
-    if not has_command("functions"):
-        pytest.skip("this build of cachekeeper has no function library (`cachekeeper functions`): the read protocol is not in it")
-    d = tempfile.mkdtemp(prefix="ckf")
-    path = os.path.join(d, "cachekeeper.yaml")
-    with open(path, "w") as f:
-        f.write(config)
-    p = subprocess.run([binary(), "functions", "load", "--config", path], capture_output=True, text=True, timeout=60)
-    shutil.rmtree(d, ignore_errors=True)
-    if p.returncode != 0:
-        pytest.fail("cachekeeper functions load: %s%s" % (p.stdout, p.stderr))
+LIBRARY = "cachekeeper_v1"
+
+
+def library_loaded(r: redis.Redis) -> bool:
+    return bool(r.function_list(library=LIBRARY))
+
+
+def load_functions(config: str, r: redis.Redis) -> None:
+    """Make sure the cachekeeper_v1 function library is loaded, as a worker
+    loads it on start: already there (a worker runs), else with
+    `cachekeeper functions load` when this build has it, else by starting a
+    worker once. Skips when this build's worker loads no library."""
+    if library_loaded(r):
+        return
+    if has_command("functions"):
+        d = tempfile.mkdtemp(prefix="ckf")
+        path = os.path.join(d, "cachekeeper.yaml")
+        with open(path, "w") as f:
+            f.write(config)
+        p = subprocess.run([binary(), "functions", "load", "--config", path], capture_output=True, text=True, timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
+        if p.returncode != 0:
+            pytest.fail("cachekeeper functions load: %s%s" % (p.stdout, p.stderr))
+    else:
+        w = Worker(config, "functions-loader")
+        w.stop()
+    if not library_loaded(r):
+        pytest.skip("this build's worker loads no %s function library: the read protocol (docs/read-protocol.md) is not in it" % LIBRARY)
 
 
 def users_table(conn, n: int) -> None:
@@ -214,3 +229,90 @@ def users_table(conn, n: int) -> None:
         c.execute("INSERT INTO users SELECT i, 'user' || i || '@example.com', 'User ' || i FROM generate_series(1, %s) AS i", (n,))
 
 
+
+
+class Proxy:
+    """A TCP proxy to a unix-socket Redis that can cut every connection and
+    refuse new ones for a while: a network outage of one client only."""
+
+    def __init__(self, socket_path: str) -> None:
+        import socket
+        import threading
+
+        self._target = socket_path
+        self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind(("127.0.0.1", 0))
+        self._srv.listen(128)
+        self.url = "redis://127.0.0.1:%d/0" % self._srv.getsockname()[1]
+        self._mu = threading.Lock()
+        self._conns: list = []
+        self._down_until = 0.0
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed:
+            try:
+                c, _ = self._srv.accept()
+            except OSError:
+                return
+            if time.monotonic() < self._down_until:
+                c.close()
+                continue
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                u.connect(self._target)
+            except OSError:
+                c.close()
+                continue
+            with self._mu:
+                self._conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b) -> None:
+        import socket
+
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self, seconds: float) -> None:
+        """Close every connection now and refuse new ones for seconds."""
+        import socket
+
+        self._down_until = time.monotonic() + seconds
+        with self._mu:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        self._srv.close()
+        self.cut(0)
+
+
+def quiet(r: redis.Redis, timeout: float = 30.0) -> None:
+    """Wait until the inbox and the queues are empty and no job runs."""
+    keys = ["cachekeeper:inbox", "{cachekeeper:inbox}:processing"] + ["asynq:{%s}:%s" % (q, s) for q in ("critical", "default", "low") for s in ("pending", "active")]
+    wait_until("inbox and queues drained", lambda: sum(r.llen(k) for k in keys) == 0 and r.zcard("cachekeeper:warm:{user}:pending") == 0, timeout, 0.05)

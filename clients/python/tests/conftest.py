@@ -48,5 +48,6 @@ def worker(r, config):
 
 @pytest.fixture
 def functions(r, config):
-    """The cachekeeper_v1 library loaded, as a worker loads it on start."""
-    ckenv.load_functions(config)
+    """The cachekeeper_v1 library loaded, as a worker loads it on start
+    (request it after worker when both are needed)."""
+    ckenv.load_functions(config, r)

@@ -59,7 +59,7 @@ def config(redis_server, pg):
 
 
 @pytest.fixture
-def worker(r, config, functions):
+def worker(r, config):
     w = ckenv.Worker(config)
     yield w
     w.stop()
@@ -67,4 +67,4 @@ def worker(r, config, functions):
 
 @pytest.fixture
 def functions(r, config):
-    ckenv.load_functions(config)
+    ckenv.load_functions(config, r)

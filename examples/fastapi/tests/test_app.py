@@ -36,7 +36,7 @@ def names(conn, ids):
         return {str(i): n for i, n in c.fetchall()}
 
 
-def test_routes(r, redis_server, db, users, worker):
+def test_routes(r, redis_server, db, users, worker, functions):
     with TestClient(ck_app.create_app(redis_server.url, db)) as c:
         assert c.get("/users/1").json() == {"id": "1", "email": "user1@example.com", "name": "User 1"}
         assert r.hgetall("user:1") == {"id": "1", "email": "user1@example.com", "name": "User 1"}
@@ -78,7 +78,7 @@ def test_database_queries_per_burst(r, redis_server, db, users, functions):
     assert got["cachekeeper"] == 1
 
 
-def test_stale_keys_after_racing_writes(r, redis_server, db, users, worker):
+def test_stale_keys_after_racing_writes(r, redis_server, db, users, worker, functions):
     """For each of 200 users, a read misses and loads the row while a write
     updates it and invalidates the key (pattern 3); the read's fill comes
     50 ms after its query. Counted once everything is quiet: keys holding a
@@ -125,7 +125,7 @@ def test_limiter_accuracy(r, redis_server, db, functions):
     assert allowed["cachekeeper"] == (100, 100)
 
 
-def test_local_copies_after_a_subscriber_outage(r, redis_server, db, users, worker):
+def test_local_copies_after_a_subscriber_outage(r, redis_server, db, users, worker, functions):
     """Each app keeps in-process copies of 20 users and drops them on the
     worker's events. Its Redis connections are cut for a second while
     another instance renames the 20 users and the worker invalidates them:

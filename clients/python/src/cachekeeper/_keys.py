@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 DEFAULT_PREFIX = "cachekeeper:"
 ASYNQ_PREFIX = "asynq:"
@@ -26,6 +26,67 @@ def inbox(prefix: str) -> str:
 def events_channel(prefix: str) -> str:
     """The default pub/sub channel of cache events under prefix."""
     return prefix + "events"
+
+
+def fence(prefix: str, key: str) -> str:
+    """The fence of a cache key, in its cluster slot (keys.Fence)."""
+    return prefix + "fence:" + same_slot(key)
+
+
+def cache_fence(prefix: str, cache: str, slot_tag: str = "") -> str:
+    """The fence of a whole cache; on a cluster, its copy in the slot whose
+    tag is slot_tag (keys.CacheFence)."""
+    if not slot_tag:
+        return prefix + "cachefence:" + cache
+    return prefix + "cachefence:" + cache + ":{" + slot_tag + "}"
+
+
+def lease(prefix: str, key: str) -> str:
+    """The lease of a cache key (docs/read-protocol.md)."""
+    return prefix + "lease:" + same_slot(key)
+
+
+def lease_wake(prefix: str, key: str) -> str:
+    """The wake list of a cache key's lease."""
+    return lease(prefix, key) + ":wake"
+
+
+def hot(prefix: str, cache: str) -> str:
+    """The sorted set of a cache's recently read ids (refresh-ahead)."""
+    return prefix + "hot:" + cache
+
+
+def dead_letter(inbox_key: str) -> str:
+    """The inbox's dead-letter list (keys.DeadLetter)."""
+    return same_slot(inbox_key) + ":dead"
+
+
+_slot_tags: Dict[int, str] = {}
+
+
+def slot_tag(slot: int) -> str:
+    """The smallest base-36 numeral whose key hashes to slot (keys.SlotTag)."""
+    if slot not in _slot_tags:
+        from redis.crc import key_slot
+
+        n = 0
+        while True:
+            tag = _base36(n)
+            if key_slot(tag.encode()) == slot:
+                _slot_tags[slot] = tag
+                break
+            n += 1
+    return _slot_tags[slot]
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
 
 
 def hash_tag(key: str) -> Optional[str]:

@@ -81,35 +81,6 @@ def _plain(fields: Mapping[str, Union[str, bytes]]) -> Dict[str, str]:
     return {k: _text(v) for k, v in fields.items()}
 
 
-_slot_tags: Dict[int, str] = {}
-
-
-def _slot_tag(slot: int) -> str:
-    """The smallest base-36 numeral hashing to slot (keys.SlotTag)."""
-    if slot not in _slot_tags:
-        from redis.crc import key_slot
-
-        n = 0
-        while True:
-            tag = _base36(n)
-            if key_slot(tag.encode()) == slot:
-                _slot_tags[slot] = tag
-                break
-            n += 1
-    return _slot_tags[slot]
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    if n == 0:
-        return "0"
-    out = ""
-    while n:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-    return out
-
-
 class Stats:
     """What the reads of one :class:`Cache` did, for metrics and tests."""
 
@@ -152,18 +123,16 @@ class _Spec:
 
     def keys(self, id: str) -> Tuple[str, str, str, str, str]:
         k = self.tmpl.render(id)
-        s = _keys.same_slot(k)
-        lease = self.prefix + "lease:" + s
-        fence = self.prefix + "fence:" + s
-        cfence = self.prefix + "cachefence:" + self.cache
+        tag = ""
         if self.cluster:
             from redis.crc import key_slot
 
-            cfence += ":{" + _slot_tag(key_slot(k.encode())) + "}"
-        return k, lease, lease + ":wake", fence, cfence
+            tag = _keys.slot_tag(key_slot(k.encode()))
+        p = self.prefix
+        return k, _keys.lease(p, k), _keys.lease_wake(p, k), _keys.fence(p, k), _keys.cache_fence(p, self.cache, tag)
 
     def hot_key(self) -> str:
-        return self.prefix + "hot:" + self.cache
+        return _keys.hot(self.prefix, self.cache)
 
     def should_touch(self, id: str) -> bool:
         if self.hot_sample <= 0:

@@ -7,6 +7,7 @@ from cachekeeper import AsyncLimiter, FunctionMissing, Limiter
 
 
 def test_missing_library_says_what_to_do(r):
+    r.function_flush()  # FLUSHALL keeps functions; later tests load them again
     with pytest.raises(FunctionMissing, match="start a cachekeeper worker"):
         Limiter(r, limit=1, window=1).allow("x")
 

@@ -41,12 +41,17 @@ class _Jobs(Generic[R]):
         caches: Optional[Iterable[str]],
         owned_keys: Iterable[str],
         max_ids_per_entry: int,
+        inbox_key: Optional[str] = None,
     ) -> None:
         try:
             self._prefix = _keys.check_prefix(key_prefix)
         except ValueError as e:
             raise InvalidPayload("key_prefix: %s" % e) from None
-        self._rule = _keys.Rule(self._prefix, owned_keys)
+        owned = list(owned_keys)
+        if inbox_key:
+            owned.append(inbox_key)  # an inbox outside the prefix is the workers' own too
+        self.inbox_key = inbox_key or _keys.inbox(self._prefix)
+        self._rule = _keys.Rule(self._prefix, owned)
         self._queues = sorted(set(queues)) if queues is not None else None
         self._caches = sorted(set(caches)) if caches is not None else None
         self._kinds = dict(kinds.BUILTIN)
@@ -56,6 +61,7 @@ class _Jobs(Generic[R]):
 
     def _share(self, other: "_Jobs[Any]") -> None:
         self._prefix = other._prefix
+        self.inbox_key = other.inbox_key
         self._rule = other._rule
         self._queues = other._queues
         self._caches = other._caches
@@ -188,11 +194,7 @@ class Producer(_Jobs[int]):
         owned_keys: Iterable[str] = (),
         max_ids_per_entry: int = 1000,
     ) -> None:
-        owned = list(owned_keys)
-        self.inbox_key = inbox_key or _keys.inbox(_keys.check_prefix(key_prefix) if key_prefix else _keys.DEFAULT_PREFIX)
-        if inbox_key:
-            owned.append(inbox_key)
-        self._setup(key_prefix, queues, caches, owned, max_ids_per_entry)
+        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key)
         self._redis = redis
 
     def _submit(self, entries: List[bytes]) -> int:
@@ -235,11 +237,7 @@ class AsyncProducer(_Jobs[Awaitable[int]]):
         owned_keys: Iterable[str] = (),
         max_ids_per_entry: int = 1000,
     ) -> None:
-        owned = list(owned_keys)
-        self.inbox_key = inbox_key or _keys.inbox(_keys.check_prefix(key_prefix) if key_prefix else _keys.DEFAULT_PREFIX)
-        if inbox_key:
-            owned.append(inbox_key)
-        self._setup(key_prefix, queues, caches, owned, max_ids_per_entry)
+        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key)
         self._redis = redis
 
     async def _push(self, entries: List[bytes]) -> int:

@@ -80,8 +80,9 @@ class Event:
 
     @property
     def capped(self) -> bool:
-        """The lists were cut short: more keys changed than are listed."""
-        return self.key_count > max(len(self.keys), len(self.ids))
+        """A cache event whose lists were cut short: more keys changed than
+        are listed, so the receiver cannot tell which copies to drop."""
+        return self.type.startswith("cache.") and self.key_count > max(len(self.keys), len(self.ids))
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__}

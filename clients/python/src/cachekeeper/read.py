@@ -304,7 +304,7 @@ class AsyncCache:
     ) -> None:
         self._redis = redis
         self._s = _Spec(redis, cache, key, ttl, key_prefix, lease_ttl, max_wait, hot_sample, hot_max)
-        self._flights: Dict[str, "asyncio.Future[Optional[Dict[str, str]]]"] = {}
+        self._flights: Dict[str, "asyncio.Future[Optional[Dict[str, str]]]"] = {}  # tasks
 
     @property
     def stats(self) -> Stats:
@@ -314,24 +314,23 @@ class AsyncCache:
         return self._s.tmpl.render(_id(id))
 
     async def get(self, id: Any, loader: AsyncLoader) -> Optional[Dict[str, str]]:
+        """:meth:`Cache.get` with an async loader. The load runs as a task of
+        its own, shared by every concurrent get of id: a caller that is
+        cancelled (its request ended) does not cancel the others'."""
         sid = _id(id)
-        f = self._flights.get(sid)
-        if f is not None:
-            self._s.stats.shared += 1
-            return await asyncio.shield(f)
-        f = asyncio.get_running_loop().create_future()
-        self._flights[sid] = f
-        try:
-            v = await self._fetch(sid, loader)
-        except BaseException as e:
-            f.set_exception(e)
-            f.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
+        t = self._flights.get(sid)
+        if t is None:
+            t = asyncio.ensure_future(self._fetch(sid, loader))
+            self._flights[sid] = t
+            t.add_done_callback(lambda done: self._landed(sid, done))
         else:
-            f.set_result(v)
-            return v
-        finally:
-            del self._flights[sid]
+            self._s.stats.shared += 1
+        return await asyncio.shield(t)
+
+    def _landed(self, sid: str, t: "asyncio.Future[Optional[Dict[str, str]]]") -> None:
+        self._flights.pop(sid, None)
+        if not t.cancelled():
+            t.exception()  # retrieved, even when every caller was cancelled
 
     async def _fetch(self, id: str, loader: AsyncLoader) -> Optional[Dict[str, str]]:
         s, r = self._s, self._redis

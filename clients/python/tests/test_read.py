@@ -116,3 +116,28 @@ def test_async_single_flight(redis_server, functions):
     out, hit, none, stats = asyncio.run(main())
     assert calls == ["9"] and all(x == {"id": "9", "score": "1.5"} for x in out) and hit == out[0]
     assert none is None and stats.shared == 99 and stats.hits == 1
+
+
+def test_async_cancelled_request_does_not_cancel_the_others(redis_server, functions):
+    calls = []
+
+    async def load(id):
+        calls.append(id)
+        await asyncio.sleep(0.1)
+        return {"id": int(id)}
+
+    async def main():
+        c = redis_server.async_client()
+        cache = AsyncCache(c, "user", key="user:{id}", ttl=60)
+        first = asyncio.ensure_future(cache.get(11, load))
+        await asyncio.sleep(0.02)
+        second = asyncio.ensure_future(cache.get(11, load))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        got = await asyncio.wait_for(second, 5)
+        cached = await c.hgetall("user:11")
+        await c.close()
+        return first.cancelled(), got, cached
+
+    cancelled, got, cached = asyncio.run(main())
+    assert cancelled and got == {"id": "11"} and cached == {b"id": b"11"} and calls == ["11"]

@@ -8,6 +8,7 @@ error."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -109,8 +110,6 @@ def create_app(redis_url: str, db: Database) -> FastAPI:
                 await pubsub.subscribe("cachekeeper:events")
                 async for message in pubsub.listen():
                     if message["type"] == "message":
-                        import json
-
                         for key in json.loads(message["data"]).get("keys", []):
                             local.pop(key, None)
             except asyncio.CancelledError:

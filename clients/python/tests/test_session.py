@@ -50,3 +50,18 @@ def test_the_workers_revoke_finds_python_sessions(r, worker):
     ckenv.wait_until("sessions revoked", lambda: all(s.get(t) is None for t in mine))
     assert s.get(other) is not None
     assert r.exists("user:7:sessions") == 0 or r.scard("user:7:sessions") == 0
+
+
+def test_the_workers_cleanup_reads_python_timestamps(r, worker):
+    """The worker's session:cleanup reads last_seen as the store writes it:
+    an idle session goes, a fresh one stays."""
+    from cachekeeper.session import TIME_FORMAT
+
+    s = SessionStore(r)
+    idle, fresh = s.create(1), s.create(2)
+    three_hours_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    r.hset(s.key(idle), "last_seen", three_hours_ago.strftime(TIME_FORMAT))
+    Producer(r).cleanup_sessions(pattern="session:*", idle_timeout="2h")
+    ckenv.wait_until("idle session cleaned up", lambda: s.get(idle) is None)
+    ckenv.quiet(r)
+    assert s.get(fresh) is not None

@@ -41,11 +41,30 @@ type Event struct {
 	// Pattern is the glob of a pattern invalidation (Redis MATCH syntax).
 	Pattern string `json:"pattern,omitempty"`
 	// Tag is the tag of a tag invalidation.
-	Tag    string    `json:"tag,omitempty"`
-	UserID string    `json:"user_id,omitempty"`
-	TaskID string    `json:"task_id,omitempty"`
+	Tag    string `json:"tag,omitempty"`
+	UserID string `json:"user_id,omitempty"`
+	TaskID string `json:"task_id,omitempty"`
+	// Time is when the worker made the change; on the wire it is in
+	// TimeLayout (UTC, microseconds).
 	Time   time.Time `json:"time"`
 	Missed bool      `json:"missed,omitempty"`
+}
+
+// TimeLayout is how an event's time is written on the wire: UTC, exactly six
+// fraction digits (microseconds) and an explicit "+00:00" offset, for
+// example "2024-01-15T10:30:00.123456+00:00". Every Python from 3.7 on
+// parses it with datetime.fromisoformat (which before 3.11 refuses "Z" and
+// more than six digits), and so does any RFC 3339 parser. Finer precision is
+// truncated.
+const TimeLayout = "2006-01-02T15:04:05.000000-07:00"
+
+// MarshalJSON writes the event with its time in TimeLayout.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event // no methods: no recursion
+	return json.Marshal(struct {
+		plain
+		Time string `json:"time"`
+	}{plain(e), e.Time.UTC().Format(TimeLayout)})
 }
 
 // Publisher publishes events on one channel.

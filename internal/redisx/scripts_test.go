@@ -57,7 +57,7 @@ func TestEveryScriptIsLoadedAndStatesItsContract(t *testing.T) {
 }
 
 // No Lua text outside this package: no redis.NewScript, no EVAL of a
-// literal, anywhere else in the module.
+// literal, anywhere else in the module, Go or Python.
 func TestNoScriptOutsideRedisx(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join("..", "..")
@@ -72,7 +72,13 @@ func TestNoScriptOutsideRedisx(t *testing.T) {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(path, ".go") {
+		bads := []string{"redis.NewScript(", "redis.call(", ".Eval(ctx, \""}
+		switch {
+		case strings.HasSuffix(path, ".go"):
+		case strings.HasSuffix(path, ".py"):
+			// The Python package calls the function library by name.
+			bads = []string{"redis.call(", "register_script(", "script_load(", ".eval(", ".evalsha(", "function_load("}
+		default:
 			return nil
 		}
 		data, err := os.ReadFile(path)
@@ -80,7 +86,7 @@ func TestNoScriptOutsideRedisx(t *testing.T) {
 			return err
 		}
 		src := string(data)
-		for _, bad := range []string{"redis.NewScript(", "redis.call(", ".Eval(ctx, \""} {
+		for _, bad := range bads {
 			if strings.Contains(src, bad) {
 				t.Errorf("%s contains %q: Lua belongs in internal/redisx/lua", path, bad)
 			}

@@ -56,6 +56,7 @@ func (r *Reader) read(ctx context.Context, c *cacheState, id, key string, load l
 		case replyHit:
 			pttl, _ := v[1].(int64)
 			fields, _ := v[2].([]any)
+			r.count.hits.Add(1)
 			r.afterHit(ctx, c, id, time.Duration(pttl)*time.Millisecond)
 			return hashOf(fields), nil
 		case replyLease:
@@ -67,12 +68,14 @@ func (r *Reader) read(ctx context.Context, c *cacheState, id, key string, load l
 			if left <= 0 {
 				// The holder is slow or gone: read the row ourselves, without
 				// caching it (we hold no lease).
+				r.count.unfilled.Add(1)
 				l, err := r.loadOnly(ctx, c, id, load)
 				if err != nil {
 					return nil, err
 				}
 				return mapOf(l.fields), nil
 			}
+			r.count.waits.Add(1)
 			block := min(time.Duration(waitMS)*time.Millisecond, left, maxBlock)
 			if err := r.wait(ctx, wake, block); err != nil {
 				return nil, fmt.Errorf("cache %q: wait for the fill of %s: %w", c.spec.Name(), key, err)
@@ -153,6 +156,7 @@ func (r *Reader) loadAndFill(ctx context.Context, c *cacheState, id, key, tok, s
 			return nil, fmt.Errorf("cache %q: %w", c.spec.Name(), err)
 		}
 	}
+	r.count.loads.Add(1)
 	l, err := r.loadOnly(ctx, c, id, load)
 	if err != nil {
 		release()
@@ -173,6 +177,11 @@ func (r *Reader) loadAndFill(ctx context.Context, c *cacheState, id, key, tok, s
 	status, err := r.caller.Call(ctx, redisx.FuncFill, ks, args...).Int64()
 	if err != nil {
 		return nil, fmt.Errorf("cache %q: fill %s: %w", c.spec.Name(), key, err)
+	}
+	if status == fillWritten {
+		r.count.filled.Add(1)
+	} else {
+		r.count.refused.Add(1)
 	}
 	if status == fillWritten && len(l.tags) > 0 {
 		if err := r.unwriteFencedTags(ctx, st, key, l.tags); err != nil {

@@ -91,6 +91,7 @@ type Reader struct {
 	caches map[string]*cacheState
 	names  []string
 	sf     singleflight.Group
+	count  counters
 }
 
 // cacheState is one cache as a Reader sees it.

@@ -25,6 +25,7 @@ const rememberMax = 10000
 func (r *Reader) afterHit(ctx context.Context, c *cacheState, id string, pttl time.Duration) {
 	now := time.Now()
 	if c.refresh.Enabled && rand.Float64() < c.refresh.Sample && c.due(c.touched, id, now, touchEvery) {
+		r.count.touches.Add(1)
 		if err := r.caller.Call(ctx, redisx.FuncTouch, []string{c.hot}, id, hotSetMax).Err(); err != nil {
 			r.logger.Warn("cache: record a hit for refresh-ahead", "cache", c.spec.Name(), "error", err)
 		}
@@ -45,6 +46,7 @@ func (r *Reader) afterHit(ctx context.Context, c *cacheState, id string, pttl ti
 	if er.Queue != "" {
 		opts = append(opts, tasks.Queue(er.Queue))
 	}
+	r.count.early.Add(1)
 	_, err := r.opts.Tasks.WarmCacheIDs(ctx, c.spec.Name(), []string{id}, opts...)
 	if err != nil && err != tasks.ErrDuplicateTask {
 		r.logger.Warn("cache: ask for an early refresh", "cache", c.spec.Name(), "id", id, "error", err)

@@ -16,3 +16,8 @@ func (k Keys) LeaseWake(key string) string { return k.Lease(key) + ":wake" }
 // the server time in milliseconds of the read: refresh-ahead rewarms those
 // whose keys are near expiry.
 func (k Keys) Hot(cache string) string { return k.prefix + "hot:" + cache }
+
+// RefreshAheadMarker is set (with a TTL of the cache's refresh_ahead
+// interval) by the worker that runs a refresh-ahead pass of cache, so that
+// one worker of a fleet does it per interval.
+func (k Keys) RefreshAheadMarker(cache string) string { return k.prefix + "refresh_ahead:" + cache }

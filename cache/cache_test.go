@@ -290,29 +290,39 @@ func TestMaxWaitReadsWithoutFilling(t *testing.T) {
 	}
 }
 
-// Hits of a refresh_ahead cache are sampled into its hot set; early refresh
-// asks the worker for a rewarm of a key near expiry.
-func TestHitSamplingAndEarlyRefresh(t *testing.T) {
+// Hits of a refresh_ahead cache are recorded in its hot set once the key is
+// close to expiry (within twice before_expiry), at most once per second.
+func TestHitSampling(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
 	b := setup(t, r.Client, func(c *config.Config, o *cache.Options) {
 		s := c.Caches["user"]
-		s.RefreshAhead = config.RefreshAhead{Enabled: true, Sample: 1}
+		s.RefreshAhead = config.RefreshAhead{Enabled: true} // before_expiry 6m of the 1h ttl
 		c.Caches["user"] = s
 	})
 	ctx := context.Background()
+	hot := keys.Default().Hot("user")
 	for i := 0; i < 3; i++ {
 		if _, err := b.reader.Get(ctx, "user", 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	hot := r.Client.ZRangeWithScores(ctx, keys.Default().Hot("user"), 0, -1).Val()
-	if len(hot) != 1 || hot[0].Member != "1" {
-		t.Fatalf("hot set %v, want id 1 (once: at most one sample per id per second)", hot)
+	if n := r.Client.ZCard(ctx, hot).Val(); n != 0 {
+		t.Fatalf("hits of a key an hour from expiry were recorded: %d", n)
+	}
+	r.Client.PExpire(ctx, "user:1", 10*time.Minute)
+	for i := 0; i < 3; i++ {
+		if _, err := b.reader.Get(ctx, "user", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := r.Client.ZRangeWithScores(ctx, hot, 0, -1).Val()
+	if len(got) != 1 || got[0].Member != "1" || b.reader.Stats().Touches != 1 {
+		t.Fatalf("hot set %v, touches %d; want id 1 recorded once (at most one per id per second)", got, b.reader.Stats().Touches)
 	}
 	now := testenv.ServerNow(t, r.Client) * 1000
-	if d := now - hot[0].Score; d < -2000 || d > 5000 {
-		t.Fatalf("hot score %v, server now %v ms", hot[0].Score, now)
+	if d := now - got[0].Score; d < -2000 || d > 5000 {
+		t.Fatalf("hot score %v, server now %v ms", got[0].Score, now)
 	}
 }
 

@@ -20,11 +20,12 @@ const touchEvery = time.Second
 // past it the memory is cleared (a few extra samples, never a missed one).
 const rememberMax = 10000
 
-// afterHit records a sample of hits (refresh_ahead caches) and asks for an
-// early refresh (XFetch) of a key near expiry.
+// afterHit records hits of keys close to expiry (refresh_ahead caches: within
+// twice before_expiry, a sample of them, at most one per key per second) and
+// asks for an early refresh (XFetch) of a key near expiry.
 func (r *Reader) afterHit(ctx context.Context, c *cacheState, id string, pttl time.Duration) {
 	now := time.Now()
-	if c.refresh.Enabled && rand.Float64() < c.refresh.Sample && c.due(c.touched, id, now, touchEvery) {
+	if c.refresh.Enabled && pttl <= 2*c.refresh.BeforeExpiry && rand.Float64() < c.refresh.Sample && c.due(c.touched, id, now, touchEvery) {
 		r.count.touches.Add(1)
 		if err := r.caller.Call(ctx, redisx.FuncTouch, []string{c.hot}, id, hotSetMax).Err(); err != nil {
 			r.logger.Warn("cache: record a hit for refresh-ahead", "cache", c.spec.Name(), "error", err)

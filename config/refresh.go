@@ -7,10 +7,11 @@ import (
 
 // RefreshAhead rewarms the keys of a cache that are being read before they
 // expire (caches.<name>.refresh_ahead). Readers of the read path (package
-// cache, and clients of the read protocol in other languages) record a
-// sample of their hits in the cache's hot set; every Interval one worker of
+// cache, and clients of the read protocol in other languages) record hits of
+// keys close to expiry (within twice BeforeExpiry) in the cache's hot set,
+// at most once per key per second per process; every Interval one worker of
 // the fleet takes the ids read within ReadWithin whose keys expire within
-// BeforeExpiry and rewarms them with fenced writes, in batches of
+// BeforeExpiry and rewarms them with fenced writes, in chunks of
 // warm.chunk_size. A key nobody reads is left to expire.
 type RefreshAhead struct {
 	// Enabled turns refresh-ahead on for the cache.
@@ -22,8 +23,9 @@ type RefreshAhead struct {
 	// ReadWithin: a key counts as being read when a sampled read of it was
 	// recorded this recently (default 1m).
 	ReadWithin time.Duration `yaml:"read_within,omitempty"`
-	// Sample is the fraction of hits a reader records (default 0.1: one hit
-	// in ten; a reader also records at most one hit per key per second).
+	// Sample is the fraction of hits close to expiry a reader records
+	// (default 1: every one, within the limit of one per key per second per
+	// process; lower it for keys read by very many processes).
 	Sample float64 `yaml:"sample,omitempty"`
 	// Interval is how often the worker looks for keys to rewarm (default 1s).
 	Interval time.Duration `yaml:"interval,omitempty"`
@@ -33,7 +35,7 @@ type RefreshAhead struct {
 const (
 	DefaultRefreshInterval   = time.Second
 	DefaultRefreshReadWithin = time.Minute
-	DefaultRefreshSample     = 0.1
+	DefaultRefreshSample     = 1.0
 )
 
 // WithDefaults returns r with its unset fields filled for a cache whose keys
@@ -64,13 +66,13 @@ func (r RefreshAhead) validate(name string, ttl time.Duration) error {
 		return fmt.Errorf("%sread_within must be a positive duration such as 1m, got %s", p, r.ReadWithin)
 	}
 	if r.Sample < 0 || r.Sample > 1 {
-		return fmt.Errorf("%ssample must be a fraction between 0 and 1 (0.1 records one hit in ten), got %v", p, r.Sample)
+		return fmt.Errorf("%ssample must be a fraction between 0 and 1 (0.5 records one hit in two), got %v", p, r.Sample)
 	}
 	if r.BeforeExpiry < 0 || r.BeforeExpiry >= ttl {
 		return fmt.Errorf("%sbefore_expiry must be positive and shorter than caches.%s.ttl (%s), got %s", p, name, ttl, r.BeforeExpiry)
 	}
 	d := r.WithDefaults(ttl)
-	if d.BeforeExpiry < 2*d.Interval {
+	if r.Enabled && d.BeforeExpiry < 2*d.Interval {
 		return fmt.Errorf("%sbefore_expiry (%s) must be at least two intervals (%s): a key must be seen near expiry before it expires; lower interval or raise before_expiry", p, d.BeforeExpiry, d.Interval)
 	}
 	return nil

@@ -22,8 +22,8 @@ import (
 // by the server time of the read); every interval one worker of the fleet
 // takes the ids read within read_within whose keys expire within
 // before_expiry and rewarms them with the warm's fenced writes, in chunks of
-// warm.chunk_size paced like maintenance. A key nobody reads is not in the
-// set and expires.
+// warm.chunk_size (paced like maintenance when there is more than one). A
+// key nobody reads is not in the set and expires.
 
 // maxRefreshIDs bounds the ids one pass reads from a hot set.
 const maxRefreshIDs = 10000
@@ -118,13 +118,20 @@ func (w *Worker) refreshPass(ctx context.Context, cache string, ra config.Refres
 	if len(due) == 0 {
 		return st, nil
 	}
-	pctx, pacer := paced(ctx, rdb, w.cfg.Pace)
-	defer pacer.Stop()
-	err = pace.Chunks(pctx, pacer, w.cfg.Warm.ChunkSize, due, func(ctx context.Context, chunk []string) error {
+	warm := func(ctx context.Context, chunk []string) error {
 		ws, err := w.warmChunk(ctx, spec, chunk, "")
 		st.refreshed += ws.Written
 		return err
-	})
+	}
+	if len(due) <= w.cfg.Warm.ChunkSize {
+		// One chunk: a pacer would first wait out its calibration window,
+		// which the keys near expiry may not have.
+		err = warm(ctx, due)
+	} else {
+		pctx, pacer := paced(ctx, rdb, w.cfg.Pace)
+		err = pace.Chunks(pctx, pacer, w.cfg.Warm.ChunkSize, due, warm)
+		pacer.Stop()
+	}
 	w.metrics.RefreshAhead.WithLabelValues(cache, "refreshed").Add(float64(st.refreshed))
 	w.metrics.RefreshAhead.WithLabelValues(cache, "skipped").Add(float64(st.due - st.refreshed))
 	return st, err

@@ -3,7 +3,10 @@ package cache_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -43,6 +46,30 @@ func TestReadOnCluster(t *testing.T) {
 			t.Fatalf("%s: libraries %v, %v; want %s loaded on every master", addr, libs, err, redisx.LibraryName)
 		}
 	}
+	// Waiters on a cluster block on the key's wake list (BLPOP routed to the
+	// key's master) and are woken by the fill.
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := b.reader.GetWith(ctx, "user", 50, slowLoader(&calls, 100*time.Millisecond))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("%d loads for 20 readers on a cluster, want 1", calls.Load())
+	}
+
 	// Pattern invalidation advances the cache fence of every slot; the copy in
 	// user:99's slot must refuse its fill.
 	load := func(ctx context.Context, sid string) (map[string]string, error) {

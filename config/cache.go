@@ -43,6 +43,8 @@ type CacheSpec struct {
 	// Changes maps row changes read from the database's change stream
 	// (`cachekeeper changes`) to this cache's keys; see ChangeSource.
 	Changes ChangeSources `yaml:"changes,omitempty"`
+	// RefreshAhead rewarms keys that are being read before they expire.
+	RefreshAhead RefreshAhead `yaml:"refresh_ahead,omitempty"`
 }
 
 // DemoCaches returns the cache of the demo users table (dev mode and the
@@ -189,6 +191,9 @@ func (s CacheSpec) validate(name string) error {
 		if strings.TrimSpace(b) == "" {
 			return fmt.Errorf("caches.%s.booleans[%d] is empty: name a result column, such as active", name, i)
 		}
+	}
+	if err := s.RefreshAhead.validate(name, s.TTL); err != nil {
+		return err
 	}
 	return s.Changes.validate(name)
 }

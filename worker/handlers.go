@@ -13,6 +13,7 @@ func (w *Worker) registerHandlers() error {
 	if err := w.registerWarm(); err != nil { // warm.go, warm_all.go
 		return err
 	}
+	w.registerRefreshAhead()                       // refresh.go
 	if err := w.registerInvalidate(); err != nil { // invalidate*.go
 		return err
 	}

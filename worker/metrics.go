@@ -16,6 +16,10 @@ type Metrics struct {
 	Skipped *prometheus.CounterVec
 	// Keys counts keys changed by handlers, by kind and action.
 	Keys *prometheus.CounterVec
+	// RefreshAhead counts keys near expiry that refresh-ahead rewarmed
+	// (refreshed) or could not (skipped: a fence refused the write, or the
+	// row is gone), by cache.
+	RefreshAhead *prometheus.CounterVec
 
 	// kinds maps kind to its pre-curried collectors. It is copied on write
 	// (a new kind is rare) so that the per-job lookup takes no lock.
@@ -49,10 +53,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "cachekeeper", Name: "keys_total",
 			Help: "Keys changed by jobs, by kind and action (written, deleted, pruned...).",
 		}, []string{"kind", "action"}),
+		RefreshAhead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "cachekeeper", Name: "refresh_ahead_keys_total",
+			Help: "Keys being read and near expiry, rewarmed before they expired (refreshed) or not (skipped: fenced or row gone), by cache.",
+		}, []string{"cache", "result"}),
 	}
 	m.kinds.Store(&map[string]*kindMetrics{})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.processed, m.duration, m.Skipped, m.Keys} {
+		for _, c := range []prometheus.Collector{m.processed, m.duration, m.Skipped, m.Keys, m.RefreshAhead} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -21,8 +21,12 @@ func (w *Worker) initSeries() {
 	for _, k := range tasks.Kinds() {
 		w.metrics.forKind(k.Kind)
 	}
-	for name := range w.cfg.Caches {
+	for name, cs := range w.cfg.Caches {
 		w.metrics.Skipped.WithLabelValues(name)
+		if cs.RefreshAhead.Enabled {
+			w.metrics.RefreshAhead.WithLabelValues(name, "refreshed")
+			w.metrics.RefreshAhead.WithLabelValues(name, "skipped")
+		}
 	}
 	for _, ka := range keyActions {
 		w.metrics.Keys.WithLabelValues(ka[0], ka[1])

@@ -168,6 +168,7 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 // within the shutdown timeout.
 func (w *Worker) Run(ctx context.Context) error {
 	wc := w.cfg.Worker
+	w.loadFunctions(ctx) // functions.go
 	if w.coalesce != nil {
 		w.coalesce.firstPass(ctx)
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // public lists the packages an application imports.
-var public = []string{"config", "events", "ratelimit", "scheduler", "session", "tasks", "worker"}
+var public = []string{"cache", "config", "events", "ratelimit", "scheduler", "session", "tasks", "worker"}
 
 const module = "github.com/cachekeeper/cachekeeper"
 

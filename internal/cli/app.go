@@ -86,6 +86,7 @@ func newApp(io IO, parsed func()) *ucli.App {
 			enqueueCommand(io),
 			queuesCommand(io),
 			inboxCommand(io),
+			functionsCommand(io),
 			taskCommand(io),
 			eventsCommand(io),
 			configCommand(io),

@@ -29,6 +29,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchMaintenanceCommand,
 	benchInboxCommand,
 	benchConsistencyCommand,
+	benchStampedeCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

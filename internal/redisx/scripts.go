@@ -17,6 +17,7 @@ var luaFiles embed.FS
 type Script struct {
 	*redis.Script
 	name string
+	src  string
 }
 
 // Name is the script's file name in lua/, such as "fence_write.lua".
@@ -29,7 +30,7 @@ func load(name string) *Script {
 	if err != nil {
 		panic("redisx: missing embedded script " + name) // a build error in effect: the file list is fixed
 	}
-	s := &Script{Script: redis.NewScript(string(src)), name: name}
+	s := &Script{Script: redis.NewScript(string(src)), name: name, src: string(src)}
 	registry[name] = s
 	return s
 }

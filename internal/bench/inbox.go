@@ -135,7 +135,7 @@ func Inbox(ctx context.Context, rdb, producer redis.UniversalClient, opts InboxO
 		medianOf(inboxRates), medianOf(goRates))
 	res.Extra = map[string]any{
 		"entries": opts.Entries, "rounds": opts.Rounds, "batch_size": opts.BatchSize, "enqueuers": opts.Enqueuers,
-		"coalesce_window": opts.Window.String(),
+		"coalesce_window":  opts.Window.String(),
 		"inbox_best_per_s": round(slices.Max(inboxRates)), "go_client_best_per_s": round(slices.Max(goRates)),
 		"latency_rate": opts.LatencyRate, "latency_p50_ms": medianOf(p50s), "latency_p99_ms": medianOf(p99s),
 	}

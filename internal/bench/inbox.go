@@ -38,7 +38,8 @@ type InboxOptions struct {
 	// inbox.DefaultBatchSize, inbox.DefaultEnqueuers); Enqueuers is also the
 	// Go client's goroutines.
 	BatchSize, Enqueuers int
-	// Window is invalidate.coalesce_window (default: the configuration's).
+	// Window is invalidate.coalesce_window (0: none; the CLI's default is
+	// the configuration's).
 	Window time.Duration
 	Logger *slog.Logger
 }
@@ -64,9 +65,6 @@ func (o InboxOptions) withDefaults() (InboxOptions, error) {
 	}
 	if o.Enqueuers == 0 {
 		o.Enqueuers = inbox.DefaultEnqueuers
-	}
-	if o.Window == 0 {
-		o.Window = config.Default().Invalidate.CoalesceWindow
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

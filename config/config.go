@@ -34,6 +34,7 @@ type Config struct {
 	// Caches maps a cache name ("user") to its spec.
 	Caches     map[string]CacheSpec    `yaml:"caches"`
 	Warm       WarmConfig              `yaml:"warm"`
+	Invalidate InvalidateConfig        `yaml:"invalidate"`
 	Fence      FenceConfig             `yaml:"fence"`
 	Events     EventsConfig            `yaml:"events"`
 	Inbox      InboxConfig             `yaml:"inbox"`
@@ -64,6 +65,7 @@ func Default() Config {
 	}
 	c.Worker.setDefaults()
 	c.Warm.setDefaults()
+	c.Invalidate.setDefaults()
 	c.Fence.setDefaults()
 	c.Events.setDefaults(c.KeyPrefix)
 	c.Inbox.setDefaults(c.KeyPrefix)
@@ -212,6 +214,7 @@ func (c *Config) Validate() error {
 		c.Log.validate,
 		c.validateKeyPrefix,
 		c.Warm.validate,
+		c.Invalidate.validate,
 		c.Fence.validate,
 		c.validateCaches,
 		c.validateCoalesceQueue,

@@ -40,7 +40,9 @@ type InboxConfig struct {
 	Key string `yaml:"key"`
 	// Disabled stops the worker from watching the inbox.
 	Disabled bool `yaml:"disabled,omitempty"`
-	// BlockTimeout is how long one BLMOVE waits for an entry (default 1s).
+	// BlockTimeout is how long one BLMOVE waits for an entry (default 5s):
+	// an idle bridge sends three commands per timeout. The wait ends at once
+	// when an entry arrives or the worker stops.
 	BlockTimeout time.Duration `yaml:"block_timeout"`
 	// RecoverAfter is how long an entry may sit in the processing list
 	// before a running worker takes it for abandoned (its worker crashed)
@@ -63,7 +65,7 @@ type InboxConfig struct {
 
 func (i *InboxConfig) setDefaults(prefix string) {
 	i.Key = defaultKeys(prefix).Inbox()
-	i.BlockTimeout = time.Second
+	i.BlockTimeout = 5 * time.Second
 	i.RecoverAfter = time.Minute
 	i.DeadMax = DefaultInboxDeadMax
 	i.BatchSize = 100

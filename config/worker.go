@@ -40,6 +40,17 @@ type WorkerConfig struct {
 	// the server is busy with other queues; weights are unchanged. Capped at
 	// half of TaskCheckInterval; 0 turns it off. Default 10ms.
 	EmptyQueueBackoff time.Duration `yaml:"empty_queue_backoff"`
+	// IdleWait makes idle servers wait for work instead of polling: once
+	// every queue was found empty, a server waits until one receives a job
+	// (learnt by a blocking BLMOVE per queue, on connections of their own)
+	// or IdleWait passes, and polls every 5ms while it is on, so a job is
+	// picked up within milliseconds and an idle worker sends a few Redis
+	// commands a second. The forwarder of scheduled and retry jobs then
+	// reads each set's earliest due time instead of running asynq's script
+	// every delayed_task_check_interval. 0 turns it off: the servers poll
+	// every task_check_interval, as asynq does. At most 10s (a job handed
+	// out after a wait starts with that much less of its first lease).
+	IdleWait time.Duration `yaml:"idle_wait"`
 	// RecoverAfter is how long an active job's lease may go without being
 	// extended, while no live worker lists it, before any worker hands it
 	// back to its queue (see worker/recover.go). asynq extends the lease of a
@@ -124,6 +135,7 @@ func (w *WorkerConfig) setDefaults() {
 	w.ShutdownTimeout = 30 * time.Second
 	w.TaskCheckInterval = time.Second
 	w.EmptyQueueBackoff = 10 * time.Millisecond
+	w.IdleWait = 5 * time.Second
 	w.RecoverAfter = 10 * time.Second
 	w.DelayedTaskCheckInterval = 250 * time.Millisecond
 	w.MetricsAddr = ":9090"
@@ -156,6 +168,9 @@ func (w *WorkerConfig) validate() error {
 	}
 	if w.TaskCheckInterval < time.Millisecond {
 		return fmt.Errorf("worker.task_check_interval must be at least 1ms, got %s", w.TaskCheckInterval)
+	}
+	if w.IdleWait < 0 || w.IdleWait > 10*time.Second {
+		return fmt.Errorf("worker.idle_wait must be between 0 (off) and 10s, got %s", w.IdleWait)
 	}
 	if w.EmptyQueueBackoff < 0 {
 		return fmt.Errorf("worker.empty_queue_backoff must be 0 (off) or a positive duration such as 10ms, got %s", w.EmptyQueueBackoff)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/redisx"
+	"github.com/cachekeeper/cachekeeper/internal/coalesce"
 )
 
 // registryRefresh is how often a client adds a cache name it uses to the
@@ -15,7 +15,7 @@ const registryRefresh = time.Minute
 // MaxWarmCacheIDs is the most ids one WarmCache call takes. The script
 // passes 2 values per id to one ZADD through Lua's unpack, which fails past
 // about 8,000 values.
-const MaxWarmCacheIDs = 1000
+const MaxWarmCacheIDs = coalesce.MaxAddIDs
 
 // WarmCache asks for the cached rows of ids to be refreshed soon, for
 // example WarmCache(ctx, "user", 42), and is cheap enough to call on every
@@ -59,19 +59,67 @@ func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error 
 	if c.offline {
 		return ErrOffline
 	}
-	args := make([]any, len(a.IDs))
-	for i, id := range a.IDs {
-		args[i] = id
-	}
 	if last, ok := c.registered.Load(cache); !ok || time.Since(last.(time.Time)) > registryRefresh {
 		if err := c.rdb.SAdd(ctx, c.keys.WarmCaches(), cache).Err(); err != nil {
 			return fmt.Errorf("warm %s: register the cache name: %w", cache, err)
 		}
 		c.registered.Store(cache, time.Now())
 	}
-	err := redisx.WarmPendingAdd.Run(ctx, c.rdb, []string{c.keys.WarmPending(cache), c.keys.WarmSeq(cache)}, args...).Err()
-	if err != nil {
+	if err := coalesce.Add(ctx, c.rdb, coalesce.WarmSet(c.keys, cache), a.IDs); err != nil {
 		return fmt.Errorf("warm %s: add to the pending set: %w", cache, err)
+	}
+	return nil
+}
+
+// MaxInvalidateIDs is the most ids one Invalidate call takes.
+const MaxInvalidateIDs = coalesce.MaxAddIDs
+
+// Invalidate deletes the cached rows of ids soon, each key's fence advanced
+// with it as InvalidateCache does, and is cheap enough to call after every
+// write, for example Invalidate(ctx, "user", 42): it adds the ids to the
+// cache's pending invalidations in Redis (one script call, no job) and
+// returns. A worker blocked on the cache's wake list takes the pending ids
+// within invalidate.coalesce_window, and deletes them in fenced batches of up
+// to invalidate.coalesce_max_size keys, one script call each, publishing one
+// event per batch that names every key; it removes an id from the pending
+// set only once its key is deleted, so a worker that dies mid-batch leaves
+// the ids for the next one. Ids asked for while a batch runs go in the next.
+//
+// When Invalidate returns nil the request is in Redis: no worker crash loses
+// it. Use InvalidateCache or InvalidateCacheIDs for a job of its own (with a
+// task id, rewarm, options, or a result to read back).
+//
+// The client's key prefix (WithKeyPrefix) must be the workers' key_prefix,
+// and cache a cache the workers configure, with a key made of the id alone.
+func (c *Client) Invalidate(ctx context.Context, cache string, ids ...any) error {
+	if c.keyErr != nil {
+		return fmt.Errorf("tasks: %w", c.keyErr)
+	}
+	if len(ids) > MaxInvalidateIDs {
+		return fieldErr(KindInvalidate, "ids", "Invalidate takes at most %d ids per call, got %d", MaxInvalidateIDs, len(ids))
+	}
+	a := InvalidateArgs{Cache: cache, IDs: make(IDs, len(ids))}
+	for i, id := range ids {
+		s, err := ID(id)
+		if err != nil {
+			return err
+		}
+		a.IDs[i] = s
+	}
+	if len(a.IDs) == 0 {
+		return fieldErr(KindInvalidate, "ids", "give at least one id")
+	}
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	if err := c.checkCache(cache); err != nil {
+		return err
+	}
+	if c.offline {
+		return ErrOffline
+	}
+	if err := coalesce.Add(ctx, c.rdb, coalesce.InvalidateSet(c.keys, cache), a.IDs); err != nil {
+		return fmt.Errorf("invalidate %s: add to the pending set: %w", cache, err)
 	}
 	return nil
 }

@@ -2,41 +2,25 @@ package worker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cachekeeper/cachekeeper/internal/coalesce"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
-	"github.com/cachekeeper/cachekeeper/internal/redisx"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
-// Coalescing of warms: tasks.Client.WarmCache adds ids to the cache's
-// pending set (keys.WarmPending, each id scored by a request sequence
-// number), one Redis call per request and no job. The coalescer, a part of
-// every worker that warms caches, takes the pending ids every
-// warm.coalesce_interval, oldest request first, and enqueues them as
-// cache:warm jobs of up to warm.coalesce_max_size ids on warm.coalesce_queue.
-//
-// Nothing is lost and no request is dropped before a read that follows it:
-//   - ids leave the set only after the job holding them is enqueued; a crash
-//     or a failed enqueue in between leaves them pending for the next pass
-//     (at worst they are warmed twice, which is harmless);
-//   - the acknowledgement removes an id only if its score is still the one
-//     the coalescer read: an id asked for again meanwhile has a new score (the
-//     request counter only grows, and is raised above the pending scores if
-//     it was lost), so it stays for a later job, whose database read begins
-//     after that request.
-//
-// A lease (keys.WarmDrain, renewed by every batch, released when the set is
-// drained, on a failure and on shutdown) lets one worker of a fleet drain a
-// cache at a time, so that replicas do not enqueue the same ids twice.
+// Coalescing of warms (internal/coalesce): tasks.Client.WarmCache adds ids
+// to the cache's pending set, one Redis call per request and no job. The
+// coalescer, a part of every worker that warms caches, takes the pending
+// ids every warm.coalesce_interval, oldest request first, and enqueues them
+// as cache:warm jobs of up to warm.coalesce_max_size ids on
+// warm.coalesce_queue; ids leave the set only once their job is enqueued.
 
 // coalesceLease is how long a worker keeps the right to drain a cache
 // without taking a batch. It must exceed the time one enqueue can take.
@@ -45,18 +29,11 @@ const coalesceLease = 30 * time.Second
 // maxBatchesPerDrain bounds one pass over one cache, so that a cache whose
 // producers outpace the worker does not starve the others: the rest waits
 // for the next pass.
-const maxBatchesPerDrain = 100
+const maxBatchesPerDrain = coalesce.DefaultMaxBatches
 
 // firstPassTimeout bounds the pass the worker runs before its servers start,
 // so that an unreachable Redis delays the start by no more than this.
 const firstPassTimeout = 5 * time.Second
-
-// cleanupTimeout bounds an acknowledgement or a lease release made after the
-// worker's context ended.
-const cleanupTimeout = 5 * time.Second
-
-// failureLogEvery is how often a cache that keeps failing is logged again.
-const failureLogEvery = time.Minute
 
 // coalescer turns the pending ids of the worker's caches into cache:warm jobs.
 type coalescer struct {
@@ -69,19 +46,17 @@ type coalescer struct {
 	enqueue  func(ctx context.Context, a *tasks.WarmArgs) error
 	logger   *slog.Logger
 
-	// failing holds, per failing cache, when its failure was last logged.
-	failing map[string]time.Time
 	// orphans watches the pending ids of caches no worker configures.
 	orphans *orphanWatch
+
+	once    sync.Once
+	drainer *coalesce.Drainer
+	initErr error
 }
 
 // registerCoalescer adds the coalescer as a part of the worker; called once
 // the warming family is registered.
 func (w *Worker) registerCoalescer() error {
-	owner := make([]byte, 8)
-	if _, err := rand.Read(owner); err != nil {
-		return fmt.Errorf("worker: coalescer lease owner: %w", err)
-	}
 	client := tasks.NewClientFromRedis(w.deps.Redis)
 	queue := tasks.Queue(w.cfg.Warm.CoalesceQueue)
 	c := &coalescer{
@@ -90,18 +65,43 @@ func (w *Worker) registerCoalescer() error {
 		caches:   w.warm.names,
 		interval: w.cfg.Warm.CoalesceInterval,
 		maxSize:  w.cfg.Warm.CoalesceMaxSize,
-		owner:    hex.EncodeToString(owner),
 		enqueue: func(ctx context.Context, a *tasks.WarmArgs) error {
 			_, err := client.Enqueue(ctx, a, queue)
 			return err
 		},
 		logger:  w.logger,
-		failing: map[string]time.Time{},
 		orphans: newOrphanWatch(w.deps.Redis, w.keys, w.warm.names, w.logger),
+	}
+	if _, err := c.d(); err != nil {
+		return fmt.Errorf("worker: %w", err)
 	}
 	w.coalesce = c
 	w.addRunner("warm coalescer", c.run)
 	return nil
+}
+
+// d returns the drainer, built from c's fields on first use.
+func (c *coalescer) d() (*coalesce.Drainer, error) {
+	c.once.Do(func() {
+		c.drainer = &coalesce.Drainer{
+			Redis: c.rdb,
+			Set:   func(cache string) coalesce.Set { return coalesce.WarmSet(c.keys, cache) },
+			Run: func(ctx context.Context, cache string, ids []string) error {
+				if err := c.enqueue(ctx, &tasks.WarmArgs{Cache: cache, IDs: ids}); err != nil {
+					return err
+				}
+				c.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms enqueued", slog.String("cache", cache), slog.Int("ids", len(ids)))
+				return nil
+			},
+			What:    "warms",
+			Lease:   coalesceLease,
+			MaxSize: c.maxSize,
+			Logger:  c.logger,
+			Owner:   c.owner,
+		}
+		c.initErr = c.drainer.Init()
+	})
+	return c.drainer, c.initErr
 }
 
 // firstPass drains every cache once, within firstPassTimeout. The worker
@@ -131,25 +131,10 @@ func (c *coalescer) run(ctx context.Context) error {
 	}
 }
 
-// drainAll drains each cache once. A failure leaves the ids pending for the
-// next pass; it is logged when a cache starts failing (then at most once per
-// failureLogEvery) and when it recovers.
+// drainAll drains each cache once (coalesce.Drainer.DrainAll).
 func (c *coalescer) drainAll(ctx context.Context) {
-	for _, cache := range c.caches {
-		_, err := c.drain(ctx, cache)
-		if ctx.Err() != nil {
-			return
-		}
-		last, wasFailing := c.failing[cache]
-		switch {
-		case err == nil && wasFailing:
-			delete(c.failing, cache)
-			c.logger.LogAttrs(ctx, slog.LevelInfo, "coalesced warms: enqueueing again", slog.String("cache", cache))
-		case err != nil && (!wasFailing || time.Since(last) >= failureLogEvery):
-			c.failing[cache] = time.Now()
-			c.logger.LogAttrs(ctx, slog.LevelWarn, "coalesced warms: cannot enqueue; the ids stay pending and are tried every interval",
-				slog.String("cache", cache), slog.Duration("interval", c.interval), slog.String("error", err.Error()))
-		}
+	if d, err := c.d(); err == nil {
+		d.DrainAll(ctx, c.caches)
 	}
 }
 
@@ -157,69 +142,28 @@ func (c *coalescer) drainAll(ctx context.Context) {
 // left, another worker holds the lease, or maxBatchesPerDrain batches went.
 // It returns how many ids it enqueued.
 func (c *coalescer) drain(ctx context.Context, cache string) (int, error) {
-	k := []string{c.keys.WarmPending(cache), c.keys.WarmDrain(cache)}
-	total := 0
-	for range maxBatchesPerDrain {
-		vals, err := redisx.WarmDrainTake.Run(ctx, c.rdb, k, c.owner, coalesceLease.Milliseconds(), c.maxSize).StringSlice()
-		if errors.Is(err, redis.Nil) {
-			return total, nil // another worker drains this cache
-		}
-		if err != nil {
-			return total, fmt.Errorf("take pending ids: %w", err)
-		}
-		if len(vals) < 2 {
-			return total, nil
-		}
-		ids := make(tasks.IDs, 0, len(vals)/2)
-		for i := 0; i+1 < len(vals); i += 2 {
-			if strings.TrimSpace(vals[i]) != "" { // WarmCache never adds one; another writer might
-				ids = append(ids, vals[i])
-			}
-		}
-		if len(ids) > 0 {
-			if err := c.enqueue(ctx, &tasks.WarmArgs{Cache: cache, IDs: ids}); err != nil {
-				c.release(ctx, cache) // another worker may have better luck
-				return total, fmt.Errorf("enqueue %d coalesced ids: %w", len(ids), err)
-			}
-		}
-		// The job is enqueued: acknowledge it even if ctx ended meanwhile, or
-		// its ids would be enqueued again.
-		done := len(vals)/2 < c.maxSize
-		release := "0"
-		if done {
-			release = "1"
-		}
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		args := make([]any, 0, 2+len(vals))
-		args = append(args, c.owner, release)
-		for _, v := range vals {
-			args = append(args, v)
-		}
-		err = redisx.WarmDrainAck.Run(actx, c.rdb, k, args...).Err()
-		cancel()
-		if err != nil {
-			return total, fmt.Errorf("acknowledge %d enqueued ids: %w", len(ids), err)
-		}
-		total += len(ids)
-		c.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms enqueued", slog.String("cache", cache), slog.Int("ids", len(ids)))
-		if done || ctx.Err() != nil {
-			return total, nil
-		}
+	d, err := c.d()
+	if err != nil {
+		return 0, err
 	}
-	return total, nil
+	n, _, err := d.Drain(ctx, cache)
+	if errors.Is(err, coalesce.ErrLeased) {
+		err = nil
+	}
+	return n, err
 }
 
-// release gives up this worker's lease on cache, if it holds it.
-func (c *coalescer) release(ctx context.Context, cache string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	if err := redisx.WarmDrainRelease.Run(rctx, c.rdb, []string{c.keys.WarmDrain(cache)}, c.owner).Err(); err != nil {
-		c.logger.LogAttrs(ctx, slog.LevelDebug, "coalesced warms: release the lease", slog.String("cache", cache), slog.String("error", err.Error()))
+// failing returns the caches whose last pass failed.
+func (c *coalescer) failing() []string {
+	d, err := c.d()
+	if err != nil {
+		return nil
 	}
+	return d.Failing()
 }
 
 func (c *coalescer) releaseAll(ctx context.Context) {
-	for _, cache := range c.caches {
-		c.release(ctx, cache)
+	if d, err := c.d(); err == nil {
+		d.ReleaseAll(ctx, c.caches)
 	}
 }

@@ -40,9 +40,8 @@ func newDrainHarnessOn(t *testing.T, rdb redis.UniversalClient, maxSize int) *dr
 	h := &drainHarness{client: tasks.NewClientFromRedis(rdb)}
 	h.c = &coalescer{
 		rdb: rdb, keys: keys.Default(), caches: []string{"user"}, interval: time.Hour, maxSize: maxSize,
-		owner:   fmt.Sprintf("owner-%p", h),
-		failing: map[string]time.Time{},
-		logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		owner:  fmt.Sprintf("owner-%p", h),
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		enqueue: func(_ context.Context, a *tasks.WarmArgs) error {
 			if h.fail != nil {
 				return h.fail
@@ -260,8 +259,8 @@ func TestDrainOnRedisCluster(t *testing.T) {
 	}
 	h.c.caches = caches
 	h.c.drainAll(context.Background())
-	if len(h.c.failing) != 0 {
-		t.Fatalf("drains failed on a cluster: %v", h.c.failing)
+	if len(h.c.failing()) != 0 {
+		t.Fatalf("drains failed on a cluster: %v", h.c.failing())
 	}
 	if len(h.batches) != 2*len(caches) {
 		t.Fatalf("%d batches of %v, want 2 per cache", len(h.batches), h.batches)
@@ -315,7 +314,7 @@ func TestDrainFailuresAreLoggedOnChange(t *testing.T) {
 	}
 	h.fail = nil
 	h.c.drainAll(context.Background())
-	if !strings.Contains(logs.String(), "enqueueing again") || len(h.pending(t)) != 0 {
+	if !strings.Contains(logs.String(), "running again") || len(h.pending(t)) != 0 {
 		t.Fatalf("recovery not logged or ids left: %v\n%s", h.pending(t), logs.String())
 	}
 }

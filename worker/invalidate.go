@@ -48,7 +48,7 @@ func (w *Worker) registerInvalidate() error {
 	if withTags {
 		w.addRunner("tag pruner", iv.pruneTags)
 	}
-	return nil
+	return iv.registerCoalesced()
 }
 
 // invalidateResult is what cache:invalidate reports through the result writer.

@@ -51,6 +51,9 @@ type Worker struct {
 	warm *warmer
 	// coalesce turns WarmCache's pending ids into jobs; nil without caches.
 	coalesce *coalescer
+	// idle makes the idle main servers wait instead of polling; nil when
+	// worker.idle_wait is 0 or before Run.
+	idle *idleWait
 
 	// extra are long-running parts started and stopped with the servers.
 	extra   []namedRunner
@@ -173,6 +176,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.coalesce.firstPass(ctx)
 	}
 	w.mu.Lock()
+	if wc.IdleWait > 0 {
+		queues := make([]string, 0, len(wc.Queues))
+		for q := range wc.Queues {
+			queues = append(queues, q)
+		}
+		iw, err := newIdleWait(queues, wc.IdleWait, w.connOpt, w.logger)
+		if err != nil {
+			w.mu.Unlock()
+			return err
+		}
+		w.idle = iw
+	}
 	for i := 0; i < wc.Servers; i++ {
 		// Spread concurrency: the first servers take the remainder.
 		c := wc.Concurrency / wc.Servers
@@ -184,6 +199,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			// One forwarder per process is enough to move due jobs on time;
 			// the others keep asynq's 5s.
 			sc.DelayedTaskCheckInterval = wc.DelayedTaskCheckInterval
+		}
+		if w.idle != nil {
+			// The idle wait does the waiting (idlewait.go).
+			sc.TaskCheckInterval = min(sc.TaskCheckInterval, idlePoll)
 		}
 		srv := asynq.NewServer(w.serverConnOpt(), sc)
 		if err := srv.Start(w.handler); err != nil {
@@ -249,6 +268,9 @@ func (w *Worker) shutdown() {
 	if w.lane != nil {
 		w.lane.stop() // end its wait so its server stops at once
 	}
+	if w.idle != nil {
+		w.idle.stop() // likewise for the main servers
+	}
 	if w.coalesce != nil {
 		// Also when a server failed to start after the first pass: no lease
 		// of this worker's may keep the fleet waiting.
@@ -269,11 +291,15 @@ func (w *Worker) shutdown() {
 // than one queue is served and the backoff is on.
 func (w *Worker) serverConnOpt() asynq.RedisConnOpt {
 	wc := w.cfg.Worker
+	base := w.connOpt
+	if w.idle != nil {
+		base = w.idle.connOpt(base) // its hook outermost: it sees emptySkip's answers
+	}
 	backoff := min(wc.EmptyQueueBackoff, wc.TaskCheckInterval/2)
 	if backoff <= 0 || len(wc.Queues) < 2 {
-		return w.connOpt
+		return base
 	}
-	return skipConnOpt{base: w.connOpt, backoff: backoff}
+	return skipConnOpt{base: base, backoff: backoff}
 }
 
 // startFastLane starts the fast lane's server, when configured: it serves
@@ -293,6 +319,10 @@ func (w *Worker) startFastLane() error {
 	sc.Queues = map[string]int{fl.Queue: 1}
 	sc.StrictPriority = false
 	sc.TaskCheckInterval = fl.TaskCheckInterval
+	if w.idle != nil {
+		// The main servers forward due jobs, cheaply (idlewait.go).
+		sc.DelayedTaskCheckInterval = time.Minute
+	}
 	srv := asynq.NewServer(lane.connOpt(w.connOpt), sc)
 	if err := srv.Start(w.handler); err != nil {
 		return fmt.Errorf("start worker fast lane: %w", err)

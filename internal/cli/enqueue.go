@@ -41,7 +41,9 @@ func enqueueKinds() []enqueueKind {
 		{name: "invalidate", kind: tasks.KindInvalidate, usage: "delete cached rows (by --cache and --id, or by --key), fenced against in-flight warms",
 			flags: []ucli.Flag{cacheFlag, idFlag,
 				&ucli.StringSliceFlag{Name: "key", Usage: "literal key to delete (repeatable)"},
-				&ucli.BoolFlag{Name: "rewarm", Usage: "warm the same ids again afterwards"}},
+				&ucli.BoolFlag{Name: "rewarm", Usage: "warm the same ids again afterwards"},
+				&ucli.BoolFlag{Name: "coalesce", Usage: "add the ids to the cache's pending invalidations instead of a job of their own: " +
+					"a worker deletes them with others in fenced batches within invalidate.coalesce_window (no task id; not with --key, --rewarm or the job flags)"}},
 			args: func(c *ucli.Context) (tasks.Payload, error) {
 				return &tasks.InvalidateArgs{Cache: c.String("cache"), IDs: c.StringSlice("id"), Keys: c.StringSlice("key"), Rewarm: c.Bool("rewarm")}, nil
 			}},
@@ -158,11 +160,20 @@ func runEnqueue(c *ucli.Context, io IO, k enqueueKind) error {
 	if err := checkAgainstConfig(cfg, payload, opts); err != nil {
 		return err
 	}
+	coalesced := k.kind == tasks.KindInvalidate && c.Bool("coalesce")
+	if coalesced {
+		if err := checkCoalesce(c); err != nil {
+			return err
+		}
+	}
 	svc, err := connect(c.Context, cfg, false)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	if coalesced {
+		return invalidateCoalesced(c, io, svc, format)
+	}
 	info, err := enqueueRiding(c.Context, io, svc, payload, opts, c.String("task-id")) // enqueue_retry.go
 	if err != nil {
 		if errors.Is(err, tasks.ErrDuplicateTask) {

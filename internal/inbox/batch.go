@@ -92,16 +92,20 @@ func (b *Bridge) batchLoop(ctx context.Context, work <-chan *batch, single chan<
 		if ctx.Err() != nil {
 			continue
 		}
-		var batched []*item
+		var batched, coalesced []*item
 		for k := range bt.items {
 			it := &bt.items[k]
 			it.el.parse(b.cfg.Queues)
-			if b.batchable(&it.el) {
+			switch {
+			case b.batchable(&it.el):
 				batched = append(batched, it)
-			} else {
+			case coalescable(&it.el):
+				coalesced = append(coalesced, it)
+			default:
 				single <- *it
 			}
 		}
+		b.coalesceItems(ctx, coalesced, single, acks)
 		if len(batched) == 0 {
 			continue
 		}
@@ -146,6 +150,76 @@ func (b *Bridge) enqueueLoop(ctx context.Context, single <-chan item, acks chan<
 				break
 			}
 			b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
+		}
+	}
+}
+
+// coalescable says whether el is a valid coalesced entry of a batch.
+func coalescable(el *element) bool {
+	return el.job != nil && el.perr == nil && el.job.Coalesce && el.taskID != ""
+}
+
+// coalesceKey groups coalesced entries: one pending set per kind and cache.
+type coalesceKey struct{ kind, cache string }
+
+// coalesceItems adds the ids of the coalesced entries of one batch to their
+// caches' pending ids, one call per kind and cache (of up to
+// tasks.MaxInvalidateIDs ids), so that single-id entries cost one script
+// call per batch rather than one each. A group the client refuses goes to
+// single, where each entry is handled (and dead-lettered) on its own; a
+// Redis failure is retried until ctx ends (the batch then stays in the
+// processing list for recovery).
+func (b *Bridge) coalesceItems(ctx context.Context, items []*item, single chan<- item, acks chan<- *batch) {
+	var order []coalesceKey
+	groups := map[coalesceKey][]*item{}
+	for _, it := range items {
+		cache, _ := coalesceArgs(it.el.job.Payload)
+		k := coalesceKey{it.el.job.Payload.Kind(), cache}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], it)
+	}
+	for _, k := range order {
+		group := groups[k]
+		for len(group) > 0 {
+			// A chunk of whole entries holding at most MaxInvalidateIDs ids.
+			n, ids := 0, []string(nil)
+			for n < len(group) {
+				_, more := coalesceArgs(group[n].el.job.Payload)
+				if n > 0 && len(ids)+len(more) > tasks.MaxInvalidateIDs {
+					break
+				}
+				ids = append(ids, more...)
+				n++
+			}
+			chunk := group[:n]
+			group = group[n:]
+			if b.cfg.beforeEnqueue != nil {
+				b.cfg.beforeEnqueue()
+			}
+			backoff := newBackoff()
+			for {
+				err := b.addPending(ctx, k.kind, k.cache, ids)
+				if err == nil {
+					for _, it := range chunk {
+						b.done(it, OutcomeCoalesced, acks)
+					}
+					b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox entries coalesced", slog.String("kind", k.kind),
+						slog.String("cache", k.cache), slog.Int("entries", len(chunk)), slog.Int("ids", len(ids)))
+					break
+				}
+				if errors.Is(err, tasks.ErrInvalidPayload) {
+					for _, it := range chunk {
+						single <- *it
+					}
+					break
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				b.retryLater(ctx, backoff, "add inbox entries to their caches' pending ids", err)
+			}
 		}
 	}
 }

@@ -219,7 +219,7 @@ func TestBridgeBatchedPath(t *testing.T) {
 			b := setup(t)
 			const n = 250
 			for i := 0; i < n; i++ {
-				b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}}`, i))
+				b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}, "options": {"max_retry": 3}}`, i))
 			}
 			b.push(t,
 				`{"kind": "notify:publish", "args": {"channel": "c", "message": "m"}, "options": {"process_in": "1h"}}`,

@@ -85,7 +85,8 @@ const (
 	OutcomeDuplicate    = "duplicate"
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeRecovered    = "recovered"
-	// OutcomeCoalesced: a warm added to its cache's pending ids.
+	// OutcomeCoalesced: a warm or an invalidation added to its cache's
+	// pending ids.
 	OutcomeCoalesced = "coalesced"
 )
 
@@ -93,6 +94,7 @@ const (
 type Enqueuer interface {
 	Enqueue(ctx context.Context, p tasks.Payload, opts ...tasks.Option) (*asynq.TaskInfo, error)
 	WarmCache(ctx context.Context, cache string, ids ...any) error
+	Invalidate(ctx context.Context, cache string, ids ...any) error
 }
 
 // Config configures a Bridge.
@@ -443,7 +445,7 @@ func (b *Bridge) process(ctx context.Context, el element) (string, error) {
 		b.cfg.beforeEnqueue()
 	}
 	if job.Coalesce {
-		return b.coalesce(ctx, el, job.Payload.(*tasks.WarmArgs))
+		return b.coalesce(ctx, el, job.Payload)
 	}
 	taskID, opts := jobOptions(&el, job)
 	outcome := OutcomeEnqueued
@@ -464,23 +466,46 @@ func (b *Bridge) process(ctx context.Context, el element) (string, error) {
 	return outcome, nil
 }
 
-// coalesce adds the ids of a warm entry to its cache's pending ids; the
-// caller then removes the entry's element from the processing list. Adding
-// is idempotent, so a crash in between only adds the ids again on recovery.
-func (b *Bridge) coalesce(ctx context.Context, el element, w *tasks.WarmArgs) (string, error) {
-	ids := make([]any, len(w.IDs))
-	for i, id := range w.IDs {
-		ids[i] = id
-	}
-	err := b.cfg.Enqueuer.WarmCache(ctx, w.Cache, ids...)
+// coalesce adds the ids of a warm or invalidation entry to its cache's
+// pending ids; the caller then removes the entry's element from the
+// processing list. Adding is idempotent, so a crash in between only adds
+// the ids again on recovery.
+func (b *Bridge) coalesce(ctx context.Context, el element, p tasks.Payload) (string, error) {
+	cache, ids := coalesceArgs(p)
+	err := b.addPending(ctx, p.Kind(), cache, ids)
 	if errors.Is(err, tasks.ErrInvalidPayload) {
 		return outcomeDone, b.deadLetter(ctx, el, err)
 	}
 	if err != nil {
 		return "", err
 	}
-	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox warm coalesced", slog.String("cache", w.Cache), slog.Int("ids", len(w.IDs)))
+	b.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "inbox entry coalesced", slog.String("kind", p.Kind()),
+		slog.String("cache", cache), slog.Int("ids", len(ids)))
 	return OutcomeCoalesced, nil
+}
+
+// coalesceArgs returns the cache and ids of a coalesced entry's payload.
+func coalesceArgs(p tasks.Payload) (string, []string) {
+	switch a := p.(type) {
+	case *tasks.WarmArgs:
+		return a.Cache, a.IDs
+	case *tasks.InvalidateArgs:
+		return a.Cache, a.IDs
+	}
+	return "", nil
+}
+
+// addPending adds ids to the pending ids of cache for kind (cache:warm or
+// cache:invalidate), in one call.
+func (b *Bridge) addPending(ctx context.Context, kind, cache string, ids []string) error {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	if kind == tasks.KindInvalidate {
+		return b.cfg.Enqueuer.Invalidate(ctx, cache, args...)
+	}
+	return b.cfg.Enqueuer.WarmCache(ctx, cache, args...)
 }
 
 // finish removes a handled element (s) from the processing list and counts

@@ -124,7 +124,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func (b *bundle) listLen(key string) int64 { return b.r.Client.LLen(context.Background(), key).Val() }
 
-const invalidateUser1 = `{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [1]}}`
+const invalidateUser1 = `{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [1]}, "options": {"max_retry": 3}}`
 
 func TestBridgeEnqueuesEveryEntry(t *testing.T) {
 	t.Parallel()
@@ -334,7 +334,7 @@ func TestBridgeBatchesCrashMidBatch(t *testing.T) {
 	b := setup(t)
 	const n = 300
 	for i := 0; i < n; i++ {
-		b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}}`, i))
+		b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}, "options": {"max_retry": 3}}`, i))
 	}
 	ctx, crash := context.WithCancel(context.Background())
 	var mu sync.Mutex
@@ -393,7 +393,7 @@ func TestBridgeBatchCrashBeforeRemovalWithDeadLetter(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for i := 0; i < 5; i++ {
-		b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}}`, i))
+		b.push(t, fmt.Sprintf(`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [%d]}, "options": {"max_retry": 3}}`, i))
 	}
 	b.push(t, `{"kind": "cache:nuke", "args": {}}`)
 	ctx, crash := context.WithCancel(context.Background())

@@ -23,7 +23,9 @@ import (
 // are rejected, so that a misspelt name is never silently ignored. A
 // cache:warm entry without options (or with empty ones) and with at most
 // tasks.MaxWarmCacheIDs ids is coalesced with the other warms of its cache, as
-// tasks.Client.WarmCache does, instead of becoming a job of its own.
+// tasks.Client.WarmCache does, instead of becoming a job of its own; so is a
+// cache:invalidate entry of a cache's ids without options or rewarm, as
+// tasks.Client.Invalidate does (the worker deletes them in fenced batches).
 type Entry struct {
 	Kind    string          `json:"kind"`
 	Args    json.RawMessage `json:"args"`
@@ -57,8 +59,9 @@ type Job struct {
 	Options []tasks.Option
 	// TaskID is the id the producer chose, or "".
 	TaskID string
-	// Coalesce says the job is a warm to add to its cache's pending ids
-	// (tasks.Client.WarmCache) rather than a job of its own.
+	// Coalesce says the job is a warm or an invalidation to add to its
+	// cache's pending ids (tasks.Client.WarmCache, tasks.Client.Invalidate)
+	// rather than a job of its own.
 	Coalesce bool
 	// Delayed says options.process_in or options.process_at was given.
 	Delayed bool
@@ -104,7 +107,15 @@ func Parse(raw []byte, queues []string) (Job, error) {
 	}
 	// A warm without options waits for company like tasks.Client.WarmCache's,
 	// so that producers warming one row at a time cost few SQL queries.
-	if w, ok := p.(*tasks.WarmArgs); ok && (e.Options == nil || *e.Options == Options{}) && len(w.IDs) <= tasks.MaxWarmCacheIDs {
+	noOptions := e.Options == nil || *e.Options == Options{}
+	if w, ok := p.(*tasks.WarmArgs); ok && noOptions && len(w.IDs) <= tasks.MaxWarmCacheIDs {
+		job.Coalesce = true
+	}
+	// So does an invalidation of a cache's ids without options or rewarm,
+	// like tasks.Client.Invalidate's, so that one per write costs one
+	// fenced script call per batch rather than a job each.
+	if a, ok := p.(*tasks.InvalidateArgs); ok && noOptions && a.Cache != "" && len(a.Keys) == 0 && !a.Rewarm &&
+		len(a.IDs) > 0 && len(a.IDs) <= tasks.MaxInvalidateIDs {
 		job.Coalesce = true
 	}
 	return job, nil

@@ -93,13 +93,16 @@ func TestParseCoalescesWarmsWithoutOptions(t *testing.T) {
 		many[i] = fmt.Sprint(i + 1)
 	}
 	for entry, want := range map[string]bool{
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                   true,
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7, 8]}}`:                                true,
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {}}`:                    true,
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:     false,
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"process_in": "1m"}}`:  false,
-		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["` + strings.Join(many, `","`) + `"]}}`: false,
-		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7]}}`:                             false,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}}`:                                    true,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7, 8]}}`:                                 true,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {}}`:                     true,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"task_id": "w7"}}`:      false,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": [7]}, "options": {"process_in": "1m"}}`:   false,
+		`{"kind": "cache:warm", "args": {"cache": "user", "ids": ["` + strings.Join(many, `","`) + `"]}}`:  false,
+		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7]}}`:                              true,
+		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7], "rewarm": true}}`:              false,
+		`{"kind": "cache:invalidate", "args": {"keys": ["user:7"]}}`:                                       false,
+		`{"kind": "cache:invalidate", "args": {"cache": "user", "ids": [7]}, "options": {"max_retry": 1}}`: false,
 	} {
 		job, err := inbox.Parse([]byte(entry), nil)
 		if err != nil {

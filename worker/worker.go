@@ -66,6 +66,8 @@ type Worker struct {
 	// fence cancels running jobs when this worker is cut off from Redis
 	// (nil when recovery is off).
 	fence *selfFence
+	// leases is what the servers' lease taps saw (nil when recovery is off).
+	leases *leaseBook
 }
 
 type namedRunner struct {
@@ -270,9 +272,18 @@ func (w *Worker) serverConnOpt() asynq.RedisConnOpt {
 	wc := w.cfg.Worker
 	backoff := min(wc.EmptyQueueBackoff, wc.TaskCheckInterval/2)
 	if backoff <= 0 || len(wc.Queues) < 2 {
-		return w.connOpt
+		return w.tapped(w.connOpt)
 	}
-	return skipConnOpt{base: w.connOpt, backoff: backoff}
+	return w.tapped(skipConnOpt{base: w.connOpt, backoff: backoff})
+}
+
+// tapped adds the lease tap (leasetap.go) to a server's connection option,
+// when recovery is on.
+func (w *Worker) tapped(o asynq.RedisConnOpt) asynq.RedisConnOpt {
+	if w.leases == nil {
+		return o
+	}
+	return tapConnOpt{base: o, book: w.leases}
 }
 
 // startFastLane starts the fast lane's server, when configured: it serves
@@ -292,7 +303,7 @@ func (w *Worker) startFastLane() error {
 	sc.Queues = map[string]int{fl.Queue: 1}
 	sc.StrictPriority = false
 	sc.TaskCheckInterval = fl.TaskCheckInterval
-	srv := asynq.NewServer(lane.connOpt(w.connOpt), sc)
+	srv := asynq.NewServer(w.tapped(lane.connOpt(w.connOpt)), sc)
 	if err := srv.Start(w.handler); err != nil {
 		return fmt.Errorf("start worker fast lane: %w", err)
 	}

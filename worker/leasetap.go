@@ -76,13 +76,14 @@ func newLeaseBook(rdb redis.UniversalClient, logger *slog.Logger) *leaseBook {
 type beatHealth struct {
 	ok           atomic.Int64 // unix nanos of the last beat whose writes all succeeded
 	leaseFailing atomic.Bool
-	// failed: the last attempt at a heartbeat write failed.
-	failed atomic.Bool
+	// refused: Redis answered the last heartbeat write with an error (out of
+	// memory, no permission), as opposed to not answering at all.
+	refused atomic.Bool
 }
 
-func (b *beatHealth) serverState(ok, hasJobs bool) {
-	if !ok {
-		b.failed.Store(true)
+func (b *beatHealth) serverState(err error, hasJobs bool) {
+	if err != nil {
+		b.refused.Store(redisx.IsServerError(err))
 		return
 	}
 	if !hasJobs {
@@ -90,24 +91,24 @@ func (b *beatHealth) serverState(ok, hasJobs bool) {
 	}
 	if !b.leaseFailing.Load() {
 		b.ok.Store(time.Now().UnixNano())
-		b.failed.Store(false)
+		b.refused.Store(false)
 	}
 }
 
-func (b *beatHealth) leases(ok bool) {
-	b.leaseFailing.Store(!ok)
-	b.failed.Store(!ok)
-	if ok {
+func (b *beatHealth) leases(err error) {
+	b.leaseFailing.Store(err != nil)
+	b.refused.Store(err != nil && redisx.IsServerError(err))
+	if err == nil {
 		b.ok.Store(time.Now().UnixNano())
 	}
 }
 
-// beatsFailing reports whether a server's last heartbeat write failed.
-func (lb *leaseBook) beatsFailing() bool {
+// beatsRefused reports whether Redis refused a server's last heartbeat write.
+func (lb *leaseBook) beatsRefused() bool {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
 	for _, b := range lb.beats {
-		if b.failed.Load() {
+		if b.refused.Load() {
 			return true
 		}
 	}
@@ -282,7 +283,7 @@ func (t *leaseTap) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		if isServerState(ks, argv) {
 			err := next(ctx, cmd)
-			t.beat.serverState(err == nil, len(argv) > 2)
+			t.beat.serverState(err, len(argv) > 2)
 			return err
 		}
 		if id, ok := taskWrite(ks, argv); ok {
@@ -345,7 +346,7 @@ func (t *leaseTap) extend(ctx context.Context, cmd redis.Cmder, queue string) er
 	}
 	lost, err := t.book.runOwned(ctx, t.client, queue, strconv.FormatInt(score, 10), ids)
 	t.book.extended(ids, score, err, lost)
-	t.beat.leases(err == nil)
+	t.beat.leases(err)
 	if err != nil {
 		cmd.SetErr(err)
 		return err

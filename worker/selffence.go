@@ -61,6 +61,9 @@ type selfFence struct {
 type runningJob struct {
 	queue  string
 	cancel context.CancelCauseFunc
+	// cutOff: the worker was cut off while the job ran, so its lease is
+	// checked before asynq writes its outcome.
+	cutOff bool
 }
 
 func newSelfFence(limit time.Duration, book *leaseBook, logger *slog.Logger) *selfFence {
@@ -100,7 +103,7 @@ func (f *selfFence) check(ctx context.Context) {
 	refused := false
 	if f.book != nil {
 		beatAge = f.book.beatAge(now)
-		refused = f.book.beatsFailing()
+		refused = f.book.beatsRefused()
 	}
 	f.mu.Lock()
 	wasSuspect, wasCutting := f.suspect, f.cutting
@@ -119,6 +122,11 @@ func (f *selfFence) check(ctx context.Context) {
 				slog.Duration("for", max(beatAge, reachAge).Round(time.Millisecond)))
 		}
 		f.setState(true, false)
+		f.mu.Lock()
+		for _, j := range f.running {
+			j.cutOff = true
+		}
+		f.mu.Unlock()
 	default:
 		if wasCutting {
 			f.logger.Info("Redis takes this worker's heartbeat again")
@@ -260,8 +268,58 @@ func (f *selfFence) middleware(next asynq.Handler) asynq.Handler {
 		if err != nil && errors.Is(context.Cause(ctx), ErrCutOff) {
 			return errors.Join(ErrCutOff, err)
 		}
+		f.mu.Lock()
+		cutOff := job.cutOff || f.suspect
+		f.mu.Unlock()
+		if cutOff && job.queue != "" {
+			if lerr := f.settle(ctx, id, queue); lerr != nil {
+				return errors.Join(lerr, err)
+			}
+		}
 		return err
 	})
+}
+
+// settle is called when a job ends after the worker was cut off during its
+// run (its own Redis calls may have failed for that very reason): before
+// asynq writes the outcome, the job's lease is checked, waiting for Redis
+// to answer for as long as asynq's lease could still be valid. A job whose
+// lease is another worker's, or cannot be seen, is fenced: its outcome is
+// not written (a recoverer hands the job back once its lease is stale).
+func (f *selfFence) settle(ctx context.Context, id, queue string) error {
+	if f.book == nil || f.book.isFenced(id) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), asynqLeaseSeconds*time.Second)
+	defer cancel()
+	var err error
+	for {
+		var lost []string
+		cctx, ccancel := context.WithTimeout(ctx, recoverInterval)
+		lost, err = f.book.owned(cctx, queue, []string{id})
+		ccancel()
+		if err == nil && len(lost) == 0 {
+			return nil
+		}
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(fenceCheckInterval):
+			continue
+		}
+		break
+	}
+	f.book.fence(id)
+	f.cut.Add(1)
+	reason := "its lease is another worker's now"
+	if err != nil {
+		reason = "its lease cannot be checked: " + err.Error()
+	}
+	f.logger.Warn("job ended after this worker was cut off, and "+reason+": its outcome is not written",
+		slog.String("task_id", id))
+	return ErrCutOff
 }
 
 // recheck refuses a job this worker may no longer hold: one that waited

@@ -68,6 +68,8 @@ type Worker struct {
 	fence *selfFence
 	// leases is what the servers' lease taps saw (nil when recovery is off).
 	leases *leaseBook
+	// dequeue is whether the servers can take jobs (backoff.go).
+	dequeue *dequeueHealth
 }
 
 type namedRunner struct {
@@ -101,7 +103,8 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 	if err != nil {
 		return nil, fmt.Errorf("worker metrics: %w", err)
 	}
-	w := &Worker{cfg: cfg, connOpt: connOpt, deps: deps, keys: k, logger: logger, metrics: m, mux: asynq.NewServeMux()}
+	w := &Worker{cfg: cfg, connOpt: connOpt, deps: deps, keys: k, logger: logger, metrics: m, mux: asynq.NewServeMux(),
+		dequeue: newDequeueHealth(logger)}
 	w.initSeries()
 	if !cfg.Events.Disabled {
 		if w.events, err = events.NewPublisher(deps.Redis, cfg.Events.Channel, cfg.Events.MaxKeys); err != nil {
@@ -143,6 +146,10 @@ func (w *Worker) Handler() asynq.Handler { return w.handler }
 
 // Ready reports whether every server has started and none has stopped.
 func (w *Worker) Ready() bool { return w.ready.Load() }
+
+// DequeueErr is the error of the servers' last dequeue while they cannot
+// take jobs from Redis (out of memory, a missing permission), else nil.
+func (w *Worker) DequeueErr() error { return w.dequeue.Err() }
 
 // addRunner adds a long-running part (such as the inbox bridge) that starts
 // and stops with the worker; its error stops the worker.
@@ -245,6 +252,7 @@ func asynqShutdownTimeout(timeout, taskCheck time.Duration) time.Duration {
 
 func (w *Worker) shutdown() {
 	w.ready.Store(false)
+	w.dequeue.stop() // no backoff sleep holds a server's stop
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.lane != nil {
@@ -277,9 +285,11 @@ func (w *Worker) serverConnOpt() asynq.RedisConnOpt {
 	return w.tapped(skipConnOpt{base: w.connOpt, backoff: backoff})
 }
 
-// tapped adds the lease tap (leasetap.go) to a server's connection option,
-// when recovery is on.
+// tapped adds, closest to the wire, the dequeue backoff (backoff.go) and,
+// when recovery is on, the lease tap (leasetap.go) to a server's connection
+// option.
 func (w *Worker) tapped(o asynq.RedisConnOpt) asynq.RedisConnOpt {
+	o = backoffConnOpt{base: o, health: w.dequeue}
 	if w.leases == nil {
 		return o
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cachekeeper/cachekeeper/internal/redisx"
 )
 
 // Backoff on dequeue errors. asynq's processor tries its next dequeue at
@@ -127,6 +129,9 @@ func (b *dequeueBackoff) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		err := next(ctx, cmd)
+		if redisx.IsNoScript(err) {
+			return err // go-redis sends the script itself next
+		}
 		if err == nil || errors.Is(err, redis.Nil) {
 			b.after(nil)
 			return err

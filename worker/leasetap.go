@@ -283,7 +283,9 @@ func (t *leaseTap) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		if isServerState(ks, argv) {
 			err := next(ctx, cmd)
-			t.beat.serverState(err, len(argv) > 2)
+			if !redisx.IsNoScript(err) { // go-redis sends the script itself next
+				t.beat.serverState(err, len(argv) > 2)
+			}
 			return err
 		}
 		if id, ok := taskWrite(ks, argv); ok {

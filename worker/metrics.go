@@ -16,6 +16,8 @@ type Metrics struct {
 	Skipped *prometheus.CounterVec
 	// Keys counts keys changed by handlers, by kind and action.
 	Keys *prometheus.CounterVec
+	// EventsFailed counts cache-change events that could not be published.
+	EventsFailed *prometheus.CounterVec
 
 	// kinds maps kind to its pre-curried collectors. It is copied on write
 	// (a new kind is rare) so that the per-job lookup takes no lock.
@@ -49,10 +51,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "cachekeeper", Name: "keys_total",
 			Help: "Keys changed by jobs, by kind and action (written, deleted, pruned...).",
 		}, []string{"kind", "action"}),
+		EventsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "cachekeeper", Name: "events_failed_total",
+			Help: "Cache-change events that could not be published (the job's change stands), by kind.",
+		}, []string{"kind"}),
 	}
 	m.kinds.Store(&map[string]*kindMetrics{})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.processed, m.duration, m.Skipped, m.Keys} {
+		for _, c := range []prometheus.Collector{m.processed, m.duration, m.Skipped, m.Keys, m.EventsFailed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -44,8 +44,10 @@ type Worker struct {
 	metrics *Metrics
 	// events publishes cache-change events; nil when events are disabled.
 	events *events.Publisher
-	mux    *asynq.ServeMux
-	kinds  []string
+	// send publishes them the same way for every kind (publish.go).
+	send  *eventSender
+	mux   *asynq.ServeMux
+	kinds []string
 
 	// warm is the cache warming family's state; nil when no cache is declared.
 	warm *warmer
@@ -113,6 +115,7 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 	}
 	// The middleware wraps the mux once; mux.Use would wrap each handler
 	// again for every job (two allocations per job).
+	w.send = &eventSender{pub: w.events, logger: logger, failed: m.EventsFailed}
 	guard, err := cfg.Guard()
 	if err != nil {
 		return nil, err

@@ -309,14 +309,17 @@ const outcomeDone = "-"
 
 // handleUntilDone handles one processing-list element, retrying a Redis
 // failure with backoff until it succeeds or ctx ends (the element then
-// stays in the processing list for recovery).
+// stays in the processing list for recovery). Each retry starts from the
+// state the element is in: a raw entry the first attempt wrapped in its
+// envelope is retried as that envelope.
 func (b *Bridge) handleUntilDone(ctx context.Context, s string) {
 	backoff := newBackoff()
 	for {
-		err := b.handle(ctx, s)
+		now, err := b.handle(ctx, s)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
+		s = now
 		b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
 	}
 }
@@ -337,10 +340,10 @@ func (b *Bridge) retryLater(ctx context.Context, bo *backoff, what string, err e
 // handle takes one element of the processing list (a raw entry or an
 // envelope) through to asynq and removes it. It returns an error only when
 // Redis or the enqueue failed and the element is still in the processing
-// list.
-func (b *Bridge) handle(ctx context.Context, s string) error {
+// list, as the element it returns (the envelope it was given).
+func (b *Bridge) handle(ctx context.Context, s string) (string, error) {
 	if bt, ok := parseBatch(s); ok {
-		return b.handleBatch(ctx, s, bt)
+		return s, b.handleBatch(ctx, s, bt)
 	}
 	env, isEnvelope := parseEnvelope(s)
 	if !isEnvelope {
@@ -349,10 +352,10 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 			wrapped := env.encode()
 			ok, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.processing}, s, wrapped, 0).Bool()
 			if err != nil {
-				return fmt.Errorf("inbox: give the entry an id: %w", err)
+				return s, fmt.Errorf("inbox: give the entry an id: %w", err)
 			}
 			if !ok {
-				return nil // another bridge's recovery took it
+				return s, nil // another bridge's recovery took it
 			}
 			s = wrapped
 			isEnvelope = true
@@ -364,9 +367,9 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 	}
 	outcome, err := b.process(ctx, el)
 	if err != nil || outcome == outcomeDone {
-		return err
+		return s, err
 	}
-	return b.finish(ctx, s, outcome)
+	return s, b.finish(ctx, s, outcome)
 }
 
 // handleBatch takes the entries of a batch envelope (s) found by recovery
@@ -560,7 +563,7 @@ func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
 		b.cfg.OnOutcome(OutcomeRecovered)
 		b.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "inbox: recovering an entry left in the processing list",
 			slog.String("processing", b.processing))
-		if err := b.handle(ctx, s); err != nil {
+		if _, err := b.handle(ctx, s); err != nil {
 			return err
 		}
 	}

@@ -73,7 +73,10 @@ func Needs(cfg config.Config) []Need {
 		needs = append(needs, Need{Why: "cache events", Args: []string{"publish", cfg.Events.Channel, "x"},
 			Command: "+publish", Channel: "&" + cfg.Events.Channel})
 	}
-	needs = append(needs, Need{Why: "pattern invalidation and maintenance", Args: []string{"scan", "0", "count", "1"}, Command: "+scan"})
+	needs = append(needs, Need{Why: "pattern invalidation and maintenance", Args: []string{"scan", "0", "count", "1"}, Command: "+scan"},
+		// Scripts and the recoverer read the server's clock (a script's own
+		// commands are checked only when it runs, so this one is named here).
+		Need{Why: "fences and dead-job recovery (the server's clock)", Args: []string{"time"}, Command: "+time"})
 	return needs
 }
 
@@ -130,7 +133,7 @@ func (m Missing) rulePiece() string {
 
 // Check asks Redis, as rdb's user, for each need.
 func Check(ctx context.Context, rdb redis.UniversalClient, needs []Need) (Report, error) {
-	rep := Report{User: "default"}
+	rep := Report{User: userOf(rdb)}
 	who, whoErr := rdb.Do(ctx, "ACL", "WHOAMI").Text()
 	if whoErr == nil {
 		rep.User = who
@@ -209,4 +212,19 @@ func queued(ctx context.Context, rdb redis.UniversalClient, n Need) (string, err
 		return qerr.Error(), nil
 	}
 	return "", nil
+}
+
+// userOf is the user rdb logs in as (when ACL WHOAMI is not allowed).
+func userOf(rdb redis.UniversalClient) string {
+	var u string
+	switch c := rdb.(type) {
+	case *redis.Client:
+		u = c.Options().Username
+	case *redis.ClusterClient:
+		u = c.Options().Username
+	}
+	if u == "" {
+		u = "default"
+	}
+	return u
 }

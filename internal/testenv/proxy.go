@@ -140,6 +140,7 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			break
 		}
 	}
+	p.waitFlow() // a stalled path delivers no FIN either
 	_ = dst.Close()
 	_ = src.Close()
 	p.mu.Lock()

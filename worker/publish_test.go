@@ -63,7 +63,9 @@ func TestEventPublishFailureNeverFailsTheJob(t *testing.T) {
 	succeeded := func() float64 {
 		return testutil.ToFloat64(counter(t, reg, tasks.KindInvalidate, worker.OutcomeSuccess))
 	}
-	failedEvents := func() float64 { return testutil.ToFloat64(w.Metrics().EventsFailed.WithLabelValues(tasks.KindInvalidate)) }
+	failedEvents := func() float64 {
+		return testutil.ToFloat64(w.Metrics().EventsFailed.WithLabelValues(tasks.KindInvalidate))
+	}
 	invalidate("page:1")
 	invalidate("page:2")
 	waitFor(t, 10*time.Second, func() bool { return succeeded() == 2 })

@@ -115,7 +115,9 @@ func TestDeadLettersOfOversizedAndNonUTF8Entries(t *testing.T) {
 		}
 		break
 	}
-	waitFor(t, "replayed entry dead-lettered again", func() bool { return b.listLen(deadKey) == 4 && b.listLen(inboxKey) == 0 && b.listLen(processingKey) == 0 })
+	waitFor(t, "replayed entry dead-lettered again", func() bool {
+		return b.listLen(deadKey) == 4 && b.listLen(inboxKey) == 0 && b.listLen(processingKey) == 0
+	})
 	again, _ := inbox.ListDead(ctx, b.r.Client, inboxKey, 0, 1)
 	if got, err := again[0].Replayable(); err != nil || got != latin1 {
 		t.Errorf("after a replay: %q, %v; want the original bytes again", got, err)

@@ -285,9 +285,15 @@ type helper struct {
 // (this test binary in helper mode) named holder.
 func (b *bundle) startHelper(t *testing.T, holder string) *helper {
 	t.Helper()
+	return b.startHelperOn(t, holder, b.cfg.Database.URL)
+}
+
+// startHelperOn is startHelper reaching the database at dbURL (a proxy).
+func (b *bundle) startHelperOn(t *testing.T, holder, dbURL string) *helper {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1",
-		"HELPER_DB="+b.cfg.Database.URL, "HELPER_REDIS="+b.redis.URL, "HELPER_HOLDER="+holder,
+		"HELPER_DB="+dbURL, "HELPER_REDIS="+b.redis.URL, "HELPER_HOLDER="+holder,
 		"HELPER_NAME="+"s"+strings.TrimPrefix(dbName(b.db), "ck_"), "HELPER_KIND="+b.db.Kind)
 	h := &helper{cmd: cmd, done: make(chan struct{}), log: &strings.Builder{}}
 	cmd.Stderr = &lockedWriter{b: h.log}

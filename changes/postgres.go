@@ -268,6 +268,9 @@ func (s *pgSource) stream(ctx context.Context, a *applier, p *progress) error {
 	if err := conn.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1", s.cfg.Name).Scan(&confirmed); err != nil {
 		return fmt.Errorf("changes: read slot position: %w", err)
 	}
+	if err := s.endDeadWalsender(ctx, conn); err != nil {
+		return err
+	}
 	rc, err := s.replConnect(ctx)
 	if err != nil {
 		return err
@@ -282,6 +285,40 @@ func (s *pgSource) stream(ctx context.Context, a *applier, p *progress) error {
 	s.logger.Info("changes: streaming", slog.String("slot", s.cfg.Name), slog.String("from", confirmed.String()))
 	r := &pgReader{src: s, rc: rc, a: a, p: p, confirmed: confirmed, relations: map[uint32]*pglogrepl.RelationMessage{}}
 	return r.run(ctx, conn)
+}
+
+// endDeadWalsender ends the walsender still attached to the slot. It is
+// called holding the stream's lease, so that walsender is a dead holder's:
+// a live holder stops streaming once it cannot renew the lease, well before
+// the lease expires. When the dead holder's host is lost (no FIN reaches
+// PostgreSQL) its walsender would otherwise keep the slot until
+// wal_sender_timeout (60s by default), and the new holder could not start.
+func (s *pgSource) endDeadWalsender(ctx context.Context, conn *pgx.Conn) error {
+	var pid *int32
+	if err := conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", s.cfg.Name).Scan(&pid); err != nil {
+		return fmt.Errorf("changes: read the slot's walsender: %w", err)
+	}
+	if pid == nil {
+		return nil
+	}
+	var ended bool
+	if err := conn.QueryRow(ctx, "SELECT pg_terminate_backend($1)", *pid).Scan(&ended); err != nil {
+		return fmt.Errorf("changes: end the walsender (pid %d) a dead holder left on slot %q: %w (grant the role pg_signal_backend, or wait for wal_sender_timeout)", *pid, s.cfg.Name, err)
+	}
+	s.logger.Warn("changes: ended the walsender a dead holder left on the slot", slog.String("slot", s.cfg.Name), slog.Int("pid", int(*pid)), slog.Bool("ended", ended))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var active bool
+		if err := conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", s.cfg.Name).Scan(&active); err != nil || !active {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // pgReader is the state of one streaming session.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,4 +216,47 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// The holder's host is lost: its connections to the database stall (a
+// proxy that holds the bytes, no FIN), then the reader is killed. The
+// waiting replica takes the lease after its TTL and applies the next change
+// within the lease TTL plus a few seconds: on PostgreSQL it ends the
+// walsender the dead holder left on the slot (else it would wait for
+// wal_sender_timeout, 60s); MySQL has no slot to wait for.
+func TestTakeoverWhenTheHoldersHostIsLost(t *testing.T) {
+	forEachKind(t, testTakeoverWhenTheHoldersHostIsLost)
+}
+
+func testTakeoverWhenTheHoldersHostIsLost(t *testing.T, kind string) {
+	b := setupOn(t, kind, nil)
+	b.seed(t, 5)
+	ctx := context.Background()
+	u, err := url.Parse(b.cfg.Database.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr
+	a := b.startHelperOn(t, "replica-a", u.String())
+	b.waitStreaming(t)
+	c := b.startHelper(t, "replica-c")
+	time.Sleep(500 * time.Millisecond)
+	if st, _ := b.stream.Status(ctx); st.Holder != "replica-a" {
+		t.Fatalf("holder %q, want replica-a (started first)", st.Holder)
+	}
+	proxy.Stall()
+	lost := time.Now()
+	a.kill(t, syscall.SIGKILL)
+	mustExec(t, b.db, "UPDATE users SET email = 'x' WHERE id = 1")
+	took := waitFor(t, 40*time.Second, func() bool { return b.exists("user:1") == 0 })
+	st, _ := b.stream.Status(ctx)
+	t.Logf("holder's host lost (stalled, then killed): %q applied the next change %s later (lease TTL 2s)", st.Holder, took.Round(time.Millisecond))
+	if time.Since(lost) > 10*time.Second {
+		t.Errorf("takeover took %s; want the lease TTL plus a few seconds", time.Since(lost).Round(time.Millisecond))
+	}
+	c.kill(t, syscall.SIGTERM) // its log is read once it has exited
+	if kind == "postgres" && !strings.Contains(c.log.String(), "ended the walsender a dead holder left") {
+		t.Errorf("replica-c did not end the dead holder's walsender")
+	}
 }

@@ -168,10 +168,19 @@ const (
 	EnvServers       = "CACHEKEEPER_WORKER_SERVERS"
 	EnvMetricsAddr   = "CACHEKEEPER_METRICS_ADDR"
 	EnvEventsChannel = "CACHEKEEPER_EVENTS_CHANNEL"
+	// The redis.tls fields.
+	EnvRedisTLSCAFile     = "CACHEKEEPER_REDIS_TLS_CA_FILE"
+	EnvRedisTLSCertFile   = "CACHEKEEPER_REDIS_TLS_CERT_FILE"
+	EnvRedisTLSKeyFile    = "CACHEKEEPER_REDIS_TLS_KEY_FILE"
+	EnvRedisTLSServerName = "CACHEKEEPER_REDIS_TLS_SERVER_NAME"
 )
 
 // EnvVars lists every environment variable Load reads, for --help.
 var EnvVars = []string{EnvRedisURL, EnvDatabaseURL, EnvLogLevel, EnvLogFormat, EnvConcurrency, EnvServers, EnvMetricsAddr, EnvEventsChannel}
+
+// EnvRedisTLSVars are the redis.tls variables Load reads too (documented in
+// docs/reliability.md and in the flags' help).
+var EnvRedisTLSVars = []string{EnvRedisTLSCAFile, EnvRedisTLSCertFile, EnvRedisTLSKeyFile, EnvRedisTLSServerName}
 
 // ApplyEnv overrides fields from environment variables (env is os.Getenv in
 // production, a map lookup in tests).
@@ -190,6 +199,10 @@ func (c *Config) ApplyEnv(env func(string) string) error {
 	set(EnvLogFormat, &c.Log.Format)
 	set(EnvMetricsAddr, &c.Worker.MetricsAddr)
 	set(EnvEventsChannel, &c.Events.Channel)
+	set(EnvRedisTLSCAFile, &c.Redis.TLS.CAFile)
+	set(EnvRedisTLSCertFile, &c.Redis.TLS.CertFile)
+	set(EnvRedisTLSKeyFile, &c.Redis.TLS.KeyFile)
+	set(EnvRedisTLSServerName, &c.Redis.TLS.ServerName)
 	for _, iv := range []struct {
 		name string
 		dst  *int

@@ -53,6 +53,11 @@ type InboxConfig struct {
 	// list is trimmed to its newest DeadMax entries (default 10000; 0 keeps
 	// every entry). `cachekeeper inbox dead` lists, replays and purges it.
 	DeadMax int `yaml:"dead_max"`
+	// MaxEntryBytes is the largest entry taken (default 1 MiB): a larger
+	// one is dead-lettered unparsed, with its size and its first 16 KiB.
+	// Each dead letter keeps at most 16 KiB of its entry, so the list
+	// stays within about dead_max times 16 KiB.
+	MaxEntryBytes int `yaml:"max_entry_bytes"`
 	// BatchSize is the most entries moved from the inbox per round trip
 	// (default 100).
 	BatchSize int `yaml:"batch_size"`
@@ -68,12 +73,16 @@ func (i *InboxConfig) setDefaults(prefix string) {
 	i.BlockTimeout = 5 * time.Second
 	i.RecoverAfter = time.Minute
 	i.DeadMax = DefaultInboxDeadMax
+	i.MaxEntryBytes = DefaultInboxMaxEntryBytes
 	i.BatchSize = 100
 	i.Enqueuers = 8
 }
 
 // DefaultInboxDeadMax is inbox.dead_max's default.
 const DefaultInboxDeadMax = 10000
+
+// DefaultInboxMaxEntryBytes is inbox.max_entry_bytes' default (1 MiB).
+const DefaultInboxMaxEntryBytes = 1 << 20
 
 func (i *InboxConfig) validate() error {
 	if i.Disabled {
@@ -90,6 +99,9 @@ func (i *InboxConfig) validate() error {
 	}
 	if i.DeadMax < 0 {
 		return fmt.Errorf("inbox.dead_max must be 0 (no cap) or positive, got %d", i.DeadMax)
+	}
+	if i.MaxEntryBytes < 1024 || i.MaxEntryBytes > 512<<20 {
+		return fmt.Errorf("inbox.max_entry_bytes must be between 1024 and 536870912 (512 MiB), got %d", i.MaxEntryBytes)
 	}
 	if i.BatchSize < 1 || i.BatchSize > 10000 {
 		return fmt.Errorf("inbox.batch_size must be between 1 and 10000, got %d", i.BatchSize)

@@ -15,6 +15,9 @@ type Flags struct {
 	DatabaseURL string
 	// LogLevel is --log-level.
 	LogLevel string
+	// RedisTLS are --redis-tls-ca-file, --redis-tls-cert-file,
+	// --redis-tls-key-file and --redis-tls-server-name (override redis.tls).
+	RedisTLS RedisTLSConfig
 }
 
 // Register defines -config (and -c), -redis-url, -database-url and
@@ -25,6 +28,25 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.RedisURL, "redis-url", "", "Redis URL: redis://[user:pass@]host:6379/0, rediss://... (TLS), unix:///path.sock (env "+EnvRedisURL+")")
 	fs.StringVar(&f.DatabaseURL, "database-url", "", "database URL: postgres://..., mysql://user:pass@host:3306/db, sqlite://file.db (env "+EnvDatabaseURL+")")
 	fs.StringVar(&f.LogLevel, "log-level", "", "debug, info, warn or error (env "+EnvLogLevel+")")
+	for _, tf := range TLSFlags(&f.RedisTLS) {
+		fs.StringVar(tf.Dst, tf.Name, "", tf.Usage)
+	}
+}
+
+// TLSFlag is one of the redis.tls flags, with the field it sets.
+type TLSFlag struct {
+	Name, Usage string
+	Dst         *string
+}
+
+// TLSFlags are the flags of the redis.tls fields, setting t's.
+func TLSFlags(t *RedisTLSConfig) []TLSFlag {
+	return []TLSFlag{
+		{"redis-tls-ca-file", "PEM file of the CA that signed Redis' certificate (redis.tls.ca_file, env " + EnvRedisTLSCAFile + ")", &t.CAFile},
+		{"redis-tls-cert-file", "client certificate (PEM) for Redis with tls-auth-clients (redis.tls.cert_file, env " + EnvRedisTLSCertFile + ")", &t.CertFile},
+		{"redis-tls-key-file", "the client certificate's key (PEM) (redis.tls.key_file, env " + EnvRedisTLSKeyFile + ")", &t.KeyFile},
+		{"redis-tls-server-name", "name Redis' certificate must carry (redis.tls.server_name, env " + EnvRedisTLSServerName + ")", &t.ServerName},
+	}
 }
 
 // Apply sets on cfg what the flags name; empty flags change nothing.
@@ -38,6 +60,14 @@ func (f Flags) Apply(cfg *Config) {
 	}
 	if f.LogLevel != "" {
 		cfg.Log.Level = f.LogLevel
+	}
+	for _, set := range []struct{ src, dst *string }{
+		{&f.RedisTLS.CAFile, &cfg.Redis.TLS.CAFile}, {&f.RedisTLS.CertFile, &cfg.Redis.TLS.CertFile},
+		{&f.RedisTLS.KeyFile, &cfg.Redis.TLS.KeyFile}, {&f.RedisTLS.ServerName, &cfg.Redis.TLS.ServerName},
+	} {
+		if *set.src != "" {
+			*set.dst = *set.src
+		}
 	}
 }
 

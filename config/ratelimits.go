@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
 // DefaultMemorySample is rate_limits.memory_sample's default: MEMORY USAGE
@@ -29,6 +30,18 @@ type RateLimitsConfig struct {
 	// in this many (1: every key; 0: never), for bytes_reclaimed. Servers
 	// without MEMORY USAGE (miniredis) report no bytes.
 	MemorySample int `yaml:"memory_sample"`
+	// Windows gives key patterns a window of their own, for limiters whose
+	// window differs from Window (a login limiter: 5 an hour). Each key is
+	// pruned with the window of the first pattern here it matches, else
+	// with Window; keys whose TTL is longer than the window they are pruned
+	// with are left alone anyway (they expire by themselves).
+	Windows []RateLimitWindow `yaml:"windows,omitempty"`
+}
+
+// RateLimitWindow is one key pattern (a Redis glob) and its window.
+type RateLimitWindow struct {
+	Pattern string        `yaml:"pattern"`
+	Window  time.Duration `yaml:"window"`
 }
 
 // DefaultRateLimits returns the rate_limits section's defaults.
@@ -67,6 +80,19 @@ func (r *RateLimitsConfig) validate() error {
 	}
 	if r.MemorySample < 0 {
 		return fmt.Errorf("rate_limits.memory_sample must be 0 (off), 1 (every key) or N (one key in N)")
+	}
+	seen := map[string]bool{}
+	for i, w := range r.Windows {
+		if w.Pattern == "" || tasks.MatchesEverything(w.Pattern) {
+			return fmt.Errorf("rate_limits.windows[%d].pattern %q must name the limiter's keys, such as \"rate_limit:login:*\"", i, w.Pattern)
+		}
+		if seen[w.Pattern] {
+			return fmt.Errorf("rate_limits.windows[%d].pattern %q is given twice", i, w.Pattern)
+		}
+		seen[w.Pattern] = true
+		if w.Window < time.Second {
+			return fmt.Errorf("rate_limits.windows[%d].window must be at least 1s, got %s (pattern %q)", i, w.Window, w.Pattern)
+		}
 	}
 	return nil
 }

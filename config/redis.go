@@ -21,6 +21,8 @@ type RedisConfig struct {
 	Sentinel *SentinelConfig `yaml:"sentinel,omitempty"`
 	// Password overrides the password of URL (for secrets kept apart).
 	Password string `yaml:"password,omitempty"`
+	// TLS sets the CA, client certificate and server name (redis_tls.go).
+	TLS RedisTLSConfig `yaml:"tls,omitempty"`
 }
 
 // SentinelConfig names a Sentinel-managed master.
@@ -54,6 +56,16 @@ func (r *RedisConfig) Options() (*redis.Options, error) {
 	}
 	if r.Password != "" {
 		opt.Password = r.Password
+	}
+	if !r.TLS.IsZero() {
+		if opt.Network == "unix" {
+			return nil, fmt.Errorf("redis.tls is set but redis.url is a unix socket: TLS needs a TCP address (rediss://host:port)")
+		}
+		// Without server_name each connection checks the name of the address
+		// it dials (every node of a cluster its own).
+		if opt.TLSConfig, err = r.TLS.apply(opt.TLSConfig); err != nil {
+			return nil, err
+		}
 	}
 	return opt, nil
 }

@@ -29,6 +29,12 @@ type PruneReport struct {
 	KeysDeleted int64 `json:"keys_deleted"`
 	// TTLFixed is how many sets had no TTL and were given one window.
 	TTLFixed int64 `json:"ttl_fixed"`
+	// KeptLongerWindow is how many sets were left alone because their TTL
+	// is longer than the window (a limiter with a longer window of its own).
+	KeptLongerWindow int64 `json:"kept_longer_window"`
+	// Windows are the passes of rate_limits.windows' patterns, each with
+	// its own window (their counts are included above).
+	Windows []PruneReport `json:"windows,omitempty"`
 	// BytesReclaimed estimates the memory freed: BytesMeasured scaled from
 	// the measured keys to every pruned key (exact when
 	// rate_limits.memory_sample is 1). Nil when the server has no MEMORY
@@ -62,15 +68,60 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 	if err != nil {
 		return PruneReport{}, err
 	}
-	rep := PruneReport{Pattern: tmpl.Pattern(), Window: cfg.Window.String()}
+	pattern, window := tmpl.Pattern(), cfg.Window
+	var windows []config.RateLimitWindow
 	if args.Pattern != "" {
-		rep.Pattern = args.Pattern
+		pattern = args.Pattern
+	} else {
+		windows = cfg.Windows // a job naming its own pattern prunes that only
 	}
-	window := cfg.Window
 	if args.Window > 0 {
 		window = time.Duration(args.Window)
 	}
-	rep.Window = window.String()
+	var others []string
+	for _, w := range windows {
+		others = append(others, w.Pattern)
+	}
+	// Each key is pruned once, with the window of the first pattern of
+	// rate_limits.windows it matches, else with the default window.
+	rep, err := prunePass(ctx, rdb, cfg, args, pattern, window, others)
+	for i, w := range windows {
+		if err != nil {
+			break
+		}
+		var r PruneReport
+		r, err = prunePass(ctx, rdb, cfg, args, w.Pattern, w.Window, others[:i])
+		rep.add(r)
+		rep.Windows = append(rep.Windows, r)
+	}
+	rep.DurationMS = time.Since(start).Milliseconds()
+	return rep, err
+}
+
+// add sums r's counts into p.
+func (p *PruneReport) add(r PruneReport) {
+	p.Scanned += r.Scanned
+	p.EntriesRemoved += r.EntriesRemoved
+	p.KeysDeleted += r.KeysDeleted
+	p.TTLFixed += r.TTLFixed
+	p.KeptLongerWindow += r.KeptLongerWindow
+	p.Skipped += r.Skipped
+	p.BytesMeasured += r.BytesMeasured
+	p.BytesMeasuredKeys += r.BytesMeasuredKeys
+	if r.BytesReclaimed != nil {
+		sum := *r.BytesReclaimed
+		if p.BytesReclaimed != nil {
+			sum += *p.BytesReclaimed
+		}
+		p.BytesReclaimed = &sum
+	}
+}
+
+// prunePass prunes the sorted sets matching pattern to window, except
+// those matching one of exclude (pruned in a pass of their own).
+func prunePass(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs, pattern string, window time.Duration, exclude []string) (PruneReport, error) {
+	start := time.Now()
+	rep := PruneReport{Pattern: pattern, Window: window.String()}
 	if window < time.Millisecond {
 		return rep, fmt.Errorf("%s: field \"window\" must be at least 1ms, got %s", tasks.KindRateLimitPrune, window)
 	}
@@ -90,8 +141,12 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 
 	var mu sync.Mutex // batches of different cluster masters may run at once
 	var offset int64
-	_, err = scan.Each(ctx, rdb, scan.Options{Match: rep.Pattern, Type: "zset", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate},
+	_, err := scan.Each(ctx, rdb, scan.Options{Match: rep.Pattern, Type: "zset", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate},
 		func(ctx context.Context, batch []string) error {
+			batch = excluded(batch, exclude)
+			if len(batch) == 0 {
+				return nil
+			}
 			mu.Lock()
 			off := offset
 			offset += int64(len(batch))
@@ -114,14 +169,17 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 			rep.BytesMeasured += res[3]
 			rep.BytesMeasuredKeys += res[4]
 			rep.Skipped += res[5]
+			if len(res) > 6 {
+				rep.KeptLongerWindow += res[6]
+			}
 			return nil
 		})
 	rep.DurationMS = time.Since(start).Milliseconds()
 	probe.Do(func() { sample = 0 }) // nothing scanned: nothing measured
 	if sample > 0 {
 		est := rep.BytesMeasured
-		if rep.BytesMeasuredKeys > 0 && rep.BytesMeasuredKeys < rep.Scanned-rep.Skipped {
-			est = int64(float64(rep.BytesMeasured) * float64(rep.Scanned-rep.Skipped) / float64(rep.BytesMeasuredKeys))
+		if pruned := rep.Scanned - rep.Skipped - rep.KeptLongerWindow; rep.BytesMeasuredKeys > 0 && rep.BytesMeasuredKeys < pruned {
+			est = int64(float64(rep.BytesMeasured) * float64(pruned) / float64(rep.BytesMeasuredKeys))
 		}
 		rep.BytesReclaimed = &est
 	}
@@ -129,6 +187,28 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 		return rep, fmt.Errorf("ratelimit prune %q: %w", rep.Pattern, err)
 	}
 	return rep, nil
+}
+
+// excluded drops from batch the keys matching one of patterns (another
+// pass prunes them with their own window).
+func excluded(batch, patterns []string) []string {
+	if len(patterns) == 0 {
+		return batch
+	}
+	out := batch[:0:0]
+	for _, k := range batch {
+		own := false
+		for _, p := range patterns {
+			if keys.GlobMatch(p, k) {
+				own = true
+				break
+			}
+		}
+		if !own {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // memoryUsageSupported reports whether the server answers MEMORY USAGE of

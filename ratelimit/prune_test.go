@@ -156,3 +156,76 @@ func TestPruneRateLimitsOnCluster(t *testing.T) {
 		t.Fatalf("cluster report = %+v", rep)
 	}
 }
+
+// The guide's limiter (10 a minute, rate_limit:{client}) and a login
+// limiter (5 an hour, rate_limit:login:{client}) side by side: pruning with
+// the default one-minute window never lets a sixth login attempt through.
+// A login key whose TTL is longer than the minute is left alone; with the
+// login pattern given its own window (rate_limits.windows) even a key
+// about to expire keeps the attempts its hour still counts.
+func TestPruneLeavesLongerWindowsAlone(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	ctx := context.Background()
+	guide, err := ratelimit.New(r.Client, ratelimit.Config{Key: "rate_limit:{client}", Limit: 10, Window: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, err := ratelimit.New(r.Client, ratelimit.Config{Key: "rate_limit:login:{client}", Limit: 5, Window: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := testenv.ServerNow(t, r.Client)
+	attempts := func(key string, age float64, ttl time.Duration) {
+		for i := range 5 {
+			r.Client.ZAdd(ctx, key, redis.Z{Score: now - age - float64(i), Member: key + strconv.Itoa(i)})
+		}
+		r.Client.PExpire(ctx, key, ttl)
+	}
+	attempts("rate_limit:login:alice", 600, time.Hour)     // 10 minutes ago, as the limiter left them
+	attempts("rate_limit:login:bob", 3500, 30*time.Second) // 58 minutes ago: the key expires in 30s
+	attempts("rate_limit:203.0.113.9", 90, time.Minute)    // the guide's: older than its minute
+	denied := func(who string) {
+		t.Helper()
+		res, err := login.Allow(ctx, who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Allowed {
+			t.Fatalf("sixth login attempt of %s allowed within the hour", who)
+		}
+	}
+
+	cfg := config.DefaultRateLimits()
+	rep, err := ratelimit.Prune(ctx, r.Client, cfg, tasks.RateLimitPruneArgs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("default window only: %+v", rep)
+	if rep.KeptLongerWindow != 1 || r.Client.ZCard(ctx, "rate_limit:login:alice").Val() != 5 {
+		t.Fatalf("alice's login attempts pruned to the guide's minute: report %+v", rep)
+	}
+	if r.Client.Exists(ctx, "rate_limit:203.0.113.9").Val() != 0 {
+		t.Errorf("the guide's old entries were not pruned")
+	}
+	denied("alice")
+
+	attempts("rate_limit:login:bob", 3500, 30*time.Second)
+	cfg.Windows = []config.RateLimitWindow{{Pattern: "rate_limit:login:*", Window: time.Hour}}
+	rep, err = ratelimit.Prune(ctx, r.Client, cfg, tasks.RateLimitPruneArgs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("with rate_limits.windows: %+v (login pass %+v)", rep, rep.Windows)
+	if n := r.Client.ZCard(ctx, "rate_limit:login:bob").Val(); n != 5 {
+		t.Fatalf("bob holds %d attempts after pruning; want 5 (his hour still counts them)", n)
+	}
+	if len(rep.Windows) != 1 || rep.Windows[0].Scanned != 2 || rep.Windows[0].Window != "1h0m0s" {
+		t.Errorf("login pass %+v; want both login keys pruned with their hour", rep.Windows)
+	}
+	denied("bob")
+	denied("alice")
+	if res, err := guide.Allow(ctx, "203.0.113.9"); err != nil || !res.Allowed {
+		t.Errorf("the guide's limiter: %+v, %v", res, err)
+	}
+}

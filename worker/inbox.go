@@ -50,17 +50,18 @@ func (w *Worker) registerInbox() error {
 			}
 			return c, nil
 		},
-		Enqueuer:     client,
-		Batch:        batch,
-		Key:          w.cfg.Inbox.Key,
-		BlockTimeout: w.cfg.Inbox.BlockTimeout,
-		RecoverAfter: w.cfg.Inbox.RecoverAfter,
-		DeadMax:      w.cfg.Inbox.DeadMax,
-		BatchSize:    w.cfg.Inbox.BatchSize,
-		Enqueuers:    w.cfg.Inbox.Enqueuers,
-		Queues:       queues,
-		Logger:       w.logger,
-		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },
+		Enqueuer:      client,
+		Batch:         batch,
+		Key:           w.cfg.Inbox.Key,
+		BlockTimeout:  w.cfg.Inbox.BlockTimeout,
+		RecoverAfter:  w.cfg.Inbox.RecoverAfter,
+		DeadMax:       w.cfg.Inbox.DeadMax,
+		MaxEntryBytes: w.cfg.Inbox.MaxEntryBytes,
+		BatchSize:     w.cfg.Inbox.BatchSize,
+		Enqueuers:     w.cfg.Inbox.Enqueuers,
+		Queues:        queues,
+		Logger:        w.logger,
+		OnOutcome:     func(outcome string) { entries.WithLabelValues(outcome).Inc() },
 	})
 	if err != nil {
 		_ = batch.Close()

@@ -81,11 +81,9 @@ func (iv *invalidation) handleInvalidate(ctx context.Context, job *Job[tasks.Inv
 		return err
 	}
 	iv.w.metrics.Keys.WithLabelValues(tasks.KindInvalidate, "deleted").Add(float64(existed))
-	if err := iv.w.events.Publish(ctx, events.Event{
+	iv.w.send.publish(ctx, tasks.KindInvalidate, events.Event{
 		Type: events.TypeInvalidated, Cache: cache, IDs: ids, Keys: keyList, KeyCount: len(keyList), TaskID: job.ID,
-	}); err != nil {
-		return err
-	}
+	})
 	res := invalidateResult{Keys: len(keyList), Deleted: existed, Internal: keys.GuardFrom(ctx).Skipped()}
 	if a.Rewarm {
 		opts := []tasks.Option{}

@@ -45,11 +45,9 @@ func (iv *invalidation) handleInvalidatePattern(ctx context.Context, job *Job[ta
 	if err != nil {
 		return skipRetryIfInvalid(err)
 	}
-	if err := iv.w.events.Publish(ctx, events.Event{
+	iv.w.send.publish(ctx, tasks.KindInvalidatePattern, events.Event{
 		Type: events.TypeInvalidated, Pattern: a.Pattern, Keys: res.Sample, KeyCount: int(res.Deleted), TaskID: job.ID,
-	}); err != nil {
-		return err
-	}
+	})
 	iv.w.logger.LogAttrs(ctx, slog.LevelInfo, "pattern invalidated", slog.String("pattern", a.Pattern),
 		slog.Int64("scanned", res.Scanned), slog.Int64("deleted", res.Deleted), slog.Int64("fenced", res.Fenced),
 		slog.Int64("internal_kept", res.Internal), slog.Duration("elapsed", res.Elapsed))

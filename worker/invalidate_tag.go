@@ -35,11 +35,9 @@ func (iv *invalidation) handleInvalidateTag(ctx context.Context, job *Job[tasks.
 	if err != nil {
 		return skipRetryIfInvalid(err)
 	}
-	if err := iv.w.events.Publish(ctx, events.Event{
+	iv.w.send.publish(ctx, tasks.KindInvalidateTag, events.Event{
 		Type: events.TypeInvalidated, Tag: job.Args.Tag, Keys: res.Sample, KeyCount: int(res.Members), TaskID: job.ID,
-	}); err != nil {
-		return err
-	}
+	})
 	iv.w.logger.LogAttrs(ctx, slog.LevelInfo, "tag invalidated", slog.String("tag", job.Args.Tag),
 		slog.Int64("members", res.Members), slog.Int64("deleted", res.Deleted))
 	storeResult(job.Task, withPace(tagResult{Tag: job.Args.Tag, Members: res.Members, Deleted: res.Deleted}, pacer))

@@ -20,6 +20,8 @@ type Metrics struct {
 	// (refreshed) or could not (skipped: a fence refused the write, or the
 	// row is gone), by cache.
 	RefreshAhead *prometheus.CounterVec
+	// EventsFailed counts cache-change events that could not be published.
+	EventsFailed *prometheus.CounterVec
 
 	// kinds maps kind to its pre-curried collectors. It is copied on write
 	// (a new kind is rare) so that the per-job lookup takes no lock.
@@ -57,10 +59,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "cachekeeper", Name: "refresh_ahead_keys_total",
 			Help: "Keys being read and near expiry, rewarmed before they expired (refreshed) or not (skipped: fenced or row gone), by cache.",
 		}, []string{"cache", "result"}),
+		EventsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "cachekeeper", Name: "events_failed_total",
+			Help: "Cache-change events that could not be published (the job's change stands), by kind.",
+		}, []string{"kind"}),
 	}
 	m.kinds.Store(&map[string]*kindMetrics{})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.processed, m.duration, m.Skipped, m.Keys, m.RefreshAhead} {
+		for _, c := range []prometheus.Collector{m.processed, m.duration, m.Skipped, m.Keys, m.RefreshAhead, m.EventsFailed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -39,11 +39,12 @@ import (
 // both requeue it, and asynq's own recoverer, racing it, finds it gone.
 //
 // The one case it cannot tell apart is a worker alive but cut off from
-// Redis for longer than recover_after: its heartbeats fail, so it looks
-// dead, while asynq lets its handler run until its in-memory lease ends
-// (30s after the last extension). selfFence shortens that window: a worker
-// whose own recoverer has not reached Redis for recover_after minus
-// fenceMargin cancels its running jobs.
+// Redis (or refused its heartbeat writes) for longer than recover_after: it
+// looks dead, while asynq lets its handler run until its in-memory lease
+// ends (30s after the last extension). selfFence (selffence.go) and the
+// lease tap (leasetap.go) keep such a worker from running or changing a job
+// another worker has taken over; a worker's own running jobs always count
+// as live for its own recoverer.
 const (
 	recoverInterval = 2 * time.Second
 	// asynqLeaseSeconds is asynq's lease duration (internal/rdb.LeaseDuration).
@@ -55,6 +56,8 @@ const (
 	// fenceMargin is how long before other workers may requeue its jobs a
 	// worker cut off from Redis cancels them.
 	fenceMargin = 3 * time.Second
+	// fenceCheckInterval is how often the self-fence looks at its state.
+	fenceCheckInterval = 250 * time.Millisecond
 )
 
 // recoverer is the worker's dead-job recovery loop.
@@ -83,8 +86,9 @@ func (w *Worker) registerRecoverer() error {
 		queues = append(queues, q)
 	}
 	sort.Strings(queues)
+	w.leases = newLeaseBook(w.deps.Redis, w.logger)
 	r := &recoverer{rdb: w.deps.Redis, queues: queues, staleAfter: after, logger: w.logger, requeued: c,
-		fence: newSelfFence(after - fenceMargin)}
+		fence: newSelfFence(after-fenceMargin, w.leases, w.logger)}
 	w.fence = r.fence
 	w.addRunner("dead-job recoverer", r.run)
 	return nil
@@ -115,7 +119,7 @@ func (r *recoverer) run(ctx context.Context) error {
 	defer t.Stop()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); r.fence.watch(ctx, 500*time.Millisecond) }()
+	go func() { defer wg.Done(); r.fence.watch(ctx, fenceCheckInterval) }()
 	defer wg.Wait()
 	var failing bool
 	for {
@@ -146,6 +150,9 @@ func (r *recoverer) pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// This worker's own running jobs are live whatever its heartbeat managed
+	// to write (Redis out of memory refuses the heartbeat, not the reads).
+	live = append(live, r.fence.runningIDs()...)
 	for _, q := range r.queues {
 		res, err := r.recoverQueue(ctx, q, live)
 		if err != nil {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/redis/go-redis/v9"
@@ -17,7 +16,7 @@ import (
 type sessionJobs struct {
 	rdb    redis.UniversalClient
 	cfg    config.SessionsConfig
-	events *events.Publisher
+	send   *eventSender
 	logger *slog.Logger
 	pace   config.PaceConfig
 }
@@ -27,7 +26,7 @@ func (w *Worker) registerSessions() error {
 	if err := w.cfg.Sessions.Validate(); err != nil {
 		return err
 	}
-	j := &sessionJobs{rdb: w.deps.Redis, cfg: w.cfg.Sessions, events: w.events, logger: w.logger, pace: w.cfg.Pace}
+	j := &sessionJobs{rdb: w.deps.Redis, cfg: w.cfg.Sessions, send: w.send, logger: w.logger, pace: w.cfg.Pace}
 	Handle(w.mux, j.handleCleanup)
 	Handle(w.mux, j.handleRevoke)
 	w.kinds = append(w.kinds, tasks.KindSessionCleanup, tasks.KindSessionRevoke)
@@ -68,10 +67,7 @@ func (j *sessionJobs) handleRevoke(ctx context.Context, job *Job[tasks.SessionRe
 	}
 	// Published on every run, retries included: subscribers drop whatever
 	// they hold for the user, which is idempotent.
-	ev := events.Event{Type: events.TypeSessionRevoked, UserID: job.Args.UserID, KeyCount: int(rep.Deleted), TaskID: job.ID}
-	if err := j.events.Publish(ctx, ev); err != nil {
-		return fmt.Errorf("session revoke of %q: sessions deleted, event not published: %w", job.Args.UserID, err)
-	}
+	j.send.publish(ctx, tasks.KindSessionRevoke, events.Event{Type: events.TypeSessionRevoked, UserID: job.Args.UserID, KeyCount: int(rep.Deleted), TaskID: job.ID})
 	j.logger.LogAttrs(ctx, slog.LevelInfo, "sessions revoked", attrs...)
 	writeResult(ctx, j.logger, job.Task.ResultWriter(), rep)
 	return nil

@@ -374,9 +374,7 @@ func (w *Worker) publishBatch(ctx context.Context, cache string, b *cachespec.Ba
 		if ev.KeyCount == 0 {
 			continue
 		}
-		if err := w.events.Publish(ctx, ev); err != nil {
-			w.logger.LogAttrs(ctx, slog.LevelWarn, "publish cache event", slog.String("cache", cache), slog.String("error", err.Error()))
-		}
+		w.send.publish(ctx, tasks.KindWarm, ev)
 	}
 }
 

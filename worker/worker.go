@@ -44,8 +44,10 @@ type Worker struct {
 	metrics *Metrics
 	// events publishes cache-change events; nil when events are disabled.
 	events *events.Publisher
-	mux    *asynq.ServeMux
-	kinds  []string
+	// send publishes them the same way for every kind (publish.go).
+	send  *eventSender
+	mux   *asynq.ServeMux
+	kinds []string
 
 	// warm is the cache warming family's state; nil when no cache is declared.
 	warm *warmer
@@ -69,6 +71,10 @@ type Worker struct {
 	// fence cancels running jobs when this worker is cut off from Redis
 	// (nil when recovery is off).
 	fence *selfFence
+	// leases is what the servers' lease taps saw (nil when recovery is off).
+	leases *leaseBook
+	// dequeue is whether the servers can take jobs (backoff.go).
+	dequeue *dequeueHealth
 }
 
 type namedRunner struct {
@@ -102,7 +108,8 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 	if err != nil {
 		return nil, fmt.Errorf("worker metrics: %w", err)
 	}
-	w := &Worker{cfg: cfg, connOpt: connOpt, deps: deps, keys: k, logger: logger, metrics: m, mux: asynq.NewServeMux()}
+	w := &Worker{cfg: cfg, connOpt: connOpt, deps: deps, keys: k, logger: logger, metrics: m, mux: asynq.NewServeMux(),
+		dequeue: newDequeueHealth(logger)}
 	w.initSeries()
 	if !cfg.Events.Disabled {
 		if w.events, err = events.NewPublisher(deps.Redis, cfg.Events.Channel, cfg.Events.MaxKeys); err != nil {
@@ -111,6 +118,7 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 	}
 	// The middleware wraps the mux once; mux.Use would wrap each handler
 	// again for every job (two allocations per job).
+	w.send = &eventSender{pub: w.events, logger: logger, failed: m.EventsFailed}
 	guard, err := cfg.Guard()
 	if err != nil {
 		return nil, err
@@ -144,6 +152,10 @@ func (w *Worker) Handler() asynq.Handler { return w.handler }
 
 // Ready reports whether every server has started and none has stopped.
 func (w *Worker) Ready() bool { return w.ready.Load() }
+
+// DequeueErr is the error of the servers' last dequeue while they cannot
+// take jobs from Redis (out of memory, a missing permission), else nil.
+func (w *Worker) DequeueErr() error { return w.dequeue.Err() }
 
 // addRunner adds a long-running part (such as the inbox bridge) that starts
 // and stops with the worker; its error stops the worker.
@@ -263,6 +275,7 @@ func asynqShutdownTimeout(timeout, taskCheck time.Duration) time.Duration {
 
 func (w *Worker) shutdown() {
 	w.ready.Store(false)
+	w.dequeue.stop() // no backoff sleep holds a server's stop
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.lane != nil {
@@ -297,9 +310,20 @@ func (w *Worker) serverConnOpt() asynq.RedisConnOpt {
 	}
 	backoff := min(wc.EmptyQueueBackoff, wc.TaskCheckInterval/2)
 	if backoff <= 0 || len(wc.Queues) < 2 {
-		return base
+		return w.tapped(base)
 	}
-	return skipConnOpt{base: base, backoff: backoff}
+	return w.tapped(skipConnOpt{base: base, backoff: backoff})
+}
+
+// tapped adds, closest to the wire, the dequeue backoff (backoff.go) and,
+// when recovery is on, the lease tap (leasetap.go) to a server's connection
+// option.
+func (w *Worker) tapped(o asynq.RedisConnOpt) asynq.RedisConnOpt {
+	o = backoffConnOpt{base: o, health: w.dequeue}
+	if w.leases == nil {
+		return o
+	}
+	return tapConnOpt{base: o, book: w.leases}
 }
 
 // startFastLane starts the fast lane's server, when configured: it serves
@@ -323,7 +347,7 @@ func (w *Worker) startFastLane() error {
 		// The main servers forward due jobs, cheaply (idlewait.go).
 		sc.DelayedTaskCheckInterval = time.Minute
 	}
-	srv := asynq.NewServer(lane.connOpt(w.connOpt), sc)
+	srv := asynq.NewServer(w.tapped(lane.connOpt(w.connOpt)), sc)
 	if err := srv.Start(w.handler); err != nil {
 		return fmt.Errorf("start worker fast lane: %w", err)
 	}

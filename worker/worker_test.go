@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -188,3 +189,52 @@ func (f collectorFunc) Describe(ch chan<- *prometheus.Desc) {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("x", "x", nil, nil), prometheus.GaugeValue, f())
 }
+
+// An idle worker against a Redis that refuses every write (out of memory:
+// asynq's dequeue script fails) backs off instead of retrying at once, says
+// so in DequeueErr (the /readyz worker probe), and recovers when Redis does.
+func TestIdleWorkerBacksOffWhileRedisRefusesWrites(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	processed := func() float64 {
+		info, err := b.redis.Client.Info(ctx, "stats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "total_commands_processed:"); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		t.Fatal("no total_commands_processed in INFO stats")
+		return 0
+	}
+	rate := func() float64 {
+		n0, t0 := processed(), time.Now()
+		time.Sleep(2 * time.Second)
+		return (processed() - n0) / time.Since(t0).Seconds()
+	}
+	healthy := rate()
+	if err := b.worker.DequeueErr(); err != nil {
+		t.Fatalf("DequeueErr = %v on a healthy Redis", err)
+	}
+	if err := b.redis.Client.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return b.worker.DequeueErr() != nil })
+	time.Sleep(dequeueSettle)
+	refused := rate()
+	t.Logf("idle worker: %.0f commands/s with Redis healthy, %.0f/s while it refuses writes (%v)", healthy, refused, b.worker.DequeueErr())
+	if refused > 300 {
+		t.Errorf("%.0f commands/s against a Redis refusing writes; want at most 300", refused)
+	}
+	if err := b.redis.Client.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return b.worker.DequeueErr() == nil })
+}
+
+// dequeueSettle lets the backoff reach its ceiling before measuring.
+const dequeueSettle = 1500 * time.Millisecond

@@ -153,12 +153,16 @@ func setCommandDefaults(cmds []*ucli.Command, parsed func()) {
 
 // Connection flags, on every command that talks to Redis or the database.
 func connFlags() []ucli.Flag {
-	return []ucli.Flag{
+	flags := []ucli.Flag{
 		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config file (default ./" + config.DefaultFile + " if it exists)"},
 		&ucli.StringFlag{Name: "redis-url", Usage: "Redis URL: redis://[user:pass@]host:6379/0, rediss://... (TLS), unix:///path.sock (env " + config.EnvRedisURL + ")"},
 		&ucli.StringFlag{Name: "database-url", Usage: "database URL: postgres://..., mysql://user:pass@host:3306/db, sqlite://file.db (env " + config.EnvDatabaseURL + ")"},
 		&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (env " + config.EnvLogLevel + ")"},
 	}
+	for _, tf := range config.TLSFlags(&config.RedisTLSConfig{}) {
+		flags = append(flags, &ucli.StringFlag{Name: tf.Name, Usage: tf.Usage})
+	}
+	return flags
 }
 
 func outputFlag() ucli.Flag {
@@ -178,6 +182,9 @@ func outputFormat(c *ucli.Context) (string, error) {
 // loadConfig reads the configuration: file, environment, then flags.
 func loadConfig(c *ucli.Context, io IO, extra ...func(*config.Config)) (config.Config, error) {
 	flags := config.Flags{File: c.String("config"), RedisURL: c.String("redis-url"), DatabaseURL: c.String("database-url"), LogLevel: c.String("log-level")}
+	for _, tf := range config.TLSFlags(&flags.RedisTLS) {
+		*tf.Dst = c.String(tf.Name)
+	}
 	return flags.Load(io.Env, extra...)
 }
 

@@ -81,3 +81,39 @@ func TestConfigCheckRunsTheWorkersStartupChecks(t *testing.T) {
 		t.Fatalf("exposed UI: %+v", res)
 	}
 }
+
+// A Redis user without a permission the worker needs (here EVAL and
+// EVALSHA, and the events channel) is refused by config check and by the
+// worker at start, exit 2, naming the ACL rule to add.
+func TestWorkerRefusesARedisUserWithoutItsPermissions(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	if !strings.HasPrefix(r.URL, "unix://") {
+		t.Skipf("needs a private redis-server (%s)", r.URL)
+	}
+	ctx := context.Background()
+	if err := r.Client.Do(ctx, "ACL", "SETUSER", "app", "on", ">pw", "~*", "resetchannels", "&asynq:cancel", "+@all", "-eval", "-evalsha").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	url := "unix://app:pw@" + strings.TrimPrefix(r.URL, "unix://")
+	if err := os.WriteFile(cfg, []byte("redis:\n  url: "+url+"\nworker:\n  metrics_addr: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := run(t, ctx, nil, "config", "check", "--config", cfg)
+	rule := `ACL SETUSER app &cachekeeper:events +eval +evalsha`
+	if check.code != cli.ExitUsage || !strings.Contains(check.stdout, "FAIL redis permissions:") || !strings.Contains(check.stderr, rule) {
+		t.Fatalf("config check: %+v, want exit 2 and the rule %q", check, rule)
+	}
+	work := run(t, ctx, nil, "worker", "--config", cfg)
+	if work.code != cli.ExitUsage || !strings.Contains(work.stderr, rule) || strings.Contains(work.stderr, "worker started") {
+		t.Fatalf("worker: %+v, want exit 2 before starting, naming %q", work, rule)
+	}
+	t.Logf("worker refused: %s", strings.TrimSpace(work.stderr))
+	if err := r.Client.Do(ctx, "ACL", "SETUSER", "app", "&cachekeeper:events", "+eval", "+evalsha").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if check := run(t, ctx, nil, "config", "check", "--config", cfg); check.code != 0 || !strings.Contains(check.stdout, "ok   redis permissions:") {
+		t.Fatalf("config check after granting the rule: %+v", check)
+	}
+}

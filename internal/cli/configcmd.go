@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"gopkg.in/yaml.v3"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
+	"github.com/cachekeeper/cachekeeper/internal/redisacl"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/worker"
 	ucli "github.com/urfave/cli/v2"
@@ -85,13 +87,23 @@ func checkServices(ctx context.Context, cfg config.Config, io IO) error {
 	rdb, err := cfg.Redis.NewClient()
 	if err == nil {
 		err = pingRedis(ctx, rdb, cfg)
-		_ = rdb.Close()
+		defer rdb.Close()
 	}
 	if err != nil {
 		fmt.Fprintf(io.Stdout, "FAIL redis %s: %s\n", config.RedactURL(cfg.Redis.URL), oneLine(err.Error()))
 		serviceErr = err
 	} else {
 		fmt.Fprintf(io.Stdout, "ok   redis %s: answers\n", config.RedactURL(cfg.Redis.URL))
+		rep, err := checkRedisPermissions(ctx, rdb, cfg)
+		switch {
+		case errors.Is(err, redisacl.ErrUnchecked):
+			fmt.Fprintf(io.Stdout, "skip redis permissions: %s\n", oneLine(err.Error()))
+		case err != nil:
+			fmt.Fprintf(io.Stdout, "FAIL redis permissions: %s\n", oneLine(message(err)))
+			configErr = err
+		default:
+			fmt.Fprintf(io.Stdout, "ok   redis permissions: %d checked (%s as user %q)\n", rep.Checked, rep.Method, rep.User)
+		}
 	}
 	db, err := sqldb.Open(cfg.Database)
 	if err == nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -59,7 +60,7 @@ func inboxCommand(io IO) *ucli.Command {
 						tw := tabwriter.NewWriter(io.Stdout, 0, 4, 2, ' ', 0)
 						fmt.Fprintln(tw, "INDEX\tTIME\tREASON\tENTRY")
 						for _, r := range recs {
-							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Index, r.Time.Format(time.RFC3339), oneLine(r.Error), oneLine(r.Entry))
+							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Index, r.Time.Format(time.RFC3339), oneLine(r.Error), deadEntryLine(r.DeadLetter))
 						}
 						fmt.Fprintf(tw, "(%d shown of %d dead letters)\n", len(recs), total)
 						return tw.Flush()
@@ -87,14 +88,36 @@ func inboxCommand(io IO) *ucli.Command {
 }
 
 type deadLetterJSON struct {
-	Index int       `json:"index"`
-	Time  time.Time `json:"time"`
-	Error string    `json:"error"`
-	Entry string    `json:"entry"`
+	Index       int       `json:"index"`
+	Time        time.Time `json:"time"`
+	Error       string    `json:"error"`
+	Entry       string    `json:"entry"`
+	EntryBase64 string    `json:"entry_base64,omitempty"`
+	Size        int       `json:"size,omitempty"`
+	Truncated   bool      `json:"truncated,omitempty"`
+}
+
+// deadEntryLine shows a dead letter's entry on one line, at most
+// deadShownBytes of it, saying when it was cut or is not UTF-8.
+func deadEntryLine(d inbox.DeadLetter) string {
+	const deadShownBytes = 200
+	e := oneLine(d.Entry)
+	cut := d.Truncated
+	if len(e) > deadShownBytes {
+		e, cut = strings.ToValidUTF8(e[:deadShownBytes], ""), true
+	}
+	if cut {
+		e += fmt.Sprintf(" ... (%d bytes)", d.Size)
+	}
+	if d.EntryBase64 != "" {
+		e += " (not UTF-8: exact bytes in entry_base64, -o json)"
+	}
+	return e
 }
 
 func deadJSON(r inbox.DeadRecord) deadLetterJSON {
-	return deadLetterJSON{Index: r.Index, Time: r.Time, Error: r.Error, Entry: r.Entry}
+	return deadLetterJSON{Index: r.Index, Time: r.Time, Error: r.Error, Entry: r.Entry,
+		EntryBase64: r.EntryBase64, Size: r.Size, Truncated: r.Truncated}
 }
 
 func deadAction(c *ucli.Context, io IO, op string) error {
@@ -157,9 +180,11 @@ func deadAction(c *ucli.Context, io IO, op string) error {
 	}
 	var n int64
 	for _, r := range recs {
-		entry := r.Entry
-		if fixed != "" {
-			entry = fixed
+		entry := fixed
+		if entry == "" && op == "replay" {
+			if entry, err = r.Replayable(); err != nil {
+				return usagef("dead letter %d: %v (--entry)", r.Index, err)
+			}
 		}
 		if op == "replay" {
 			err = inbox.ReplayDead(c.Context, svc.redis, key, r.Raw, entry)

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
+	"github.com/cachekeeper/cachekeeper/internal/redisacl"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/hibiken/asynq"
@@ -60,6 +62,26 @@ func pingRedis(ctx context.Context, rdb redis.UniversalClient, cfg config.Config
 		return fmt.Errorf("redis at %s is unreachable: %v (start Redis or fix --redis-url)", config.RedactURL(cfg.Redis.URL), err)
 	}
 	return nil
+}
+
+// checkRedisPermissions checks that the Redis user may run what a worker
+// with cfg needs (internal/redisacl). It returns the report's one-line
+// error as a usage error (exit 2: the configuration or the ACL must
+// change), or, when the permissions could not be checked, ErrUnchecked.
+func checkRedisPermissions(ctx context.Context, rdb redis.UniversalClient, cfg config.Config) (redisacl.Report, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rep, err := redisacl.Check(cctx, rdb, redisacl.Needs(cfg))
+	if err != nil {
+		if !errors.Is(err, redisacl.ErrUnchecked) {
+			err = fmt.Errorf("%w: %v", redisacl.ErrUnchecked, err)
+		}
+		return rep, err
+	}
+	if err := rep.Err(); err != nil {
+		return rep, usagef("%v", err)
+	}
+	return rep, nil
 }
 
 // inspector returns an asynq inspector sharing the Redis connection.

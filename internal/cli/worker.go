@@ -9,6 +9,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/httpapi"
+	"github.com/cachekeeper/cachekeeper/internal/redisacl"
 	"github.com/cachekeeper/cachekeeper/internal/sqldb"
 	"github.com/cachekeeper/cachekeeper/worker"
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +67,14 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 		return err
 	}
 	defer svc.Close()
+	// A user without a permission the worker needs is refused here, naming
+	// the ACL rule to add, not found job by job.
+	if _, err := checkRedisPermissions(ctx, svc.redis, cfg); err != nil {
+		if !errors.Is(err, redisacl.ErrUnchecked) {
+			return err
+		}
+		logger.Warn("Redis permissions not checked; the worker starts", slog.String("reason", err.Error()))
+	}
 	if len(cfg.Caches) > 0 {
 		if svc.db, err = sqldb.Open(cfg.Database); err != nil {
 			return usagef("%v", err)

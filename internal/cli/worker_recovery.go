@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,6 +20,9 @@ func workerReadiness(w *worker.Worker, svc *services) httpapi.Check {
 		{Name: "worker", Required: true, Check: func(context.Context) error {
 			if !w.Ready() {
 				return errors.New("worker not started")
+			}
+			if err := w.DequeueErr(); err != nil {
+				return fmt.Errorf("jobs cannot be dequeued: %w", err)
 			}
 			return nil
 		}},

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/changes"
@@ -179,10 +180,45 @@ type InboxState struct {
 // DeadLetter is one rejected inbox entry; Record identifies it for replay
 // and purge.
 type DeadLetter struct {
+	// Entry is the start of the entry (deadShownBytes at most).
 	Entry  string    `json:"entry"`
 	Reason string    `json:"reason"`
 	Time   time.Time `json:"time,omitzero"`
-	Record string    `json:"record"`
+	// Record is the dead letter as stored, the handle of replay and purge;
+	// "" for a record too large to put in the page (use the CLI).
+	Record string `json:"record"`
+	// Size is the entry's size in bytes; Truncated says Entry is only its
+	// start.
+	Size      int  `json:"size,omitempty"`
+	Truncated bool `json:"truncated,omitempty"`
+	// NotUTF8: the entry is not UTF-8 text (its exact bytes are kept).
+	NotUTF8 bool `json:"not_utf8,omitempty"`
+}
+
+// deadShownBytes and deadRecordMax bound what one dead letter adds to the
+// page, whatever was stored (records written before inbox.max_entry_bytes
+// held whole entries of any size).
+const (
+	deadShownBytes = 2 << 10
+	deadRecordMax  = 64 << 10
+)
+
+func deadLetterShown(r inbox.DeadRecord) DeadLetter {
+	d := DeadLetter{Entry: r.Entry, Reason: r.Error, Time: r.Time, Record: r.Raw,
+		Size: r.Size, Truncated: r.Truncated, NotUTF8: r.EntryBase64 != ""}
+	if d.Size == 0 {
+		d.Size = len(r.Entry)
+	}
+	if len(d.Entry) > deadShownBytes {
+		d.Entry, d.Truncated = strings.ToValidUTF8(d.Entry[:deadShownBytes], ""), true
+	}
+	if len(d.Reason) > deadShownBytes {
+		d.Reason = strings.ToValidUTF8(d.Reason[:deadShownBytes], "") + " ..."
+	}
+	if len(d.Record) > deadRecordMax {
+		d.Record = ""
+	}
+	return d
 }
 
 // ScheduleState is one schedule entry.
@@ -311,11 +347,16 @@ func (p *cachesPage) serveAction(replay bool) http.HandlerFunc {
 		if replay {
 			what = "replayed"
 			var dl inbox.DeadLetter
-			if jerr := json.Unmarshal([]byte(rec), &dl); jerr != nil || dl.Entry == "" {
+			if jerr := json.Unmarshal([]byte(rec), &dl); jerr != nil {
 				http.Error(w, "this dead letter holds no entry to replay; purge it instead", http.StatusBadRequest)
 				return
 			}
-			err = inbox.ReplayDead(r.Context(), p.src.Redis, p.src.InboxKey, rec, dl.Entry)
+			entry, rerr := dl.Replayable()
+			if rerr != nil {
+				http.Error(w, rerr.Error(), http.StatusBadRequest)
+				return
+			}
+			err = inbox.ReplayDead(r.Context(), p.src.Redis, p.src.InboxKey, rec, entry)
 		} else {
 			err = inbox.PurgeDead(r.Context(), p.src.Redis, p.src.InboxKey, rec)
 		}
@@ -360,7 +401,7 @@ func (p *cachesPage) state(ctx context.Context) (*CachesState, error) {
 		}
 		in := &InboxState{Key: s.InboxKey, DeadLetters: n, Dead: make([]DeadLetter, 0, len(recs))}
 		for _, r := range recs {
-			in.Dead = append(in.Dead, DeadLetter{Entry: r.Entry, Reason: r.Error, Time: r.Time, Record: r.Raw})
+			in.Dead = append(in.Dead, deadLetterShown(r))
 		}
 		st.Inbox = in
 	}

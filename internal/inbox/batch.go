@@ -34,10 +34,17 @@ type element struct {
 	perr error
 }
 
-// parse parses raw once; later calls return the first result.
-func (el *element) parse(queues []string) (Job, error) {
+// parse parses raw once; later calls return the first result. An entry
+// larger than maxBytes (0: no limit) is refused unread.
+func (el *element) parse(queues []string, maxBytes int) (Job, error) {
 	if el.job == nil {
-		j, err := Parse([]byte(el.raw), queues)
+		var j Job
+		var err error
+		if maxBytes > 0 && len(el.raw) > maxBytes {
+			err = invalid("entry is %d bytes, more than inbox.max_entry_bytes (%d): split the job, or raise the limit", len(el.raw), maxBytes)
+		} else {
+			j, err = Parse([]byte(el.raw), queues)
+		}
 		el.job, el.perr = &j, err
 	}
 	return *el.job, el.perr
@@ -95,7 +102,7 @@ func (b *Bridge) batchLoop(ctx context.Context, work <-chan *batch, single chan<
 		var batched, coalesced []*item
 		for k := range bt.items {
 			it := &bt.items[k]
-			it.el.parse(b.cfg.Queues)
+			it.el.parse(b.cfg.Queues, b.cfg.MaxEntryBytes)
 			switch {
 			case b.batchable(&it.el):
 				batched = append(batched, it)

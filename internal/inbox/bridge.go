@@ -51,6 +51,7 @@ package inbox
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -139,6 +141,9 @@ type Config struct {
 	// DeadMax caps the dead-letter list, trimmed on each write to its
 	// newest DeadMax entries (0: no cap).
 	DeadMax int
+	// MaxEntryBytes refuses (dead-letters, unparsed) larger entries (0: no
+	// limit).
+	MaxEntryBytes int
 
 	// hooks for crash tests: called before the enqueue and before the
 	// final removal of an entry.
@@ -311,14 +316,17 @@ const outcomeDone = "-"
 
 // handleUntilDone handles one processing-list element, retrying a Redis
 // failure with backoff until it succeeds or ctx ends (the element then
-// stays in the processing list for recovery).
+// stays in the processing list for recovery). Each retry starts from the
+// state the element is in: a raw entry the first attempt wrapped in its
+// envelope is retried as that envelope.
 func (b *Bridge) handleUntilDone(ctx context.Context, s string) {
 	backoff := newBackoff()
 	for {
-		err := b.handle(ctx, s)
+		now, err := b.handle(ctx, s)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
+		s = now
 		b.retryLater(ctx, backoff, "move an inbox entry into the queue", err)
 	}
 }
@@ -339,22 +347,23 @@ func (b *Bridge) retryLater(ctx context.Context, bo *backoff, what string, err e
 // handle takes one element of the processing list (a raw entry or an
 // envelope) through to asynq and removes it. It returns an error only when
 // Redis or the enqueue failed and the element is still in the processing
-// list.
-func (b *Bridge) handle(ctx context.Context, s string) error {
+// list, as the element it returns (the envelope it was given).
+func (b *Bridge) handle(ctx context.Context, s string) (string, error) {
 	if bt, ok := parseBatch(s); ok {
-		return b.handleBatch(ctx, s, bt)
+		return s, b.handleBatch(ctx, s, bt)
 	}
 	env, isEnvelope := parseEnvelope(s)
 	if !isEnvelope {
 		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
-		if _, err := Parse([]byte(env.Entry), b.cfg.Queues); err == nil {
+		probe := element{raw: s}
+		if _, err := probe.parse(b.cfg.Queues, b.cfg.MaxEntryBytes); err == nil {
 			wrapped := env.encode()
 			ok, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.processing}, s, wrapped, 0).Bool()
 			if err != nil {
-				return fmt.Errorf("inbox: give the entry an id: %w", err)
+				return s, fmt.Errorf("inbox: give the entry an id: %w", err)
 			}
 			if !ok {
-				return nil // another bridge's recovery took it
+				return s, nil // another bridge's recovery took it
 			}
 			s = wrapped
 			isEnvelope = true
@@ -366,9 +375,9 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 	}
 	outcome, err := b.process(ctx, el)
 	if err != nil || outcome == outcomeDone {
-		return err
+		return s, err
 	}
-	return b.finish(ctx, s, outcome)
+	return s, b.finish(ctx, s, outcome)
 }
 
 // handleBatch takes the entries of a batch envelope (s) found by recovery
@@ -383,7 +392,7 @@ func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) er
 	var batched []int
 	for k, raw := range bt.Entries {
 		els[k] = &element{s: s, raw: raw, taskID: batchTaskID(bt.ID, k), inBatch: true}
-		els[k].parse(b.cfg.Queues)
+		els[k].parse(b.cfg.Queues, b.cfg.MaxEntryBytes)
 		if b.batchable(els[k]) {
 			batched = append(batched, k)
 		}
@@ -434,7 +443,7 @@ func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) er
 // removed (outcomeDone when it needs no removal). It returns an error only
 // when Redis or the enqueue failed.
 func (b *Bridge) process(ctx context.Context, el element) (string, error) {
-	job, err := el.parse(b.cfg.Queues)
+	job, err := el.parse(b.cfg.Queues, b.cfg.MaxEntryBytes)
 	if err != nil {
 		return outcomeDone, b.deadLetter(ctx, el, err)
 	}
@@ -528,7 +537,7 @@ func (b *Bridge) finish(ctx context.Context, s, outcome string) error {
 // dead-letters it again on recovery: a dead letter may appear twice, never
 // be lost.
 func (b *Bridge) deadLetter(ctx context.Context, el element, reason error) error {
-	rec, err := json.Marshal(DeadLetter{Entry: el.raw, Error: reason.Error(), Time: time.Now().UTC()})
+	rec, err := json.Marshal(NewDeadLetter(el.raw, reason, time.Now().UTC()))
 	if err != nil {
 		return fmt.Errorf("inbox: encode dead letter: %w", err)
 	}
@@ -585,7 +594,7 @@ func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
 		b.cfg.OnOutcome(OutcomeRecovered)
 		b.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "inbox: recovering an entry left in the processing list",
 			slog.String("processing", b.processing))
-		if err := b.handle(ctx, s); err != nil {
+		if _, err := b.handle(ctx, s); err != nil {
 			return err
 		}
 	}
@@ -593,13 +602,74 @@ func (b *Bridge) recover(ctx context.Context, olderThan time.Duration) error {
 	return nil
 }
 
+// DeadCopyBytes is the most of an entry a dead letter keeps: with
+// inbox.dead_max letters at most, the list stays within dead_max times
+// about this many bytes (plus base64 for entries that are not UTF-8).
+const DeadCopyBytes = 16 << 10
+
 // DeadLetter is one element of the dead-letter list.
 type DeadLetter struct {
-	// Entry is the rejected entry exactly as it was pushed.
+	// Entry is the rejected entry as it was pushed, when it is UTF-8 text
+	// of at most DeadCopyBytes; else its first DeadCopyBytes bytes (bad
+	// bytes shown as U+FFFD), and Truncated or EntryBase64 say so.
 	Entry string `json:"entry"`
+	// EntryBase64 holds the entry's original bytes (at most
+	// DeadCopyBytes) when they are not valid UTF-8, so a replay is exact.
+	EntryBase64 string `json:"entry_base64,omitempty"`
+	// Size is the entry's size in bytes.
+	Size int `json:"size,omitempty"`
+	// Truncated: the entry was larger than DeadCopyBytes; only its start is
+	// kept, and it cannot be replayed as it is.
+	Truncated bool `json:"truncated,omitempty"`
 	// Error says why it was rejected.
 	Error string    `json:"error"`
 	Time  time.Time `json:"time"`
+}
+
+// NewDeadLetter records raw, refused for reason at t.
+func NewDeadLetter(raw string, reason error, t time.Time) DeadLetter {
+	d := DeadLetter{Size: len(raw), Error: reason.Error(), Time: t}
+	kept := raw
+	if len(kept) > DeadCopyBytes {
+		kept, d.Truncated = kept[:DeadCopyBytes], true
+	}
+	if utf8.ValidString(raw) {
+		d.Entry = trimPartialRune(kept)
+		return d
+	}
+	d.Entry = strings.ToValidUTF8(kept, "\uFFFD")
+	d.EntryBase64 = base64.StdEncoding.EncodeToString([]byte(kept))
+	return d
+}
+
+// trimPartialRune drops an incomplete UTF-8 sequence a cut left at the end.
+func trimPartialRune(s string) string {
+	for i := 0; i < utf8.UTFMax && len(s) > 0; i++ {
+		if utf8.ValidString(s) {
+			return s
+		}
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Replayable returns the entry to push back as it is: its exact bytes. A
+// truncated dead letter has none (replay a fixed entry instead).
+func (d DeadLetter) Replayable() (string, error) {
+	if d.Truncated {
+		return "", fmt.Errorf("the entry was %d bytes and only its first %d were kept: replay a fixed entry instead", d.Size, DeadCopyBytes)
+	}
+	if d.EntryBase64 != "" {
+		b, err := base64.StdEncoding.DecodeString(d.EntryBase64)
+		if err != nil {
+			return "", fmt.Errorf("entry_base64: %w", err)
+		}
+		return string(b), nil
+	}
+	if d.Entry == "" {
+		return "", errors.New("this dead letter holds no entry to replay; purge it instead")
+	}
+	return d.Entry, nil
 }
 
 // envelope is a processing-list element that has its id.

@@ -472,3 +472,34 @@ func TestBridgeLeavesYoungBatchesOfOthers(t *testing.T) {
 		t.Fatalf("processing %v, want the young batch untouched", got)
 	}
 }
+
+// An entry taken by the idle path whose enqueue fails once (Redis out of
+// memory for a moment, a real refusal) is retried from the state it is in,
+// its envelope, and enqueued within the backoff, not left for recovery.
+func TestBridgeRetriesAFailedEnqueueFromItsEnvelope(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	cfg := b.config()
+	cfg.RecoverAfter = time.Hour // recovery must not be what saves it
+	var once sync.Once
+	inject := func() {
+		once.Do(func() {
+			if err := b.r.Client.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+				t.Error(err)
+			}
+			time.AfterFunc(30*time.Millisecond, func() { b.r.Client.ConfigSet(ctx, "maxmemory", "0") })
+		})
+	}
+	inbox.SetCrashHooks(&cfg, inject, nil)
+	run(t, cfg)
+	time.Sleep(200 * time.Millisecond) // the bridge waits on the idle path
+	pushed := time.Now()
+	b.push(t, invalidateUser1)
+	waitFor(t, "entry enqueued after its failed first try", func() bool { return len(b.tasksIn(t, "critical", asynq.TaskStatePending)) == 1 })
+	t.Logf("enqueued %.0fms after the push (first enqueue refused: out of memory)", float64(time.Since(pushed).Microseconds())/1000)
+	if time.Since(pushed) > 2*time.Second {
+		t.Errorf("took %s; want the backoff's retry, not recovery", time.Since(pushed))
+	}
+	waitFor(t, "processing list empty", func() bool { return b.listLen(processingKey) == 0 })
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
@@ -71,6 +72,11 @@ type Job struct {
 // the queues options.queue may name. The error says what is wrong in one
 // line; it wraps tasks.ErrInvalidPayload.
 func Parse(raw []byte, queues []string) (Job, error) {
+	if !utf8.Valid(raw) {
+		// encoding/json would replace the bad bytes with U+FFFD, and the job
+		// would then touch other keys than the producer named.
+		return Job{}, invalid("entry is not valid UTF-8 (bad byte at offset %d): keys, patterns and ids are used byte for byte, so send them as UTF-8 text; the dead letter keeps the original bytes in entry_base64", badUTF8At(raw))
+	}
 	var e Entry
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -204,4 +210,16 @@ func describe(err error, raw []byte) string {
 		return "empty entry"
 	}
 	return err.Error()
+}
+
+// badUTF8At is the offset of the first byte of raw that is not UTF-8.
+func badUTF8At(raw []byte) int {
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(raw)
 }

@@ -86,4 +86,6 @@ var (
 
 	// Recovery of dead workers' jobs (worker/recover.go).
 	RecoverRequeue = load("recover_requeue.lua")
+	// Lease extension that keeps only this worker's own leases (worker/leasetap.go).
+	LeaseExtendOwned = load("lease_extend_owned.lua")
 )

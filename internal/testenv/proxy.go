@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -20,6 +19,8 @@ type Proxy struct {
 	cut   bool
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	// flow is closed while bytes flow; Stall replaces it with an open one.
+	flow chan struct{}
 }
 
 // NewProxy forwards a free loopback port to target until the test ends.
@@ -29,7 +30,9 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	flow := make(chan struct{})
+	close(flow)
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}, flow: flow}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -49,6 +52,42 @@ func (p *Proxy) Cut() {
 	for c := range p.conns {
 		_ = c.Close()
 	}
+	p.resumeLocked()
+}
+
+// Stall stops forwarding bytes, both ways, on every connection (open or
+// new) without closing any: what a peer sees when a host or a network path
+// is lost (no FIN, no RST), until Resume delivers what was held.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.flow:
+		p.flow = make(chan struct{})
+	default: // already stalled
+	}
+}
+
+// Resume lets held and new bytes through again.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resumeLocked()
+}
+
+func (p *Proxy) resumeLocked() {
+	select {
+	case <-p.flow:
+	default:
+		close(p.flow)
+	}
+}
+
+func (p *Proxy) waitFlow() {
+	p.mu.Lock()
+	flow := p.flow
+	p.mu.Unlock()
+	<-flow
 }
 
 // Restore lets new connections through again.
@@ -88,7 +127,20 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.waitFlow()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	p.waitFlow() // a stalled path delivers no FIN either
 	_ = dst.Close()
 	_ = src.Close()
 	p.mu.Lock()

@@ -96,6 +96,13 @@ func NewMiniredis(t testing.TB) *Redis {
 	return r
 }
 
+// Connect returns a client of the real Redis at rawURL (a Server's, say),
+// closed when the test ends.
+func Connect(t testing.TB, rawURL string) *Redis {
+	t.Helper()
+	return connect(t, rawURL, true)
+}
+
 func connect(t testing.TB, rawURL string, real bool) *Redis {
 	t.Helper()
 	cfg := config.RedisConfig{URL: rawURL}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
+	"github.com/cachekeeper/cachekeeper/internal/asynqx"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
@@ -148,6 +149,9 @@ func (w *Worker) addRunner(name string, run func(ctx context.Context) error) {
 	w.extra = append(w.extra, namedRunner{name, run})
 }
 
+// queueNames returns the queues the worker serves, sorted.
+func (w *Worker) queueNames() []string { return w.cfg.QueueNames() }
+
 // serverConfig is the asynq configuration of one of the worker's servers.
 func (w *Worker) serverConfig(concurrency int) asynq.Config {
 	wc := w.cfg.Worker
@@ -168,6 +172,11 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 // within the shutdown timeout.
 func (w *Worker) Run(ctx context.Context) error {
 	wc := w.cfg.Worker
+	// The queues served exist from the start: listed, and pausable, before
+	// any job used them.
+	if err := asynqx.RegisterQueues(ctx, w.deps.Redis, w.queueNames()...); err != nil {
+		w.logger.Warn("could not register the worker's queues; they appear once a job uses them", slog.String("error", err.Error()))
+	}
 	if w.coalesce != nil {
 		w.coalesce.firstPass(ctx)
 	}

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/cachekeeper/cachekeeper/internal/asynqx"
 	"github.com/hibiken/asynq"
 	ucli "github.com/urfave/cli/v2"
 )
@@ -15,7 +17,7 @@ import (
 // queue in one state.
 
 func queuePauseCommand(io IO, pause bool) *ucli.Command {
-	name, verb, done := "pause", "pause a queue: workers take no task from it until it is resumed", "paused"
+	name, verb, done := "pause", "pause a queue (a configured one also before its first job): workers take no task from it until it is resumed", "paused"
 	if !pause {
 		name, verb, done = "resume", "resume a paused queue", "resumed"
 	}
@@ -33,7 +35,7 @@ func queuePauseCommand(io IO, pause bool) *ucli.Command {
 			}
 			defer svc.Close()
 			insp := svc.inspector()
-			if err := requireQueue(insp, q); err != nil {
+			if err := requireQueue(c.Context, svc, q); err != nil {
 				return err
 			}
 			if pause {
@@ -54,17 +56,37 @@ func queuePauseCommand(io IO, pause bool) *ucli.Command {
 	}
 }
 
-// requireQueue refuses a queue asynq does not know (one no task ever used).
-func requireQueue(insp *asynq.Inspector, q string) error {
-	names, err := insp.Queues()
+// requireQueue refuses a queue that is neither configured (worker.queues)
+// nor known to asynq (used by a job), naming those that are. A configured
+// queue no job has used yet is registered with asynq here, so that it can
+// be paused, resumed and inspected ahead of its first job.
+func requireQueue(ctx context.Context, svc *services, q string) error {
+	names, err := knownQueues(ctx, svc)
 	if err != nil {
-		return fmt.Errorf("list queues: %w", err)
+		return err
 	}
 	if !slices.Contains(names, q) {
-		slices.Sort(names)
 		return usagef("queue %q does not exist (queues: %s)", q, strings.Join(names, ", "))
 	}
+	if slices.Contains(svc.cfg.QueueNames(), q) {
+		return asynqx.RegisterQueues(ctx, svc.redis, q)
+	}
 	return nil
+}
+
+// knownQueues returns the configured queues and those asynq knows, sorted.
+func knownQueues(ctx context.Context, svc *services) ([]string, error) {
+	names, err := asynqx.Registered(ctx, svc.redis)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range svc.cfg.QueueNames() {
+		if !slices.Contains(names, q) {
+			names = append(names, q)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // bulkStates are the states `task run --all` and `task delete --all` take.
@@ -183,7 +205,7 @@ func bulkTaskAction(c *ucli.Context, io IO, op, format string) error {
 	}
 	defer svc.Close()
 	insp := svc.inspector()
-	if err := requireQueue(insp, q); err != nil {
+	if err := requireQueue(c.Context, svc, q); err != nil {
 		return err
 	}
 	if op == "delete" && !c.Bool("yes") {

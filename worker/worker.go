@@ -64,6 +64,8 @@ type Worker struct {
 	handler asynq.Handler
 	// db watches the database; nil when no cache is declared.
 	db *dbMonitor
+	// cancels ends running jobs on `cachekeeper task cancel`.
+	cancels *canceller
 	// fence cancels running jobs when this worker is cut off from Redis
 	// (nil when recovery is off).
 	fence *selfFence
@@ -114,7 +116,9 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 		return nil, err
 	}
 	rule := k.Rule(cfg.OwnedKeys()...)
-	w.handler = instrument(logger, m)(recoverPanics(logger)(protect(logger, m, rule, guard)(w.mux)))
+	w.cancels = newCanceller(k.CancelChannel(), logger)
+	w.handler = instrument(logger, m)(w.cancels.middleware(recoverPanics(logger)(protect(logger, m, rule, guard)(w.mux))))
+	w.addRunner("cancel listener", func(ctx context.Context) error { return w.cancels.run(ctx, deps.Redis) })
 	if err := w.registerHandlers(); err != nil {
 		return nil, err
 	}

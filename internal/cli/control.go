@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/cachekeeper/cachekeeper/internal/asynqx"
-	"github.com/hibiken/asynq"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -121,8 +120,6 @@ func taskChangeCommand(io IO, queueFlag ucli.Flag, op string) *ucli.Command {
 		cmd.Flags = append(cmd.Flags, &ucli.BoolFlag{Name: "yes", Usage: "confirm deleting with --all"})
 	case "archive":
 		cmd.Usage = "archive a pending, scheduled or retrying task: it will not run unless run again"
-	case "cancel":
-		cmd.Usage = "ask the worker running an active task to cancel it (its handler's context ends)"
 	}
 	cmd.Flags = append(cmd.Flags, connFlags()...)
 	cmd.Action = func(c *ucli.Context) error { return taskAction(c, io, op) }
@@ -158,11 +155,6 @@ func taskAction(c *ucli.Context, io IO, op string) error {
 		err, done = insp.DeleteTask(info.Queue, info.ID), "deleted"
 	case "archive":
 		err, done = insp.ArchiveTask(info.Queue, info.ID), "archived"
-	case "cancel":
-		if info.State != asynq.TaskStateActive {
-			return usagef("task %s is %s, not active: only a running task can be cancelled (use 'task delete' or 'task archive')", id, info.State)
-		}
-		err, done = insp.CancelProcessing(info.ID), "cancellation sent to its worker"
 	}
 	if err != nil {
 		return usagef("task %s is %s and cannot be %s: %v", id, info.State, pastTense(op), err)
@@ -178,8 +170,6 @@ func pastTense(op string) string {
 	switch op {
 	case "run":
 		return "run now"
-	case "cancel":
-		return "cancelled"
 	}
 	return op + "d"
 }

@@ -269,7 +269,7 @@ func taskCommand(io IO) *ucli.Command {
 			taskRunCommand(io, queueFlag),
 			taskChangeCommand(io, queueFlag, "delete"),
 			taskChangeCommand(io, queueFlag, "archive"),
-			taskChangeCommand(io, queueFlag, "cancel"),
+			taskCancelCommand(io, queueFlag),
 		},
 	}
 }

@@ -72,6 +72,11 @@ func (k Keys) WarmAllCheckpoint(cache string) string { return k.prefix + "warm_a
 // EventsChannel is the default pub/sub channel of cache events.
 func (k Keys) EventsChannel() string { return k.prefix + "events" }
 
+// CancelChannel is the pub/sub channel on which `cachekeeper task cancel`
+// sends the id of a running job to stop; the worker running it ends the
+// job's context and archives the job as cancelled.
+func (k Keys) CancelChannel() string { return k.prefix + "cancel" }
+
 // Inbox is the default list that producers in any language LPUSH jobs to.
 func (k Keys) Inbox() string { return k.prefix + "inbox" }
 

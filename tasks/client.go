@@ -20,9 +20,9 @@ func NewTask(p Payload, opts ...Option) (*asynq.Task, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: nil payload", ErrInvalidPayload)
 	}
-	info, ok := Lookup(p.Kind())
-	if !ok {
-		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalidPayload, p.Kind())
+	info, err := kindInfo(p) // appkind.go: a built-in or a declared kind
+	if err != nil {
+		return nil, err
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

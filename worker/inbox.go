@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cachekeeper/cachekeeper/internal/catalog"
 	"github.com/cachekeeper/cachekeeper/internal/inbox"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
@@ -59,8 +60,10 @@ func (w *Worker) registerInbox() error {
 		BatchSize:    w.cfg.Inbox.BatchSize,
 		Enqueuers:    w.cfg.Inbox.Enqueuers,
 		Queues:       queues,
-		Logger:       w.logger,
-		OnOutcome:    func(outcome string) { entries.WithLabelValues(outcome).Inc() },
+		// Kinds of the application's own that a running worker handles.
+		Kinds:     catalog.NewResolver(w.deps.Redis, w.keys),
+		Logger:    w.logger,
+		OnOutcome: func(outcome string) { entries.WithLabelValues(outcome).Inc() },
 	})
 	if err != nil {
 		_ = batch.Close()

@@ -18,6 +18,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/asynqx"
+	"github.com/cachekeeper/cachekeeper/internal/catalog"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
@@ -47,6 +48,8 @@ type Worker struct {
 	events *events.Publisher
 	mux    *asynq.ServeMux
 	kinds  []string
+	// appKinds are the kinds of the application's own (WithKind).
+	appKinds []tasks.KindSpec
 
 	// warm is the cache warming family's state; nil when no cache is declared.
 	warm *warmer
@@ -122,14 +125,20 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 	if err := w.registerHandlers(); err != nil {
 		return nil, err
 	}
+	// Options first: a declared kind (WithKind) adds its queue, which the
+	// recoverer watches too.
+	if err := w.apply(opts); err != nil {
+		return nil, err
+	}
+	w.handler = w.passOn(w.handler) // appkind.go: a kind without handler here waits for one
+	if len(w.appKinds) > 0 {
+		w.addRunner("kind catalog", w.publishKinds)
+	}
 	if err := w.registerRecoverer(); err != nil { // recover.go
 		return nil, err
 	}
 	if w.fence != nil {
 		w.handler = w.fence.middleware(w.handler)
-	}
-	if err := w.apply(opts); err != nil {
-		return nil, err
 	}
 	return w, nil
 }
@@ -167,6 +176,8 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 		TaskCheckInterval: wc.TaskCheckInterval,
 		Logger:            asynqLogger{w.logger},
 		LogLevel:          asynqLevel(w.logger),
+		IsFailure:         isFailure,  // appkind.go: a job passed on is no failure
+		RetryDelayFunc:    retryDelay, // and is offered again soon
 	}
 	return c
 }
@@ -180,6 +191,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	// any job used them.
 	if err := asynqx.RegisterQueues(ctx, w.deps.Redis, w.queueNames()...); err != nil {
 		w.logger.Warn("could not register the worker's queues; they appear once a job uses them", slog.String("error", err.Error()))
+	}
+	// The declared kinds are known to producers before the first job runs.
+	if err := catalog.Publish(ctx, w.deps.Redis, w.keys, w.appKinds, catalog.DefaultTTL); err != nil {
+		w.logger.Warn("could not record the kinds this worker handles; retrying in the background", slog.String("error", err.Error()))
 	}
 	if w.coalesce != nil {
 		w.coalesce.firstPass(ctx)

@@ -35,9 +35,9 @@ type element struct {
 }
 
 // parse parses raw once; later calls return the first result.
-func (el *element) parse(queues []string) (Job, error) {
+func (el *element) parse(queues []string, kinds KindResolver) (Job, error) {
 	if el.job == nil {
-		j, err := Parse([]byte(el.raw), queues)
+		j, err := Parse([]byte(el.raw), queues, kinds)
 		el.job, el.perr = &j, err
 	}
 	return *el.job, el.perr
@@ -95,7 +95,7 @@ func (b *Bridge) batchLoop(ctx context.Context, work <-chan *batch, single chan<
 		var batched []*item
 		for k := range bt.items {
 			it := &bt.items[k]
-			it.el.parse(b.cfg.Queues)
+			it.el.parse(b.cfg.Queues, b.cfg.Kinds)
 			if b.batchable(&it.el) {
 				batched = append(batched, it)
 			} else {

@@ -127,6 +127,9 @@ type Config struct {
 	Enqueuers int
 	// Queues, when not empty, are the queues options.queue may name.
 	Queues []string
+	// Kinds, when set, finds the kinds of the application's own that
+	// running workers handle; without it only built-in kinds are accepted.
+	Kinds KindResolver
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// OnOutcome, when set, is called once per entry handled with one of the
@@ -345,7 +348,7 @@ func (b *Bridge) handle(ctx context.Context, s string) error {
 	env, isEnvelope := parseEnvelope(s)
 	if !isEnvelope {
 		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
-		if _, err := Parse([]byte(env.Entry), b.cfg.Queues); err == nil {
+		if _, err := Parse([]byte(env.Entry), b.cfg.Queues, b.cfg.Kinds); err == nil {
 			wrapped := env.encode()
 			ok, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.processing}, s, wrapped, 0).Bool()
 			if err != nil {
@@ -381,7 +384,7 @@ func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) er
 	var batched []int
 	for k, raw := range bt.Entries {
 		els[k] = &element{s: s, raw: raw, taskID: batchTaskID(bt.ID, k), inBatch: true}
-		els[k].parse(b.cfg.Queues)
+		els[k].parse(b.cfg.Queues, b.cfg.Kinds)
 		if b.batchable(els[k]) {
 			batched = append(batched, k)
 		}
@@ -432,7 +435,7 @@ func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) er
 // removed (outcomeDone when it needs no removal). It returns an error only
 // when Redis or the enqueue failed.
 func (b *Bridge) process(ctx context.Context, el element) (string, error) {
-	job, err := el.parse(b.cfg.Queues)
+	job, err := el.parse(b.cfg.Queues, b.cfg.Kinds)
 	if err != nil {
 		return outcomeDone, b.deadLetter(ctx, el, err)
 	}

@@ -64,10 +64,21 @@ type Job struct {
 	Delayed bool
 }
 
+// KindResolver finds the kinds of the application's own that running
+// workers handle (*catalog.Resolver is one).
+type KindResolver interface {
+	// Spec returns the spec of kind, and false when no worker handles it.
+	Spec(kind string) (tasks.KindSpec, bool, error)
+	// Known lists every kind a producer may send.
+	Known() []string
+}
+
 // Parse decodes and validates one inbox entry. queues, when not empty, are
-// the queues options.queue may name. The error says what is wrong in one
-// line; it wraps tasks.ErrInvalidPayload.
-func Parse(raw []byte, queues []string) (Job, error) {
+// the queues options.queue may name (besides a declared kind's own queue).
+// With a KindResolver, a kind of the application's own that a running
+// worker handles is accepted, its args checked against its spec. The error
+// says what is wrong in one line; it wraps tasks.ErrInvalidPayload.
+func Parse(raw []byte, queues []string, kinds ...KindResolver) (Job, error) {
 	var e Entry
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -80,17 +91,24 @@ func Parse(raw []byte, queues []string) (Job, error) {
 	if e.Kind == "" {
 		return Job{}, invalid(`"kind" is required, for example "cache:invalidate"`)
 	}
+	var spec *tasks.KindSpec
 	if _, ok := tasks.Lookup(e.Kind); !ok {
-		var names []string
-		for _, k := range tasks.Kinds() {
-			names = append(names, k.Kind)
+		var err error
+		if spec, err = appKind(e.Kind, kinds); err != nil {
+			return Job{}, err
 		}
-		return Job{}, invalid("unknown kind %q (known: %s)", e.Kind, strings.Join(names, ", "))
 	}
 	if len(e.Args) == 0 || string(e.Args) == "null" {
 		return Job{}, invalid(`"args" is required: the job's arguments as an object, for example {"cache": "user", "ids": [1]}`)
 	}
-	p, err := tasks.Decode(e.Kind, e.Args)
+	var p tasks.Payload
+	var err error
+	if spec != nil {
+		p, err = tasks.NewArgs(*spec, e.Args)
+		queues = append(slices.Clip(queues), spec.Queue)
+	} else {
+		p, err = tasks.Decode(e.Kind, e.Args)
+	}
 	if err != nil {
 		return Job{}, fmt.Errorf("args: %w", err)
 	}
@@ -108,6 +126,29 @@ func Parse(raw []byte, queues []string) (Job, error) {
 		job.Coalesce = true
 	}
 	return job, nil
+}
+
+// appKind returns the spec of a kind of the application's own that a
+// running worker handles, or the error naming every kind known.
+func appKind(kind string, kinds []KindResolver) (*tasks.KindSpec, error) {
+	var names []string
+	for _, k := range tasks.Kinds() {
+		names = append(names, k.Kind)
+	}
+	for _, r := range kinds {
+		if r == nil {
+			continue
+		}
+		spec, ok, err := r.Spec(kind)
+		if err != nil {
+			return nil, invalid("kind %q: %v", kind, err)
+		}
+		if ok {
+			return &spec, nil
+		}
+		names = r.Known()
+	}
+	return nil, invalid("unknown kind %q (known: %s): no running worker handles it", kind, strings.Join(names, ", "))
 }
 
 func (o *Options) build(queues []string) ([]tasks.Option, error) {

@@ -112,6 +112,7 @@ func enqueueCommand(io IO) *ucli.Command {
 			ArgsUsage: " ",
 		})
 	}
+	subs = append(subs, enqueueJobCommand(io)) // enqueue_job.go: any kind by name
 	return &ucli.Command{
 		Name:        "enqueue",
 		Usage:       "enqueue a job",
@@ -122,6 +123,7 @@ func enqueueCommand(io IO) *ucli.Command {
 				for _, k := range enqueueKinds() {
 					names = append(names, k.name)
 				}
+				names = append(names, "job")
 				return usagef("unknown job %q (jobs: %s)", c.Args().First(), strings.Join(names, ", "))
 			}
 			return usagef("name a job: cachekeeper enqueue <job> [flags] (see 'cachekeeper enqueue --help')")

@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cachekeeper/cachekeeper/config"
@@ -20,6 +21,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/internal/asynqx"
 	"github.com/cachekeeper/cachekeeper/internal/catalog"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/tracing"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
@@ -34,6 +36,11 @@ type Deps struct {
 	Client *tasks.Client
 	// Registry receives the worker's metrics; nil means not exported.
 	Registry prometheus.Registerer
+	// TracerProvider, when set, traces every job (trace.go): a span per
+	// job, child of its producer's, with spans for its Redis commands (a
+	// hook added to Redis) and SQL queries. Give Client the same provider
+	// (tasks.WithTracerProvider) so that follow-up jobs join the trace.
+	TracerProvider trace.TracerProvider
 }
 
 // Worker runs jobs from the configured queues until its context ends.
@@ -67,6 +74,10 @@ type Worker struct {
 	handler asynq.Handler
 	// db watches the database; nil when no cache is declared.
 	db *dbMonitor
+	// tracer traces jobs (nil: off); sqlDB is the database the cache specs
+	// read with, traced when tracer is set.
+	tracer trace.Tracer
+	sqlDB  tracing.DB
 	// cancels ends running jobs on `cachekeeper task cancel`.
 	cancels *canceller
 	// fence cancels running jobs when this worker is cut off from Redis
@@ -119,8 +130,9 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 		return nil, err
 	}
 	rule := k.Rule(cfg.OwnedKeys()...)
+	w.setupTracing() // trace.go
 	w.cancels = newCanceller(k.CancelChannel(), logger)
-	w.handler = instrument(logger, m)(w.cancels.middleware(recoverPanics(logger)(protect(logger, m, rule, guard)(w.mux))))
+	w.handler = w.traceJobs(instrument(logger, m)(w.cancels.middleware(recoverPanics(logger)(protect(logger, m, rule, guard)(w.mux)))))
 	w.addRunner("cancel listener", func(ctx context.Context) error { return w.cancels.run(ctx, deps.Redis) })
 	if err := w.registerHandlers(); err != nil {
 		return nil, err

@@ -165,6 +165,12 @@ func runEnqueue(c *ucli.Context, io IO, k enqueueKind) error {
 		return err
 	}
 	defer svc.Close()
+	tp, stopTracing, err := startTracing(c.Context, io, "cachekeeper-cli", nil) // tracing.go
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	svc.traced(tp)
 	info, err := enqueueRiding(c.Context, io, svc, payload, opts, c.String("task-id")) // enqueue_retry.go
 	if err != nil {
 		if errors.Is(err, tasks.ErrDuplicateTask) {

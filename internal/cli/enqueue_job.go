@@ -72,6 +72,12 @@ func runEnqueueJob(c *ucli.Context, io IO) error {
 		return err
 	}
 	defer svc.Close()
+	tp, stopTracing, err := startTracing(c.Context, io, "cachekeeper-cli", nil) // tracing.go
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	svc.traced(tp)
 	if payload == nil {
 		k, err := keys.New(cfg.KeyPrefix)
 		if err != nil {

@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,10 +25,15 @@ import (
 // cache:warm entry without options (or with empty ones) and with at most
 // tasks.MaxWarmCacheIDs ids is coalesced with the other warms of its cache, as
 // tasks.Client.WarmCache does, instead of becoming a job of its own.
+//
+// traceparent (and tracestate), optional, is the W3C Trace Context of the
+// producer's span: the job's spans join that trace.
 type Entry struct {
-	Kind    string          `json:"kind"`
-	Args    json.RawMessage `json:"args"`
-	Options *Options        `json:"options,omitempty"`
+	Kind        string          `json:"kind"`
+	Args        json.RawMessage `json:"args"`
+	Options     *Options        `json:"options,omitempty"`
+	TraceParent string          `json:"traceparent,omitempty"`
+	TraceState  string          `json:"tracestate,omitempty"`
 }
 
 // Options are the per-job settings a producer may give.
@@ -119,6 +125,14 @@ func Parse(raw []byte, queues []string, kinds ...KindResolver) (Job, error) {
 		}
 		job.TaskID = e.Options.TaskID
 		job.Delayed = e.Options.ProcessIn != nil || e.Options.ProcessAt != nil
+	}
+	if e.TraceParent != "" {
+		if _, err := tasks.ParseTraceParent(context.Background(), e.TraceParent, e.TraceState); err != nil {
+			return Job{}, invalid("%v", strings.TrimPrefix(err.Error(), tasks.ErrInvalidPayload.Error()+": "))
+		}
+		job.Options = append(job.Options, tasks.TraceParent(e.TraceParent, e.TraceState))
+	} else if e.TraceState != "" {
+		return Job{}, invalid("tracestate without traceparent: send both, or neither")
 	}
 	// A warm without options waits for company like tasks.Client.WarmCache's,
 	// so that producers warming one row at a time cost few SQL queries.
@@ -228,7 +242,7 @@ func describe(err error, raw []byte) string {
 		}
 		return fmt.Sprintf("options: %s", fe.Msg)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fmt.Sprintf("unknown field %s (fields: kind, args, options; options: queue, task_id, process_in, process_at, max_retry, timeout, retention)",
+		return fmt.Sprintf("unknown field %s (fields: kind, args, options, traceparent, tracestate; options: queue, task_id, process_in, process_at, max_retry, timeout, retention)",
 			strings.TrimPrefix(err.Error(), "json: unknown field "))
 	case errors.Is(err, io.EOF):
 		return "empty entry"

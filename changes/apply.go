@@ -101,6 +101,9 @@ type applier struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	bgErr error
+
+	// trace is the open transaction's span (trace.go).
+	trace txTrace
 }
 
 // Tables returns the configured tables of caches, as written in the config.
@@ -169,6 +172,7 @@ func (a *applier) watched(table string) bool { return len(a.routes[table]) > 0 }
 // add records one change; a batch that reaches batchSize ids is enqueued at
 // once (a transaction of a million rows is not held in memory).
 func (a *applier) add(ctx context.Context, c Change) error {
+	ctx = a.txContext(ctx) // trace.go
 	rs := a.routes[c.Table]
 	if len(rs) == 0 {
 		return nil
@@ -275,9 +279,11 @@ func (a *applier) enqueueIDs(ctx context.Context, k batchKey, set map[string]str
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	if _, err := a.client.Enqueue(ctx, &tasks.InvalidateArgs{Cache: k.cache, IDs: ids, Rewarm: k.rewarm}, a.opts...); err != nil {
+	info, err := a.client.Enqueue(ctx, &tasks.InvalidateArgs{Cache: k.cache, IDs: ids, Rewarm: k.rewarm}, a.opts...)
+	if err != nil {
 		return fmt.Errorf("changes: enqueue invalidation of %d ids of cache %q: %w", len(ids), k.cache, err)
 	}
+	a.noteJob(info)
 	a.logger.Debug("changes: enqueued", slog.String("cache", k.cache), slog.Int("ids", len(ids)))
 	a.metrics.Batches.WithLabelValues(tasks.KindInvalidate).Inc()
 	a.metrics.IDs.WithLabelValues(k.cache).Add(float64(len(ids)))
@@ -286,7 +292,11 @@ func (a *applier) enqueueIDs(ctx context.Context, k batchKey, set map[string]str
 
 // flush enqueues everything added since the last flush. It returns only
 // when every job is enqueued: the caller then confirms the position.
-func (a *applier) flush(ctx context.Context) error {
+func (a *applier) flush(ctx context.Context) (err error) {
+	if a.trace.span != nil {
+		ctx = a.trace.ctx
+		defer func() { a.endTx(err) }()
+	}
 	if err := a.wait(); err != nil {
 		return err
 	}
@@ -301,15 +311,19 @@ func (a *applier) flush(ctx context.Context) error {
 	}
 	sort.Strings(tags)
 	for _, t := range tags {
-		if _, err := a.client.Enqueue(ctx, &tasks.InvalidateTagArgs{Tag: t}, a.opts...); err != nil {
+		info, err := a.client.Enqueue(ctx, &tasks.InvalidateTagArgs{Tag: t}, a.opts...)
+		if err != nil {
 			return fmt.Errorf("changes: enqueue invalidation of tag %q: %w", t, err)
 		}
+		a.noteJob(info)
 		a.metrics.Batches.WithLabelValues(tasks.KindInvalidateTag).Inc()
 	}
 	for p := range a.patterns {
-		if _, err := a.client.Enqueue(ctx, &tasks.InvalidatePatternArgs{Pattern: p, AllowAll: strings.HasPrefix(p, "*")}, a.opts...); err != nil {
+		info, err := a.client.Enqueue(ctx, &tasks.InvalidatePatternArgs{Pattern: p, AllowAll: strings.HasPrefix(p, "*")}, a.opts...)
+		if err != nil {
 			return fmt.Errorf("changes: enqueue invalidation of pattern %q: %w", p, err)
 		}
+		a.noteJob(info)
 		a.metrics.Batches.WithLabelValues(tasks.KindInvalidatePattern).Inc()
 	}
 	a.reset()

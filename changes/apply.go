@@ -12,6 +12,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // Op is the kind of a row change.
@@ -110,6 +111,9 @@ type applier struct {
 	proof             visibilityProof
 	proven, late      bool
 	unprovableLogged  bool
+
+	// trace is the open transaction's span (trace.go).
+	trace txTrace
 }
 
 // Tables returns the configured tables of caches, as written in the config.
@@ -179,6 +183,7 @@ func (a *applier) watched(table string) bool { return len(a.routes[table]) > 0 }
 // add records one change; a batch that reaches batchSize ids is enqueued at
 // once (a transaction of a million rows is not held in memory).
 func (a *applier) add(ctx context.Context, c Change) error {
+	ctx = a.txContext(ctx) // trace.go
 	rs := a.routes[c.Table]
 	if len(rs) == 0 {
 		return nil
@@ -288,9 +293,11 @@ func (a *applier) enqueueIDs(ctx context.Context, k batchKey, set map[string]str
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	if err := a.enqueue(ctx, &tasks.InvalidateArgs{Cache: k.cache, IDs: ids, Rewarm: k.rewarm}); err != nil {
+	info, err := a.enqueue(ctx, &tasks.InvalidateArgs{Cache: k.cache, IDs: ids, Rewarm: k.rewarm})
+	if err != nil {
 		return fmt.Errorf("changes: enqueue invalidation of %d ids of cache %q: %w", len(ids), k.cache, err)
 	}
+	a.noteJob(info)
 	a.logger.Debug("changes: enqueued", slog.String("cache", k.cache), slog.Int("ids", len(ids)))
 	a.metrics.Batches.WithLabelValues(tasks.KindInvalidate).Inc()
 	a.metrics.IDs.WithLabelValues(k.cache).Add(float64(len(ids)))
@@ -298,26 +305,28 @@ func (a *applier) enqueueIDs(ctx context.Context, k batchKey, set map[string]str
 }
 
 // enqueue enqueues one job; a late transaction's job is enqueued again at
-// each of lateDelays.
-func (a *applier) enqueue(ctx context.Context, p tasks.Payload) error {
-	if _, err := a.client.Enqueue(ctx, p, a.opts...); err != nil {
-		return err
-	}
-	if !a.late {
-		return nil
+// each of lateDelays. It returns the first job's info.
+func (a *applier) enqueue(ctx context.Context, p tasks.Payload) (*asynq.TaskInfo, error) {
+	info, err := a.client.Enqueue(ctx, p, a.opts...)
+	if err != nil || !a.late {
+		return info, err
 	}
 	for _, d := range a.lateDelays() {
 		if _, err := a.client.Enqueue(ctx, p, append([]tasks.Option{tasks.ProcessIn(d)}, a.opts...)...); err != nil {
-			return err
+			return info, err
 		}
 		a.metrics.VisibilityRepeats.Inc()
 	}
-	return nil
+	return info, nil
 }
 
 // flush enqueues everything added since the last flush. It returns only
 // when every job is enqueued: the caller then confirms the position.
-func (a *applier) flush(ctx context.Context) error {
+func (a *applier) flush(ctx context.Context) (err error) {
+	if a.trace.span != nil {
+		ctx = a.trace.ctx
+		defer func() { a.endTx(err) }()
+	}
 	if err := a.wait(); err != nil {
 		return err
 	}
@@ -337,15 +346,19 @@ func (a *applier) flush(ctx context.Context) error {
 	}
 	sort.Strings(tags)
 	for _, t := range tags {
-		if err := a.enqueue(ctx, &tasks.InvalidateTagArgs{Tag: t}); err != nil {
+		info, err := a.enqueue(ctx, &tasks.InvalidateTagArgs{Tag: t})
+		if err != nil {
 			return fmt.Errorf("changes: enqueue invalidation of tag %q: %w", t, err)
 		}
+		a.noteJob(info)
 		a.metrics.Batches.WithLabelValues(tasks.KindInvalidateTag).Inc()
 	}
 	for p := range a.patterns {
-		if err := a.enqueue(ctx, &tasks.InvalidatePatternArgs{Pattern: p, AllowAll: strings.HasPrefix(p, "*")}); err != nil {
+		info, err := a.enqueue(ctx, &tasks.InvalidatePatternArgs{Pattern: p, AllowAll: strings.HasPrefix(p, "*")})
+		if err != nil {
 			return fmt.Errorf("changes: enqueue invalidation of pattern %q: %w", p, err)
 		}
+		a.noteJob(info)
 		a.metrics.Batches.WithLabelValues(tasks.KindInvalidatePattern).Inc()
 	}
 	a.reset()

@@ -40,6 +40,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/tasks"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Stream.
@@ -53,6 +54,10 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Client enqueues the jobs (default: one on Redis).
 	Client *tasks.Client
+	// TracerProvider, when set, makes a span per transaction, parent of
+	// the jobs it enqueues (trace.go); give Client the same provider
+	// (tasks.WithTracerProvider). The default client gets it.
+	TracerProvider trace.TracerProvider
 	// KeyPrefix is the prefix of cachekeeper's own keys (default "cachekeeper:").
 	KeyPrefix string
 	// Name names the stream: the PostgreSQL replication slot and the Redis
@@ -214,7 +219,7 @@ func New(cfg Config, logger *slog.Logger) (*Stream, error) {
 	}
 	s := &Stream{cfg: cfg, keys: k, client: cfg.Client, metrics: m, logger: logger}
 	if s.client == nil {
-		s.client = tasks.NewClientFromRedis(cfg.Redis, tasks.WithKeyPrefix(cfg.KeyPrefix))
+		s.client = tasks.NewClientFromRedis(cfg.Redis, tasks.WithKeyPrefix(cfg.KeyPrefix), tasks.WithTracerProvider(cfg.TracerProvider))
 	}
 	s.lease = &lease{rdb: cfg.Redis, key: k.ChangesLease(cfg.Name), holder: cfg.Holder, ttl: cfg.LeaseTTL}
 	if s.kind, err = cfg.Database.DriverName(); err != nil {
@@ -313,6 +318,9 @@ func (s *Stream) hold(ctx context.Context) error {
 	a, err := newApplier(s.cfg.Caches, resolved, s.client, s.cfg.BatchSize, s.cfg.VisibilityTimeout, s.jobOptions(), s.metrics, s.logger)
 	if err != nil {
 		return err
+	}
+	if s.cfg.TracerProvider != nil {
+		a.trace.tracer = s.cfg.TracerProvider.Tracer(tasks.TracerName)
 	}
 	// Background enqueues of an unconfirmed transaction end with hctx.
 	defer func() { _ = a.wait() }()

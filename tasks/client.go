@@ -12,17 +12,19 @@ import (
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NewTask validates p and builds the asynq task for it, with the kind's
 // default queue, retry budget and timeout; opts override those defaults.
 func NewTask(p Payload, opts ...Option) (*asynq.Task, error) {
+	opts, _ = splitTraceOption(opts)
 	if p == nil {
 		return nil, fmt.Errorf("%w: nil payload", ErrInvalidPayload)
 	}
-	info, ok := Lookup(p.Kind())
-	if !ok {
-		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalidPayload, p.Kind())
+	info, err := kindInfo(p) // appkind.go: a built-in or a declared kind
+	if err != nil {
+		return nil, err
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -61,6 +63,10 @@ type Client struct {
 	// (WithQueues, WithCaches).
 	queues, caches []string
 	offline        bool // NewOfflineClient: no Redis
+	// tracer records producer spans (WithTracerProvider); tracing says one
+	// was given, so that a job without a parent span gets a root span.
+	tracer  trace.Tracer
+	tracing bool
 }
 
 // ErrOffline is returned by the methods of a client made by
@@ -129,6 +135,7 @@ func (c *Client) Close() error {
 // or cache the workers do not serve, is returned as an error wrapping
 // ErrInvalidPayload and nothing is sent.
 func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...Option) (*asynq.TaskInfo, error) {
+	opts, parent := splitTraceOption(opts)
 	t, err := NewTask(p, opts...)
 	if err != nil {
 		return nil, err
@@ -142,7 +149,9 @@ func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...Option) (*asynq
 	if c.offline {
 		return nil, ErrOffline
 	}
+	ctx, end := c.startProducer(ctx, t, parent) // trace.go
 	info, err := c.c.EnqueueContext(ctx, t)
+	end(info, err)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", p.Kind(), err)
 	}

@@ -107,14 +107,17 @@ func NewOfflineClient(opts ...ClientOption) (*Client, error) {
 // and it names another queue or cache.
 func (c *Client) checkNames(p Payload, opts []Option) error {
 	if c.queues != nil {
-		info, _ := Lookup(p.Kind())
+		info, _ := kindInfo(p)
 		q := info.Queue
 		for _, o := range opts {
 			if o.Type() == asynq.QueueOpt {
 				q, _ = o.Value().(string)
 			}
 		}
-		if !slices.Contains(c.queues, q) {
+		// A declared kind's own queue is served by the workers that handle
+		// it, whatever their worker.queues.
+		_, declared := p.(Declared)
+		if !slices.Contains(c.queues, q) && !(declared && q == info.Queue) {
 			return &NameError{What: "queue", Name: q, Known: c.queues}
 		}
 	}

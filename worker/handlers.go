@@ -4,9 +4,8 @@ import "github.com/cachekeeper/cachekeeper/tasks"
 
 // registerHandlers registers every job family this build implements. Only
 // kinds with a real handler are registered. A job of another kind is not
-// left waiting: asynq's mux answers it with "handler not found", so asynq
-// retries it with backoff like any failed job and archives it once its
-// retries are spent (asynq inspect / the UI show it there).
+// run here: the worker passes it on (appkind.go), and it waits, without a
+// retry counted, for a worker that handles it.
 func (w *Worker) registerHandlers() error {
 	Handle(w.mux, w.handleNotify)
 	w.kinds = append(w.kinds, tasks.KindNotifyPublish)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cachekeeper/cachekeeper/internal/catalog"
 	"github.com/cachekeeper/cachekeeper/internal/inbox"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
@@ -23,7 +24,12 @@ func (w *Worker) registerInbox() error {
 	// The bridge's own client: its WarmCache must use this worker's prefix,
 	// and it refuses (dead-letters) entries naming this worker's internal
 	// keys, or queues and caches it does not serve.
-	client := tasks.NewClientFromRedis(w.deps.Redis, w.cfg.ClientOptions()...)
+	opts := w.cfg.ClientOptions()
+	if w.deps.TracerProvider != nil {
+		// An entry's producer span (under its traceparent) is recorded too.
+		opts = append(opts, tasks.WithTracerProvider(w.deps.TracerProvider))
+	}
+	client := tasks.NewClientFromRedis(w.deps.Redis, opts...)
 	queues := make([]string, 0, len(w.cfg.Worker.Queues))
 	for q := range w.cfg.Worker.Queues {
 		queues = append(queues, q)
@@ -35,7 +41,7 @@ func (w *Worker) registerInbox() error {
 	}
 	// The batched enqueue builds each job with a client of the same options
 	// and sends a batch's jobs in one pipeline.
-	batch, err := inbox.NewBatchEnqueuer(w.deps.Redis, w.cfg.ClientOptions()...)
+	batch, err := inbox.NewBatchEnqueuer(w.deps.Redis, opts...)
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
@@ -60,8 +66,10 @@ func (w *Worker) registerInbox() error {
 		BatchSize:     w.cfg.Inbox.BatchSize,
 		Enqueuers:     w.cfg.Inbox.Enqueuers,
 		Queues:        queues,
-		Logger:        w.logger,
-		OnOutcome:     func(outcome string) { entries.WithLabelValues(outcome).Inc() },
+		// Kinds of the application's own that a running worker handles.
+		Kinds:     catalog.NewResolver(w.deps.Redis, w.keys),
+		Logger:    w.logger,
+		OnOutcome: func(outcome string) { entries.WithLabelValues(outcome).Inc() },
 	})
 	if err != nil {
 		_ = batch.Close()

@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "cachekeeper", Name: "tasks_processed_total",
-			Help: "Jobs run, by kind and outcome (success, retry, failed, invalid).",
+			Help: "Jobs run, by kind and outcome (success, retry, failed, invalid, cancelled).",
 		}, []string{"kind", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "cachekeeper", Name: "task_duration_seconds",
@@ -75,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-var outcomes = [...]string{OutcomeSuccess, OutcomeRetry, OutcomeFailed, OutcomeInvalid}
+var outcomes = [...]string{OutcomeSuccess, OutcomeRetry, OutcomeFailed, OutcomeInvalid, OutcomeCancelled}
 
 func outcomeIndex(outcome string) int {
 	for i, o := range outcomes {

@@ -17,6 +17,8 @@ const (
 	OutcomeRetry   = "retry"   // failed, will be retried
 	OutcomeFailed  = "failed"  // failed on its last attempt: archived
 	OutcomeInvalid = "invalid" // bad payload or SkipRetry: archived at once
+	// OutcomeCancelled: stopped by `cachekeeper task cancel`, archived.
+	OutcomeCancelled = "cancelled"
 )
 
 // ErrPanic wraps a handler panic turned into a task error.
@@ -26,6 +28,9 @@ var ErrPanic = errors.New("handler panicked")
 func outcome(ctx context.Context, err error) string {
 	if err == nil {
 		return OutcomeSuccess
+	}
+	if errors.Is(err, ErrCancelled) {
+		return OutcomeCancelled
 	}
 	if errors.Is(err, asynq.SkipRetry) {
 		return OutcomeInvalid
@@ -50,7 +55,7 @@ func instrument(logger *slog.Logger, m *Metrics) asynq.MiddlewareFunc {
 			m.observe(t.Type(), out, elapsed)
 			level := slog.LevelDebug
 			switch out {
-			case OutcomeRetry:
+			case OutcomeRetry, OutcomeCancelled:
 				level = slog.LevelWarn
 			case OutcomeFailed, OutcomeInvalid:
 				level = slog.LevelError

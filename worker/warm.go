@@ -205,7 +205,7 @@ func (w *Worker) warmChunk(ctx context.Context, spec *cachespec.Spec, ids []stri
 		if err != nil {
 			return st, err
 		}
-		b, err := spec.ReadIDs(ctx, w.deps.DB, ids)
+		b, err := spec.ReadIDs(ctx, w.queryDB(), ids)
 		if err != nil {
 			return st, err
 		}

@@ -172,7 +172,7 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 			if n := pacer.Batch(); n > 0 {
 				size = min(size, n)
 			}
-			b, err := spec.ReadPage(gctx, w.deps.DB, cur, size)
+			b, err := spec.ReadPage(gctx, w.queryDB(), cur, size)
 			if err != nil {
 				return err
 			}
@@ -259,7 +259,7 @@ func (w *Worker) rereadPage(ctx context.Context, spec *cachespec.Spec, after any
 	if err != nil {
 		return fence.Result{}, err
 	}
-	b, err := spec.ReadPage(ctx, w.deps.DB, after, pageSize)
+	b, err := spec.ReadPage(ctx, w.queryDB(), after, pageSize)
 	if err != nil {
 		return fence.Result{}, err
 	}
@@ -279,7 +279,7 @@ func sameID(a, b any) bool {
 // countAll returns the number of rows of the all query, or 0 when it cannot
 // be known within countTimeout.
 func (w *Worker) countAll(ctx context.Context, spec *cachespec.Spec) int64 {
-	n, err := spec.Count(ctx, w.deps.DB)
+	n, err := spec.Count(ctx, w.queryDB())
 	if err != nil {
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			w.logger.LogAttrs(ctx, slog.LevelDebug, "warm_all: no total", slog.String("cache", spec.Name()), slog.String("error", err.Error()))

@@ -13,11 +13,15 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/events"
+	"github.com/cachekeeper/cachekeeper/internal/asynqx"
+	"github.com/cachekeeper/cachekeeper/internal/catalog"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
+	"github.com/cachekeeper/cachekeeper/internal/tracing"
 	"github.com/cachekeeper/cachekeeper/tasks"
 )
 
@@ -32,6 +36,11 @@ type Deps struct {
 	Client *tasks.Client
 	// Registry receives the worker's metrics; nil means not exported.
 	Registry prometheus.Registerer
+	// TracerProvider, when set, traces every job (trace.go): a span per
+	// job, child of its producer's, with spans for its Redis commands (a
+	// hook added to Redis) and SQL queries. Give Client the same provider
+	// (tasks.WithTracerProvider) so that follow-up jobs join the trace.
+	TracerProvider trace.TracerProvider
 }
 
 // Worker runs jobs from the configured queues until its context ends.
@@ -48,6 +57,8 @@ type Worker struct {
 	send  *eventSender
 	mux   *asynq.ServeMux
 	kinds []string
+	// appKinds are the kinds of the application's own (WithKind).
+	appKinds []tasks.KindSpec
 
 	// warm is the cache warming family's state; nil when no cache is declared.
 	warm *warmer
@@ -68,6 +79,12 @@ type Worker struct {
 	handler asynq.Handler
 	// db watches the database; nil when no cache is declared.
 	db *dbMonitor
+	// tracer traces jobs (nil: off); sqlDB is the database the cache specs
+	// read with, traced when tracer is set.
+	tracer trace.Tracer
+	sqlDB  tracing.DB
+	// cancels ends running jobs on `cachekeeper task cancel`.
+	cancels *canceller
 	// fence cancels running jobs when this worker is cut off from Redis
 	// (nil when recovery is off).
 	fence *selfFence
@@ -124,18 +141,27 @@ func New(cfg config.Config, deps Deps, logger *slog.Logger, opts ...Option) (*Wo
 		return nil, err
 	}
 	rule := k.Rule(cfg.OwnedKeys()...)
-	w.handler = instrument(logger, m)(recoverPanics(logger)(protect(logger, m, rule, guard)(w.mux)))
+	w.setupTracing() // trace.go
+	w.cancels = newCanceller(k.CancelChannel(), logger)
+	w.handler = w.traceJobs(instrument(logger, m)(w.cancels.middleware(recoverPanics(logger)(protect(logger, m, rule, guard)(w.mux)))))
+	w.addRunner("cancel listener", func(ctx context.Context) error { return w.cancels.run(ctx, deps.Redis) })
 	if err := w.registerHandlers(); err != nil {
 		return nil, err
+	}
+	// Options first: a declared kind (WithKind) adds its queue, which the
+	// recoverer watches too.
+	if err := w.apply(opts); err != nil {
+		return nil, err
+	}
+	w.handler = w.passOn(w.handler) // appkind.go: a kind without handler here waits for one
+	if len(w.appKinds) > 0 {
+		w.addRunner("kind catalog", w.publishKinds)
 	}
 	if err := w.registerRecoverer(); err != nil { // recover.go
 		return nil, err
 	}
 	if w.fence != nil {
 		w.handler = w.fence.middleware(w.handler)
-	}
-	if err := w.apply(opts); err != nil {
-		return nil, err
 	}
 	return w, nil
 }
@@ -163,6 +189,9 @@ func (w *Worker) addRunner(name string, run func(ctx context.Context) error) {
 	w.extra = append(w.extra, namedRunner{name, run})
 }
 
+// queueNames returns the queues the worker serves, sorted.
+func (w *Worker) queueNames() []string { return w.cfg.QueueNames() }
+
 // serverConfig is the asynq configuration of one of the worker's servers.
 func (w *Worker) serverConfig(concurrency int) asynq.Config {
 	wc := w.cfg.Worker
@@ -174,6 +203,8 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 		TaskCheckInterval: wc.TaskCheckInterval,
 		Logger:            asynqLogger{w.logger},
 		LogLevel:          asynqLevel(w.logger),
+		IsFailure:         isFailure,  // appkind.go: a job passed on is no failure
+		RetryDelayFunc:    retryDelay, // and is offered again soon
 	}
 	return c
 }
@@ -184,6 +215,15 @@ func (w *Worker) serverConfig(concurrency int) asynq.Config {
 func (w *Worker) Run(ctx context.Context) error {
 	wc := w.cfg.Worker
 	w.loadFunctions(ctx) // functions.go
+	// The queues served exist from the start: listed, and pausable, before
+	// any job used them.
+	if err := asynqx.RegisterQueues(ctx, w.deps.Redis, w.queueNames()...); err != nil {
+		w.logger.Warn("could not register the worker's queues; they appear once a job uses them", slog.String("error", err.Error()))
+	}
+	// The declared kinds are known to producers before the first job runs.
+	if err := catalog.Publish(ctx, w.deps.Redis, w.keys, w.appKinds, catalog.DefaultTTL); err != nil {
+		w.logger.Warn("could not record the kinds this worker handles; retrying in the background", slog.String("error", err.Error()))
+	}
 	if w.coalesce != nil {
 		w.coalesce.firstPass(ctx)
 	}

@@ -2,8 +2,9 @@
 // public API only: it loads cachekeeper.yaml (the same file, environment
 // variables and flags as the cachekeeper CLI), runs a worker and the
 // scheduler in its own process, enqueues jobs with package tasks, uses the
-// session store and rate limiter in the layout the worker maintains, and
-// stops cleanly on SIGINT or SIGTERM.
+// session store and rate limiter in the layout the worker maintains, declares
+// a job kind of its own (example:greet, greet.go), and stops cleanly on
+// SIGINT or SIGTERM.
 //
 //	go run . -config cachekeeper.yaml -redis-url redis://127.0.0.1:6379/0
 package main
@@ -63,7 +64,8 @@ func run(ctx context.Context, args []string, env func(string) string, logOut io.
 		return err
 	}
 	defer deps.Close()
-	w, err := worker.New(cfg, deps, logger)
+	// The application's own kind, handled beside the built-in ones.
+	w, err := worker.New(cfg, deps, logger, worker.WithKind(greetHandler(deps.Redis)))
 	if err != nil {
 		return err
 	}
@@ -104,12 +106,17 @@ func app(ctx context.Context, logger *slog.Logger, client *tasks.Client, session
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		info, err := client.Enqueue(ctx, &tasks.NotifyArgs{Channel: channel, Message: "hello from the application"})
-		switch {
-		case err == nil:
-			logger.Info("enqueued", slog.String("kind", tasks.KindNotifyPublish), slog.String("id", info.ID))
-		case ctx.Err() == nil:
-			return fmt.Errorf("enqueue: %w", err)
+		for _, p := range []tasks.Payload{
+			&tasks.NotifyArgs{Channel: channel, Message: "hello from the application"},
+			&GreetArgs{Name: "ada"}, // the application's own kind, through the same client
+		} {
+			info, err := client.Enqueue(ctx, p)
+			switch {
+			case err == nil:
+				logger.Info("enqueued", slog.String("kind", p.Kind()), slog.String("id", info.ID), slog.String("queue", info.Queue))
+			case ctx.Err() == nil:
+				return fmt.Errorf("enqueue %s: %w", p.Kind(), err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -88,7 +88,7 @@ schedule:
 	defer sub.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ps := sub.Subscribe(ctx, "app:hello", "app:scheduled")
+	ps := sub.Subscribe(ctx, "app:hello", "app:scheduled", GreetingsChannel)
 	defer ps.Close()
 	if _, err := ps.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -100,20 +100,35 @@ schedule:
 		done <- run(ctx, []string{"-config", file, "-redis-url", url}, func(string) string { return "" }, logs)
 	}()
 
-	got := map[string]string{}
+	got := map[string]bool{}
 	timeout := time.After(20 * time.Second)
-	for len(got) < 2 {
+	want := []string{"app:hello hello from the application", "app:scheduled tick", GreetingsChannel + " hello ada", GreetingsChannel + " hello bob"}
+	pushed := false
+	for !hasAll(got, want) {
 		select {
 		case m := <-ps.Channel():
-			got[m.Channel] = m.Payload
+			got[m.Channel+" "+m.Payload] = true
+			if !pushed && m.Channel == GreetingsChannel {
+				// A producer without the Go type (any language) sends the
+				// same kind through the inbox once a worker handles it;
+				// one with an unknown field is dead-lettered.
+				pushed = true
+				sub.LPush(ctx, "cachekeeper:inbox", `{"kind":"example:greet","args":{"nom":"x"}}`, `{"kind":"example:greet","args":{"name":"bob"}}`)
+			}
 		case err := <-done:
 			t.Fatalf("run returned early: %v\n%s", err, logs)
 		case <-timeout:
-			t.Fatalf("messages after 20s: %v\n%s", got, logs)
+			t.Fatalf("messages after 20s: %v, want %q\n%s", got, want, logs)
 		}
 	}
-	if got["app:hello"] != "hello from the application" || got["app:scheduled"] != "tick" {
-		t.Fatalf("messages = %v", got)
+	var dead []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if dead = sub.LRange(ctx, "{cachekeeper:inbox}:dead", 0, -1).Val(); len(dead) > 0 {
+			break
+		}
+	}
+	if len(dead) != 1 || !strings.Contains(dead[0], `is not a field of this kind (fields: name)`) {
+		t.Fatalf("dead letters %q; want the entry with an unknown field", dead)
 	}
 	// The session went where the file says the worker's cleanup looks.
 	if n := len(sub.Keys(context.Background(), "app:session:*").Val()); n != 1 {
@@ -134,6 +149,15 @@ schedule:
 	case <-time.After(20 * time.Second):
 		t.Fatalf("run did not return within 20s of cancel\n%s", logs)
 	}
+}
+
+func hasAll(got map[string]bool, want []string) bool {
+	for _, w := range want {
+		if !got[w] {
+			return false
+		}
+	}
+	return true
 }
 
 // A configuration error is one line wrapping config.ErrInvalid.

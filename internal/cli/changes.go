@@ -110,7 +110,13 @@ func runChanges(c *ucli.Context, io IO) error {
 	defer svc.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	sc.Redis, sc.Client, sc.Registerer = svc.redis, svc.client, reg
+	tp, stopTracing, err := startTracing(c.Context, io, "cachekeeper-changes", logger) // tracing.go
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	svc.traced(tp)
+	sc.Redis, sc.Client, sc.Registerer, sc.TracerProvider = svc.redis, svc.client, reg, tp
 	s, err := changes.New(sc, logger)
 	if err != nil {
 		return usagef("%v", err)

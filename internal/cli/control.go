@@ -1,12 +1,13 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
-	"github.com/hibiken/asynq"
+	"github.com/cachekeeper/cachekeeper/internal/asynqx"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -15,7 +16,7 @@ import (
 // queue in one state.
 
 func queuePauseCommand(io IO, pause bool) *ucli.Command {
-	name, verb, done := "pause", "pause a queue: workers take no task from it until it is resumed", "paused"
+	name, verb, done := "pause", "pause a queue (a configured one also before its first job): workers take no task from it until it is resumed", "paused"
 	if !pause {
 		name, verb, done = "resume", "resume a paused queue", "resumed"
 	}
@@ -33,7 +34,7 @@ func queuePauseCommand(io IO, pause bool) *ucli.Command {
 			}
 			defer svc.Close()
 			insp := svc.inspector()
-			if err := requireQueue(insp, q); err != nil {
+			if err := requireQueue(c.Context, svc, q); err != nil {
 				return err
 			}
 			if pause {
@@ -54,17 +55,38 @@ func queuePauseCommand(io IO, pause bool) *ucli.Command {
 	}
 }
 
-// requireQueue refuses a queue asynq does not know (one no task ever used).
-func requireQueue(insp *asynq.Inspector, q string) error {
-	names, err := insp.Queues()
+// requireQueue refuses a queue that is neither configured (worker.queues)
+// nor known to asynq (used by a job), naming those that are. A configured
+// queue no job has used yet is registered with asynq here, so that it can
+// be paused, resumed and inspected ahead of its first job.
+func requireQueue(ctx context.Context, svc *services, q string) error {
+	names, err := knownQueues(ctx, svc)
 	if err != nil {
-		return fmt.Errorf("list queues: %w", err)
+		return err
 	}
 	if !slices.Contains(names, q) {
 		slices.Sort(names)
 		return notFoundf("queue %q does not exist (queues: %s)", q, strings.Join(names, ", "))
 	}
+	if slices.Contains(svc.cfg.QueueNames(), q) {
+		return asynqx.RegisterQueues(ctx, svc.redis, q)
+	}
 	return nil
+}
+
+// knownQueues returns the configured queues and those asynq knows, sorted.
+func knownQueues(ctx context.Context, svc *services) ([]string, error) {
+	names, err := asynqx.Registered(ctx, svc.redis)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range svc.cfg.QueueNames() {
+		if !slices.Contains(names, q) {
+			names = append(names, q)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // bulkStates are the states `task run --all` and `task delete --all` take.
@@ -99,8 +121,6 @@ func taskChangeCommand(io IO, queueFlag ucli.Flag, op string) *ucli.Command {
 		cmd.Flags = append(cmd.Flags, &ucli.BoolFlag{Name: "yes", Usage: "confirm deleting with --all"})
 	case "archive":
 		cmd.Usage = "archive a pending, scheduled or retrying task: it will not run unless run again"
-	case "cancel":
-		cmd.Usage = "ask the worker running an active task to cancel it (its handler's context ends)"
 	}
 	cmd.Flags = append(cmd.Flags, connFlags()...)
 	cmd.Action = func(c *ucli.Context) error { return taskAction(c, io, op) }
@@ -136,11 +156,6 @@ func taskAction(c *ucli.Context, io IO, op string) error {
 		err, done = insp.DeleteTask(info.Queue, info.ID), "deleted"
 	case "archive":
 		err, done = insp.ArchiveTask(info.Queue, info.ID), "archived"
-	case "cancel":
-		if info.State != asynq.TaskStateActive {
-			return usagef("task %s is %s, not active: only a running task can be cancelled (use 'task delete' or 'task archive')", id, info.State)
-		}
-		err, done = insp.CancelProcessing(info.ID), "cancellation sent to its worker"
 	}
 	if err != nil {
 		return usagef("task %s is %s and cannot be %s: %v", id, info.State, pastTense(op), err)
@@ -156,8 +171,6 @@ func pastTense(op string) string {
 	switch op {
 	case "run":
 		return "run now"
-	case "cancel":
-		return "cancelled"
 	}
 	return op + "d"
 }
@@ -183,7 +196,7 @@ func bulkTaskAction(c *ucli.Context, io IO, op, format string) error {
 	}
 	defer svc.Close()
 	insp := svc.inspector()
-	if err := requireQueue(insp, q); err != nil {
+	if err := requireQueue(c.Context, svc, q); err != nil {
 		return err
 	}
 	if op == "delete" && !c.Bool("yes") {

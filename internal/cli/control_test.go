@@ -52,7 +52,7 @@ func TestControlCommands(t *testing.T) {
 	}
 	expect(2, "already paused", "queues", "pause", "default")
 	expect(0, `"paused":false`, "queues", "resume", "default", "-o", "json")
-	expect(cli.ExitNotFound, `queue "nosuch" does not exist (queues: default, low)`, "queues", "pause", "nosuch")
+	expect(cli.ExitNotFound, `queue "nosuch" does not exist (queues: critical, default, low)`, "queues", "pause", "nosuch")
 
 	expect(0, "archived", "task", "archive", "a")
 	if s := state("default", "a"); s != asynq.TaskStateArchived {

@@ -114,6 +114,7 @@ func enqueueCommand(io IO) *ucli.Command {
 			ArgsUsage: " ",
 		})
 	}
+	subs = append(subs, enqueueJobCommand(io)) // enqueue_job.go: any kind by name
 	return &ucli.Command{
 		Name:        "enqueue",
 		Usage:       "enqueue a job",
@@ -124,6 +125,7 @@ func enqueueCommand(io IO) *ucli.Command {
 				for _, k := range enqueueKinds() {
 					names = append(names, k.name)
 				}
+				names = append(names, "job")
 				return usagef("unknown job %q (jobs: %s)", c.Args().First(), strings.Join(names, ", "))
 			}
 			return usagef("name a job: cachekeeper enqueue <job> [flags] (see 'cachekeeper enqueue --help')")
@@ -171,6 +173,12 @@ func runEnqueue(c *ucli.Context, io IO, k enqueueKind) error {
 		return err
 	}
 	defer svc.Close()
+	tp, stopTracing, err := startTracing(c.Context, io, "cachekeeper-cli", nil) // tracing.go
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	svc.traced(tp)
 	if coalesced {
 		return invalidateCoalesced(c, io, svc, format)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cachekeeper/cachekeeper/tasks"
 
+	"github.com/cachekeeper/cachekeeper/internal/asynqx"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/hibiken/asynq"
 	ucli "github.com/urfave/cli/v2"
@@ -29,7 +30,7 @@ func queuesCommand(io IO) *ucli.Command {
 func queuesListCommand(io IO) *ucli.Command {
 	return &ucli.Command{
 		Name:  "list",
-		Usage: "show every queue with its task counts by state, and the coalesced warm ids pending per cache",
+		Usage: "show every queue (each of worker.queues from the start, zero counts before any job, and any other a job used) with its task counts by state, and the coalesced warm ids pending per cache",
 		Description: "With -o json, one object per line: {\"cache\": ..., \"pending_warm_ids\": N, \"configured\": bool, \"served\": bool}\n" +
 			"for each cache (served: a running worker takes its ids), then {\"queue\": ..., \"pending\": N, ...} for each queue.",
 		Flags: append([]ucli.Flag{outputFlag()}, connFlags()...),
@@ -44,18 +45,9 @@ func queuesListCommand(io IO) *ucli.Command {
 			}
 			defer svc.Close()
 			insp := svc.inspector()
-			names, err := insp.Queues()
+			infos, err := queueInfos(c.Context, svc, insp)
 			if err != nil {
-				return fmt.Errorf("list queues: %w", err)
-			}
-			sort.Strings(names)
-			var infos []*asynq.QueueInfo
-			for _, q := range names {
-				info, err := insp.GetQueueInfo(q)
-				if err != nil {
-					return fmt.Errorf("queue %s: %w", q, err)
-				}
-				infos = append(infos, info)
+				return err
 			}
 			pending, err := pendingWarms(c.Context, svc)
 			if err != nil {
@@ -99,6 +91,37 @@ func queuesListCommand(io IO) *ucli.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// queueInfos reports on every configured queue and every queue asynq
+// knows, sorted by name. A configured queue no job has used yet (asynq does
+// not know it) is listed with zero counts, paused or not.
+func queueInfos(ctx context.Context, svc *services, insp *asynq.Inspector) ([]*asynq.QueueInfo, error) {
+	registered, err := asynqx.Registered(ctx, svc.redis)
+	if err != nil {
+		return nil, err
+	}
+	names, err := knownQueues(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]*asynq.QueueInfo, 0, len(names))
+	for _, q := range names {
+		if !slices.Contains(registered, q) {
+			paused, err := asynqx.Paused(ctx, svc.redis, q)
+			if err != nil {
+				return nil, err
+			}
+			infos = append(infos, &asynq.QueueInfo{Queue: q, Paused: paused})
+			continue
+		}
+		info, err := insp.GetQueueInfo(q)
+		if err != nil {
+			return nil, fmt.Errorf("queue %s: %w", q, err)
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
 }
 
 type cachePending struct {
@@ -256,7 +279,7 @@ func taskCommand(io IO) *ucli.Command {
 			taskRunCommand(io, queueFlag),
 			taskChangeCommand(io, queueFlag, "delete"),
 			taskChangeCommand(io, queueFlag, "archive"),
-			taskChangeCommand(io, queueFlag, "cancel"),
+			taskCancelCommand(io, queueFlag),
 		},
 	}
 }

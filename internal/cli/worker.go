@@ -85,7 +85,13 @@ func runWorker(ctx context.Context, cfg config.Config, io IO) error {
 	if err := registerQueueMetrics(reg, cfg, svc); err != nil {
 		return err
 	}
-	w, err := worker.New(cfg, worker.Deps{Redis: svc.redis, DB: svc.db, Client: svc.client, Registry: reg}, logger)
+	tp, stopTracing, err := startTracing(ctx, io, "cachekeeper-worker", logger) // tracing.go
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	svc.traced(tp)
+	w, err := worker.New(cfg, worker.Deps{Redis: svc.redis, DB: svc.db, Client: svc.client, Registry: reg, TracerProvider: tp}, logger)
 	if err != nil {
 		return err
 	}

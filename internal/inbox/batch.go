@@ -36,14 +36,14 @@ type element struct {
 
 // parse parses raw once; later calls return the first result. An entry
 // larger than maxBytes (0: no limit) is refused unread.
-func (el *element) parse(queues []string, maxBytes int) (Job, error) {
+func (el *element) parse(queues []string, maxBytes int, kinds KindResolver) (Job, error) {
 	if el.job == nil {
 		var j Job
 		var err error
 		if maxBytes > 0 && len(el.raw) > maxBytes {
 			err = invalid("entry is %d bytes, more than inbox.max_entry_bytes (%d): split the job, or raise the limit", len(el.raw), maxBytes)
 		} else {
-			j, err = Parse([]byte(el.raw), queues)
+			j, err = Parse([]byte(el.raw), queues, kinds)
 		}
 		el.job, el.perr = &j, err
 	}
@@ -102,7 +102,7 @@ func (b *Bridge) batchLoop(ctx context.Context, work <-chan *batch, single chan<
 		var batched, coalesced []*item
 		for k := range bt.items {
 			it := &bt.items[k]
-			it.el.parse(b.cfg.Queues, b.cfg.MaxEntryBytes)
+			it.el.parse(b.cfg.Queues, b.cfg.MaxEntryBytes, b.cfg.Kinds)
 			switch {
 			case b.batchable(&it.el):
 				batched = append(batched, it)

@@ -131,6 +131,9 @@ type Config struct {
 	Enqueuers int
 	// Queues, when not empty, are the queues options.queue may name.
 	Queues []string
+	// Kinds, when set, finds the kinds of the application's own that
+	// running workers handle; without it only built-in kinds are accepted.
+	Kinds KindResolver
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// OnOutcome, when set, is called once per entry handled with one of the
@@ -356,7 +359,7 @@ func (b *Bridge) handle(ctx context.Context, s string) (string, error) {
 	if !isEnvelope {
 		env = envelope{ID: newID(), MovedAt: time.Now().UTC(), Entry: s}
 		probe := element{raw: s}
-		if _, err := probe.parse(b.cfg.Queues, b.cfg.MaxEntryBytes); err == nil {
+		if _, err := probe.parse(b.cfg.Queues, b.cfg.MaxEntryBytes, b.cfg.Kinds); err == nil {
 			wrapped := env.encode()
 			ok, err := redisx.ListMove.Run(ctx, b.cfg.Redis, []string{b.processing, b.processing}, s, wrapped, 0).Bool()
 			if err != nil {
@@ -392,7 +395,7 @@ func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) er
 	var batched []int
 	for k, raw := range bt.Entries {
 		els[k] = &element{s: s, raw: raw, taskID: batchTaskID(bt.ID, k), inBatch: true}
-		els[k].parse(b.cfg.Queues, b.cfg.MaxEntryBytes)
+		els[k].parse(b.cfg.Queues, b.cfg.MaxEntryBytes, b.cfg.Kinds)
 		if b.batchable(els[k]) {
 			batched = append(batched, k)
 		}
@@ -443,7 +446,7 @@ func (b *Bridge) handleBatch(ctx context.Context, s string, bt batchEnvelope) er
 // removed (outcomeDone when it needs no removal). It returns an error only
 // when Redis or the enqueue failed.
 func (b *Bridge) process(ctx context.Context, el element) (string, error) {
-	job, err := el.parse(b.cfg.Queues, b.cfg.MaxEntryBytes)
+	job, err := el.parse(b.cfg.Queues, b.cfg.MaxEntryBytes, b.cfg.Kinds)
 	if err != nil {
 		return outcomeDone, b.deadLetter(ctx, el, err)
 	}

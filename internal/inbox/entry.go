@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,10 +28,15 @@ import (
 // tasks.Client.WarmCache does, instead of becoming a job of its own; so is a
 // cache:invalidate entry of a cache's ids without options or rewarm, as
 // tasks.Client.Invalidate does (the worker deletes them in fenced batches).
+//
+// traceparent (and tracestate), optional, is the W3C Trace Context of the
+// producer's span: the job's spans join that trace.
 type Entry struct {
-	Kind    string          `json:"kind"`
-	Args    json.RawMessage `json:"args"`
-	Options *Options        `json:"options,omitempty"`
+	Kind        string          `json:"kind"`
+	Args        json.RawMessage `json:"args"`
+	Options     *Options        `json:"options,omitempty"`
+	TraceParent string          `json:"traceparent,omitempty"`
+	TraceState  string          `json:"tracestate,omitempty"`
 }
 
 // Options are the per-job settings a producer may give.
@@ -68,10 +74,21 @@ type Job struct {
 	Delayed bool
 }
 
+// KindResolver finds the kinds of the application's own that running
+// workers handle (*catalog.Resolver is one).
+type KindResolver interface {
+	// Spec returns the spec of kind, and false when no worker handles it.
+	Spec(kind string) (tasks.KindSpec, bool, error)
+	// Known lists every kind a producer may send.
+	Known() []string
+}
+
 // Parse decodes and validates one inbox entry. queues, when not empty, are
-// the queues options.queue may name. The error says what is wrong in one
-// line; it wraps tasks.ErrInvalidPayload.
-func Parse(raw []byte, queues []string) (Job, error) {
+// the queues options.queue may name (besides a declared kind's own queue).
+// With a KindResolver, a kind of the application's own that a running
+// worker handles is accepted, its args checked against its spec. The error
+// says what is wrong in one line; it wraps tasks.ErrInvalidPayload.
+func Parse(raw []byte, queues []string, kinds ...KindResolver) (Job, error) {
 	if !utf8.Valid(raw) {
 		// encoding/json would replace the bad bytes with U+FFFD, and the job
 		// would then touch other keys than the producer named.
@@ -89,17 +106,24 @@ func Parse(raw []byte, queues []string) (Job, error) {
 	if e.Kind == "" {
 		return Job{}, invalid(`"kind" is required, for example "cache:invalidate"`)
 	}
+	var spec *tasks.KindSpec
 	if _, ok := tasks.Lookup(e.Kind); !ok {
-		var names []string
-		for _, k := range tasks.Kinds() {
-			names = append(names, k.Kind)
+		var err error
+		if spec, err = appKind(e.Kind, kinds); err != nil {
+			return Job{}, err
 		}
-		return Job{}, invalid("unknown kind %q (known: %s)", e.Kind, strings.Join(names, ", "))
 	}
 	if len(e.Args) == 0 || string(e.Args) == "null" {
 		return Job{}, invalid(`"args" is required: the job's arguments as an object, for example {"cache": "user", "ids": [1]}`)
 	}
-	p, err := tasks.Decode(e.Kind, e.Args)
+	var p tasks.Payload
+	var err error
+	if spec != nil {
+		p, err = tasks.NewArgs(*spec, e.Args)
+		queues = append(slices.Clip(queues), spec.Queue)
+	} else {
+		p, err = tasks.Decode(e.Kind, e.Args)
+	}
 	if err != nil {
 		return Job{}, fmt.Errorf("args: %w", err)
 	}
@@ -110,6 +134,14 @@ func Parse(raw []byte, queues []string) (Job, error) {
 		}
 		job.TaskID = e.Options.TaskID
 		job.Delayed = e.Options.ProcessIn != nil || e.Options.ProcessAt != nil
+	}
+	if e.TraceParent != "" {
+		if _, err := tasks.ParseTraceParent(context.Background(), e.TraceParent, e.TraceState); err != nil {
+			return Job{}, invalid("%v", strings.TrimPrefix(err.Error(), tasks.ErrInvalidPayload.Error()+": "))
+		}
+		job.Options = append(job.Options, tasks.TraceParent(e.TraceParent, e.TraceState))
+	} else if e.TraceState != "" {
+		return Job{}, invalid("tracestate without traceparent: send both, or neither")
 	}
 	// A warm without options waits for company like tasks.Client.WarmCache's,
 	// so that producers warming one row at a time cost few SQL queries.
@@ -125,6 +157,29 @@ func Parse(raw []byte, queues []string) (Job, error) {
 		job.Coalesce = true
 	}
 	return job, nil
+}
+
+// appKind returns the spec of a kind of the application's own that a
+// running worker handles, or the error naming every kind known.
+func appKind(kind string, kinds []KindResolver) (*tasks.KindSpec, error) {
+	var names []string
+	for _, k := range tasks.Kinds() {
+		names = append(names, k.Kind)
+	}
+	for _, r := range kinds {
+		if r == nil {
+			continue
+		}
+		spec, ok, err := r.Spec(kind)
+		if err != nil {
+			return nil, invalid("kind %q: %v", kind, err)
+		}
+		if ok {
+			return &spec, nil
+		}
+		names = r.Known()
+	}
+	return nil, invalid("unknown kind %q (known: %s): no running worker handles it", kind, strings.Join(names, ", "))
 }
 
 func (o *Options) build(queues []string) ([]tasks.Option, error) {
@@ -204,7 +259,7 @@ func describe(err error, raw []byte) string {
 		}
 		return fmt.Sprintf("options: %s", fe.Msg)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return fmt.Sprintf("unknown field %s (fields: kind, args, options; options: queue, task_id, process_in, process_at, max_retry, timeout, retention)",
+		return fmt.Sprintf("unknown field %s (fields: kind, args, options, traceparent, tracestate; options: queue, task_id, process_in, process_at, max_retry, timeout, retention)",
 			strings.TrimPrefix(err.Error(), "json: unknown field "))
 	case errors.Is(err, io.EOF):
 		return "empty entry"

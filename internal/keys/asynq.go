@@ -27,3 +27,12 @@ func AsynqPending(queue string) string { return asynqQueue(queue) + "pending" }
 
 // AsynqTaskPrefix starts the hash key of every task of a queue (prefix + id).
 func AsynqTaskPrefix(queue string) string { return asynqQueue(queue) + "t:" }
+
+// AsynqQueues is the set of every queue's name. asynq adds a queue to it on
+// the queue's first enqueue; its Inspector lists (and reports on) only the
+// queues in it.
+const AsynqQueues = AsynqPrefix + "queues"
+
+// AsynqPaused is the key whose presence pauses a queue (asynq's
+// Inspector.PauseQueue sets it, UnpauseQueue deletes it).
+func AsynqPaused(queue string) string { return asynqQueue(queue) + "paused" }

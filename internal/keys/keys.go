@@ -72,6 +72,21 @@ func (k Keys) WarmAllCheckpoint(cache string) string { return k.prefix + "warm_a
 // EventsChannel is the default pub/sub channel of cache events.
 func (k Keys) EventsChannel() string { return k.prefix + "events" }
 
+// CancelChannel is the pub/sub channel on which `cachekeeper task cancel`
+// sends the id of a running job to stop; the worker running it ends the
+// job's context and archives the job as cancelled.
+func (k Keys) CancelChannel() string { return k.prefix + "cancel" }
+
+// KindsIndex is the set of the names of the kinds of the application's own
+// that running workers handle; each has a KindSpec key. Both share the
+// hash tag {kinds}, so one MGET reads every spec on a cluster too.
+func (k Keys) KindsIndex() string { return k.prefix + "{kinds}" }
+
+// KindSpec holds the JSON description (tasks.KindSpec) of a kind of the
+// application's own, written by every worker that handles it with a TTL it
+// refreshes: once no running worker handles the kind, the key expires.
+func (k Keys) KindSpec(kind string) string { return k.prefix + "{kinds}:" + kind }
+
 // Inbox is the default list that producers in any language LPUSH jobs to.
 func (k Keys) Inbox() string { return k.prefix + "inbox" }
 

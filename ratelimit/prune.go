@@ -51,6 +51,22 @@ type PruneReport struct {
 // missing TTL. Running it twice changes nothing the second time, so a
 // retried job is harmless. On error the report holds what was done so far.
 func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs) (PruneReport, error) {
+	return PrunePaced(ctx, rdb, cfg, args, nil)
+}
+
+// Pacer paces a maintenance walk; the worker passes the pacer of its `pace:`
+// settings. Batch is the size of the next batch (0: the configured one),
+// Wait blocks until it may start, Observe is told how many keys it carried
+// and how long it took; every Wait that returns nil is followed by one
+// Observe.
+type Pacer interface {
+	Batch() int
+	Wait(ctx context.Context) error
+	Observe(keys int, took time.Duration)
+}
+
+// PrunePaced is Prune with its batches paced by p (nil: unpaced).
+func PrunePaced(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs, p Pacer) (PruneReport, error) {
 	start := time.Now()
 	if err := cfg.Validate(); err != nil {
 		return PruneReport{}, err
@@ -90,7 +106,7 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 
 	var mu sync.Mutex // batches of different cluster masters may run at once
 	var offset int64
-	_, err = scan.Each(ctx, rdb, scan.Options{Match: rep.Pattern, Type: "zset", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate},
+	_, err = scan.Each(ctx, rdb, scan.Options{Match: rep.Pattern, Type: "zset", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate, Pacer: p},
 		func(ctx context.Context, batch []string) error {
 			mu.Lock()
 			off := offset

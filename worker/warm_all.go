@@ -143,7 +143,7 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 
 	// Writes are paced by Redis's latency: the page size follows the
 	// pacer's batch size, and the pacer's pause comes before each write.
-	ctx, pacer := paced(ctx, w.deps.Redis, w.cfg.Pace)
+	pacer := paced(w.deps.Redis, w.cfg.Pace)
 	defer pacer.Stop()
 
 	countCtx, stopCount := context.WithTimeout(ctx, countTimeout)

@@ -28,6 +28,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchChangesCommand,
 	benchMaintenanceCommand,
 	benchInboxCommand,
+	benchAppLoadCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

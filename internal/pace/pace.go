@@ -438,14 +438,19 @@ func (p *Pacer) Stats() Stats {
 	if p == nil {
 		return Stats{}
 	}
+	return p.statsAt(time.Now())
+}
+
+// statsAt is Stats with the current mode's time counted up to now.
+func (p *Pacer) statsAt(now time.Time) Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	mode, idleFor, busyFor := ModeBusy, p.idleFor, p.busyFor
 	if p.idle {
 		mode = ModeIdle
-		idleFor += time.Since(p.modeSince)
+		idleFor += now.Sub(p.modeSince)
 	} else {
-		busyFor += time.Since(p.modeSince)
+		busyFor += now.Sub(p.modeSince)
 	}
 	return Stats{
 		Mode:           mode,

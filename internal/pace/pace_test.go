@@ -111,8 +111,8 @@ func TestIdleServerNoPause(t *testing.T) {
 	c := newClocked(Config{Budget: 300 * time.Microsecond, MinBatch: 10, MaxBatch: 1000})
 	c.others = 20
 	c.run(5*time.Second, selfHurt)
-	st := c.p.Stats()
-	if st.Mode != ModeIdle || st.Slowdowns != 0 || st.OthersPerS > 50 {
+	st := c.p.statsAt(c.now)
+	if st.Mode != ModeIdle || st.Slowdowns != 0 || st.OthersPerS > 50 || st.IdleS < 4.9 {
 		t.Fatalf("idle server: %+v, want mode idle, no slowdown, others about 20/s", st)
 	}
 	c.p.Observe(1000, 5*time.Millisecond) // a slow batch: on an idle server, no reason to wait
@@ -152,7 +152,7 @@ func TestOtherClientsMakeItBusy(t *testing.T) {
 	}
 	c.others = 0
 	c.run(2500*time.Millisecond, selfHurt)
-	if st := c.p.Stats(); st.Mode != ModeIdle || st.BusyS < 2 || st.IdleS < 2 {
+	if st := c.p.statsAt(c.now); st.Mode != ModeIdle || st.BusyS < 2 || st.BusyS > 4 || st.IdleS < 3 || st.IdleS > 5 {
 		t.Fatalf("client gone: %+v, want idle again, with seconds in both modes", st)
 	}
 	c.p.Observe(100, time.Millisecond)

@@ -62,17 +62,21 @@ func (c *clocked) run(d time.Duration, rtt func(quiet bool) time.Duration) {
 	end := c.now.Add(d)
 	for c.now.Before(end) {
 		c.p.mu.Lock()
-		if c.p.stepLocked(c.now) == stepCount {
+		s := c.p.stepLocked(c.now)
+		if s == stepCount {
 			c.p.countedLocked(c.now, int64(c.cmds), nil)
 			c.cmds++ // the INFO itself
 			c.p.mu.Unlock()
 			continue
 		}
 		quiet := c.p.open
-		r := rtt(quiet)
-		c.p.probeLocked(c.now, r)
-		c.cmds++ // the PING
-		step := max(c.p.cfg.ProbeInterval, r)
+		step := c.p.cfg.ProbeInterval
+		if s == stepPing {
+			r := rtt(quiet)
+			c.p.probeLocked(c.now, r)
+			c.cmds++ // the PING
+			step = max(step, r)
+		}
 		if !quiet {
 			rate := float64(capacity)
 			if !c.p.idle {
@@ -122,9 +126,10 @@ func TestIdleServerNoPause(t *testing.T) {
 	if d := c.p.resumeAt; !d.IsZero() {
 		t.Fatalf("idle server: next batch held until %s, want at once", d)
 	}
-	// The quiet windows are all that holds the batches: about 4% of the time.
-	if c.p.rate < 0.9*capacity {
-		t.Fatalf("idle server: measured %.0f keys/s, want at least 90%% of the %d the batches can do", c.p.rate, capacity)
+	// The quiet windows are all that holds the batches: about 5% of the
+	// time on the synthetic clock's 5 ms steps.
+	if c.p.rate < 0.85*capacity {
+		t.Fatalf("idle server: measured %.0f keys/s, want at least 85%% of the %d the batches can do", c.p.rate, capacity)
 	}
 	t.Logf("idle: %+v", st)
 }
@@ -346,8 +351,10 @@ func TestQuietWindowsHoldBatches(t *testing.T) {
 	}
 }
 
-// otherClient sends about 5,000 commands a second (pipelines of 10 GETs
-// every 2 ms) on rdb until the returned function is called: an application.
+// otherClient sends up to 25,000 commands a second (pipelines of 50 GETs
+// every 2 ms; far fewer on a loaded machine, still well above
+// DefaultIdleBelow) on rdb until the returned function is called: an
+// application.
 func otherClient(rdb redis.UniversalClient) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -355,7 +362,7 @@ func otherClient(rdb redis.UniversalClient) (stop func()) {
 		defer close(done)
 		for ctx.Err() == nil {
 			pipe := rdb.Pipeline()
-			for range 10 {
+			for range 50 {
 				pipe.Get(ctx, "app:key")
 			}
 			_, _ = pipe.Exec(ctx)

@@ -41,6 +41,7 @@ type step int
 const (
 	stepPing  step = iota // a latency probe
 	stepCount             // read total_commands_processed (a quiet window's start or end)
+	stepNone              // nothing: idle between windows
 )
 
 func (p *Pacer) probeLoop(ctx context.Context) {
@@ -67,6 +68,9 @@ func (p *Pacer) probeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		if s == stepNone {
+			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, max(p.cfg.MaxPause, time.Second))
 		start := time.Now()
@@ -97,10 +101,15 @@ func (p *Pacer) windowLen() time.Duration {
 
 // stepLocked opens the quiet window when it is due and says whether the
 // probe goroutine must read the command count now: once no batch is in
-// flight (the window's start), and windowLen later (its end).
+// flight (the window's start), and windowLen later (its end). Between
+// windows on an idle server nothing is sent: no latency to hold, and
+// another job's pacer must not count the probes as an application.
 func (p *Pacer) stepLocked(now time.Time) step {
 	if !p.open {
 		if now.Before(p.nextQuiet) {
+			if p.idle {
+				return stepNone
+			}
 			return stepPing
 		}
 		p.open, p.quietFrom, p.counting = true, now, false

@@ -250,7 +250,8 @@ func (m *maintRun) idle(ctx context.Context, kind string, paced bool, f *maintFi
 	}
 	f.idleKeysPerS = append(f.idleKeysPerS, float64(n)/d.Seconds())
 	m.opts.Logger.Info("bench maintenance idle run", slog.String("kind", kind), slog.Bool("paced", paced),
-		slog.Float64("keys_per_s", round1(float64(n)/d.Seconds())), slog.String("pace_mode", st.Mode), slog.Float64("busy_s", st.BusyS))
+		slog.Float64("keys_per_s", round1(float64(n)/d.Seconds())), slog.Float64("seconds", round1(d.Seconds())),
+		slog.String("pace_mode", st.Mode), slog.Float64("busy_s", st.BusyS), slog.Float64("quiet_s", st.QuietS))
 	return m.cleanup(ctx)
 }
 

@@ -192,9 +192,11 @@ type Stats struct {
 	// OthersPerS is the other clients' commands per second in the last
 	// quiet window (-1 when INFO could not be read).
 	OthersPerS float64 `json:"others_commands_per_s"`
-	// IdleS and BusyS are the seconds spent in each mode so far.
-	IdleS float64 `json:"idle_s"`
-	BusyS float64 `json:"busy_s"`
+	// IdleS and BusyS are the seconds spent in each mode so far; QuietS
+	// those the batches were held by quiet windows.
+	IdleS  float64 `json:"idle_s"`
+	BusyS  float64 `json:"busy_s"`
+	QuietS float64 `json:"quiet_s"`
 	// Batch is the current number of keys per batch.
 	Batch int `json:"batch"`
 	// KeysPerS is the recent rate (keys per second, last control windows).
@@ -247,6 +249,7 @@ type Pacer struct {
 	modeSince time.Time
 	idleFor   time.Duration
 	busyFor   time.Duration
+	quietFor  time.Duration // windows closed so far
 
 	quiet     []time.Duration // probes of recent quiet windows
 	active    []time.Duration // probes since the last decision
@@ -457,6 +460,7 @@ func (p *Pacer) statsAt(now time.Time) Stats {
 		OthersPerS:     math.Round(p.others),
 		IdleS:          math.Round(idleFor.Seconds()*10) / 10,
 		BusyS:          math.Round(busyFor.Seconds()*10) / 10,
+		QuietS:         math.Round(p.quietFor.Seconds()*100) / 100,
 		Batch:          p.batchLocked(),
 		KeysPerS:       math.Round(p.rate),
 		TargetKeysPerS: math.Round(p.target),

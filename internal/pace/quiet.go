@@ -160,6 +160,7 @@ func (p *Pacer) closeLocked(now time.Time, others float64) {
 	p.others, p.measured = others, true
 	p.setModeLocked(now, others >= 0 && others <= p.cfg.IdleBelow)
 	p.open, p.counting = false, false
+	p.quietFor += now.Sub(p.quietFrom)
 	p.nextQuiet = now.Add(p.cfg.CalibrateEvery)
 	close(p.wake)
 	p.wake = make(chan struct{})

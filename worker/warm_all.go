@@ -246,8 +246,14 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 	}
 	prog.Done = true
 	pw.maybeWrite(&prog, true)
-	w.logger.LogAttrs(ctx, slog.LevelInfo, "warm_all done", slog.String("cache", spec.Name()), slog.Int64("rows", prog.RowsDone),
-		slog.Int64("written", prog.Written), slog.Int64("skipped", prog.Skipped), slog.Float64("rows_per_s", prog.RowsPerS))
+	attrs := []slog.Attr{slog.String("cache", spec.Name()), slog.Int64("rows", prog.RowsDone),
+		slog.Int64("written", prog.Written), slog.Int64("skipped", prog.Skipped), slog.Float64("rows_per_s", prog.RowsPerS)}
+	if pacer != nil {
+		st := pacer.Stats()
+		attrs = append(attrs, slog.String("pace_mode", st.Mode), slog.Float64("pace_others_commands_per_s", st.OthersPerS),
+			slog.Float64("pace_busy_s", st.BusyS), slog.Float64("pace_quiet_s", st.QuietS))
+	}
+	w.logger.LogAttrs(ctx, slog.LevelInfo, "warm_all done", attrs...)
 	return nil
 }
 

@@ -4,9 +4,10 @@
 //
 // Nobody to protect, nothing to slow down: every CalibrateEvery the pacer
 // holds its batches for a short quiet window and reads Redis's
-// total_commands_processed (INFO stats) at both ends of it; what was
-// processed in between, less the pacer's own probes, is the other clients'
-// command rate. At or under IdleBelow (the worker's own background polls
+// total_commands_processed (INFO stats) at its start, middle and end; what
+// was processed in each half, less the pacer's own probes, is the other
+// clients' command rate, and the smaller of the two counts (a burst of a
+// worker's own background fills one half, an application both). At or under IdleBelow (the worker's own background polls
 // are a few dozen a second) the server is idle: batches of MaxBatch run
 // back to back, with no pause and no rate rule, and maintenance runs at the
 // speed of unpaced maintenance but for the quiet windows (about 5% of the
@@ -240,7 +241,10 @@ type Pacer struct {
 	nextQuiet time.Time     // when the next window opens
 	counting  bool          // the first INFO of the window was read
 	countFrom time.Time     // when
-	count0    int64         // total_commands_processed then
+	halfDone  bool          // the second INFO (half of the window) was read
+	halfAt    time.Time     // when
+	firstHalf float64       // the other clients' commands/s in the first half
+	count0    int64         // total_commands_processed at the last reading
 	ownCmds   int64         // the pacer's own commands since
 
 	idle      bool

@@ -198,6 +198,34 @@ func TestWindowWaitsForBatches(t *testing.T) {
 	}
 }
 
+// TestBurstIsNotAnApplication: a burst of the worker's own background (a
+// heartbeat of every server at once) fills one half of a quiet window and
+// leaves the server idle; an application at 2,000 commands/s fills both and
+// makes it busy.
+func TestBurstIsNotAnApplication(t *testing.T) {
+	t.Parallel()
+	c := newClocked(Config{})
+	p, now := c.p, c.now
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.countedLocked(now, 1000, nil)
+	p.countedLocked(now.Add(20*time.Millisecond), 1000+1+30, nil) // the INFO, and a burst of 30
+	p.countedLocked(now.Add(40*time.Millisecond), 1031+1, nil)    // nothing
+	if !p.idle || p.open {
+		t.Fatalf("burst in one half: idle %v, others %.0f/s, window open %v; want idle and the window closed", p.idle, p.others, p.open)
+	}
+	now = p.nextQuiet
+	if s := p.stepLocked(now); s != stepCount || !p.open {
+		t.Fatalf("next window: step %v, open %v; want it open and counting", s, p.open)
+	}
+	p.countedLocked(now, 5000, nil)
+	p.countedLocked(now.Add(20*time.Millisecond), 5000+1+40, nil) // 2,000/s
+	p.countedLocked(now.Add(40*time.Millisecond), 5041+1+40, nil)
+	if p.idle || p.others < 1900 {
+		t.Fatalf("2,000 commands/s in both halves: idle %v, others %.0f/s; want busy", p.idle, p.others)
+	}
+}
+
 func TestOthersRate(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

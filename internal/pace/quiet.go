@@ -101,7 +101,7 @@ func (p *Pacer) windowLen() time.Duration {
 
 // stepLocked opens the quiet window when it is due and says whether the
 // probe goroutine must read the command count now: once no batch is in
-// flight (the window's start), and windowLen later (its end). Between
+// flight (the window's start), half of windowLen later and at its end. Between
 // windows on an idle server nothing is sent: no latency to hold, and
 // another job's pacer must not count the probes as an application.
 func (p *Pacer) stepLocked(now time.Time) step {
@@ -119,7 +119,9 @@ func (p *Pacer) stepLocked(now time.Time) step {
 		p.closeLocked(now, -1)
 	case !p.counting && p.inflight == 0:
 		return stepCount
-	case p.counting && now.Sub(p.countFrom) >= p.windowLen():
+	case p.counting && !p.halfDone && now.Sub(p.countFrom) >= p.windowLen()/2:
+		return stepCount
+	case p.counting && p.halfDone && now.Sub(p.halfAt) >= p.windowLen()/2:
 		return stepCount
 	}
 	return stepPing
@@ -127,7 +129,8 @@ func (p *Pacer) stepLocked(now time.Time) step {
 
 // countedLocked takes a reading n of total_commands_processed at now (err:
 // none could be read): the window's first reading starts the count, the
-// second ends the window with the other clients' rate.
+// second ends its first half, the third ends the window with the other
+// clients' rate.
 func (p *Pacer) countedLocked(now time.Time, n int64, err error) {
 	if !p.open {
 		return
@@ -136,13 +139,20 @@ func (p *Pacer) countedLocked(now time.Time, n int64, err error) {
 		p.closeLocked(now, -1)
 		return
 	}
-	if !p.counting {
-		p.counting, p.countFrom, p.count0, p.ownCmds = true, now, n, 0
-		return
+	switch {
+	case !p.counting:
+		p.counting, p.halfDone, p.countFrom, p.count0, p.ownCmds = true, false, now, n, 0
+	case !p.halfDone:
+		// Redis counts a command once it has run: a reading holds the
+		// previous INFO, not itself.
+		p.firstHalf = othersRate(n-p.count0, p.ownCmds+1, now.Sub(p.countFrom))
+		p.halfDone, p.halfAt, p.count0, p.ownCmds = true, now, n, 0
+	default:
+		// The smaller of the two halves: a burst of the worker's own
+		// background (heartbeats of every server at once) fills one half,
+		// an application keeps both busy.
+		p.closeLocked(now, min(p.firstHalf, othersRate(n-p.count0, p.ownCmds+1, now.Sub(p.halfAt))))
 	}
-	// Redis counts a command once it has run: the second reading holds the
-	// first INFO, not itself.
-	p.closeLocked(now, othersRate(n-p.count0, p.ownCmds+1, now.Sub(p.countFrom)))
 }
 
 // othersRate is the other clients' commands per second: delta commands

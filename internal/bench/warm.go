@@ -563,10 +563,6 @@ func waitQueueIdle(ctx context.Context, insp *asynq.Inspector, queue string, tim
 	}
 }
 
-// workerSettle is how long runWarmAll lets a new worker settle before the
-// job is enqueued.
-const workerSettle = 1500 * time.Millisecond
-
 func (e *warmEnv) runWarmAll(ctx context.Context) (float64, error) {
 	if err := deleteByPrefix(ctx, e.rdb, e.keyPfx); err != nil {
 		return 0, err
@@ -574,16 +570,6 @@ func (e *warmEnv) runWarmAll(ctx context.Context) (float64, error) {
 	written, stop, _, err := e.startWarmWorker(ctx)
 	if err != nil {
 		return 0, err
-	}
-	// A worker's first second is busy with its own start (servers,
-	// heartbeats, recovery): wait it out, so that the job meets an idle
-	// server, as a job of a running worker does (pacing counts the other
-	// clients' commands and would pace the job until its next window).
-	select {
-	case <-ctx.Done():
-		_ = stop()
-		return 0, ctx.Err()
-	case <-time.After(workerSettle):
 	}
 	start := time.Now()
 	_, err = e.client.Enqueue(ctx, &tasks.WarmAllArgs{Cache: "user"}, tasks.Queue(e.queueOf[tasks.QueueLow]))

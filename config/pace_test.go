@@ -21,6 +21,7 @@ func TestPaceValidate(t *testing.T) {
 		{func(p *PaceConfig) { p.ProbeInterval = time.Hour }, "pace.probe_interval"},
 		{func(p *PaceConfig) { p.MaxShare = 0 }, "pace.max_share"},
 		{func(p *PaceConfig) { p.MaxShare = 1.5 }, "pace.max_share"},
+		{func(p *PaceConfig) { p.IdleCommandsPerSecond = 0 }, "pace.idle_commands_per_second"},
 	} {
 		c := Default()
 		tc.edit(&c.Pace)

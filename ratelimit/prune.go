@@ -57,6 +57,22 @@ type PruneReport struct {
 // missing TTL. Running it twice changes nothing the second time, so a
 // retried job is harmless. On error the report holds what was done so far.
 func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs) (PruneReport, error) {
+	return PrunePaced(ctx, rdb, cfg, args, nil)
+}
+
+// Pacer paces a maintenance walk; the worker passes the pacer of its `pace:`
+// settings. Batch is the size of the next batch (0: the configured one),
+// Wait blocks until it may start, Observe is told how many keys it carried
+// and how long it took; every Wait that returns nil is followed by one
+// Observe.
+type Pacer interface {
+	Batch() int
+	Wait(ctx context.Context) error
+	Observe(keys int, took time.Duration)
+}
+
+// PrunePaced is Prune with its batches paced by p (nil: unpaced).
+func PrunePaced(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs, p Pacer) (PruneReport, error) {
 	start := time.Now()
 	if err := cfg.Validate(); err != nil {
 		return PruneReport{}, err
@@ -84,13 +100,13 @@ func Prune(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimits
 	}
 	// Each key is pruned once, with the window of the first pattern of
 	// rate_limits.windows it matches, else with the default window.
-	rep, err := prunePass(ctx, rdb, cfg, args, pattern, window, others)
+	rep, err := prunePass(ctx, rdb, cfg, args, p, pattern, window, others)
 	for i, w := range windows {
 		if err != nil {
 			break
 		}
 		var r PruneReport
-		r, err = prunePass(ctx, rdb, cfg, args, w.Pattern, w.Window, others[:i])
+		r, err = prunePass(ctx, rdb, cfg, args, p, w.Pattern, w.Window, others[:i])
 		rep.add(r)
 		rep.Windows = append(rep.Windows, r)
 	}
@@ -118,8 +134,9 @@ func (p *PruneReport) add(r PruneReport) {
 }
 
 // prunePass prunes the sorted sets matching pattern to window, except
-// those matching one of exclude (pruned in a pass of their own).
-func prunePass(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs, pattern string, window time.Duration, exclude []string) (PruneReport, error) {
+// those matching one of exclude (pruned in a pass of their own), its
+// batches paced by p (nil: unpaced).
+func prunePass(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLimitsConfig, args tasks.RateLimitPruneArgs, p Pacer, pattern string, window time.Duration, exclude []string) (PruneReport, error) {
 	start := time.Now()
 	rep := PruneReport{Pattern: pattern, Window: window.String()}
 	if window < time.Millisecond {
@@ -141,7 +158,7 @@ func prunePass(ctx context.Context, rdb redis.UniversalClient, cfg config.RateLi
 
 	var mu sync.Mutex // batches of different cluster masters may run at once
 	var offset int64
-	_, err := scan.Each(ctx, rdb, scan.Options{Match: rep.Pattern, Type: "zset", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate},
+	_, err := scan.Each(ctx, rdb, scan.Options{Match: rep.Pattern, Type: "zset", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate, Pacer: p},
 		func(ctx context.Context, batch []string) error {
 			batch = excluded(batch, exclude)
 			if len(batch) == 0 {

@@ -59,6 +59,22 @@ type CleanupReport struct {
 // With args.DryRun it only counts. On error the report holds what was done
 // so far.
 func Cleanup(ctx context.Context, rdb redis.UniversalClient, cfg config.SessionsConfig, args tasks.SessionCleanupArgs) (CleanupReport, error) {
+	return CleanupPaced(ctx, rdb, cfg, args, nil)
+}
+
+// Pacer paces a maintenance walk; the worker passes the pacer of its `pace:`
+// settings. Batch is the size of the next batch (0: the configured one),
+// Wait blocks until it may start, Observe is told how many keys it carried
+// and how long it took; every Wait that returns nil is followed by one
+// Observe.
+type Pacer interface {
+	Batch() int
+	Wait(ctx context.Context) error
+	Observe(keys int, took time.Duration)
+}
+
+// CleanupPaced is Cleanup with its batches paced by p (nil: unpaced).
+func CleanupPaced(ctx context.Context, rdb redis.UniversalClient, cfg config.SessionsConfig, args tasks.SessionCleanupArgs, p Pacer) (CleanupReport, error) {
 	start := time.Now()
 	c, err := newSessionCleanup(rdb, cfg, args)
 	if err != nil {
@@ -73,7 +89,7 @@ func Cleanup(ctx context.Context, rdb redis.UniversalClient, cfg config.Sessions
 	if args.MaxKeysPerSecond > 0 {
 		maxRate = args.MaxKeysPerSecond
 	}
-	opts := scan.Options{Match: c.rep.Pattern, Type: "hash", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate}
+	opts := scan.Options{Match: c.rep.Pattern, Type: "hash", BatchSize: cfg.BatchSize, MaxKeysPerSecond: maxRate, Pacer: p}
 	if _, err := scan.Each(ctx, rdb, opts, c.sessions); err != nil {
 		return done(fmt.Errorf("session cleanup %q: %w", c.rep.Pattern, err))
 	}

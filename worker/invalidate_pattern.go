@@ -27,10 +27,11 @@ type patternResult struct {
 // were refused by Validate unless allow_all is set.
 func (iv *invalidation) handleInvalidatePattern(ctx context.Context, job *Job[tasks.InvalidatePatternArgs]) error {
 	a := job.Args
-	ctx, pacer := paced(ctx, iv.w.deps.Redis, iv.w.cfg.Pace)
+	pacer := paced(iv.w.deps.Redis, iv.w.cfg.Pace)
 	defer pacer.Stop()
 	var lastReport time.Time
 	res, err := iv.inv.Pattern(ctx, invalidate.PatternOptions{
+		Pacer:            pacer,
 		Pattern:          a.Pattern,
 		MaxKeysPerSecond: a.MaxKeysPerSecond,
 		Sample:           iv.sampleSize(),

@@ -28,9 +28,9 @@ type tagResult struct {
 // tag set, then publishes one event with the tag, a sample of the keys and
 // their count. A retry finishes what an interrupted run left.
 func (iv *invalidation) handleInvalidateTag(ctx context.Context, job *Job[tasks.InvalidateTagArgs]) error {
-	ctx, pacer := paced(ctx, iv.w.deps.Redis, iv.w.cfg.Pace)
+	pacer := paced(iv.w.deps.Redis, iv.w.cfg.Pace)
 	defer pacer.Stop()
-	res, err := iv.inv.Tag(ctx, job.Args.Tag, job.ID, iv.sampleSize())
+	res, err := iv.inv.Paced(pacer).Tag(ctx, job.Args.Tag, job.ID, iv.sampleSize())
 	iv.w.metrics.Keys.WithLabelValues(tasks.KindInvalidateTag, "deleted").Add(float64(res.Deleted))
 	if err != nil {
 		return skipRetryIfInvalid(err)
@@ -57,8 +57,8 @@ func (iv *invalidation) pruneTags(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		wait = tagPruneInterval
-		pctx, pacer := paced(ctx, iv.w.deps.Redis, iv.w.cfg.Pace)
-		res, ran, err := iv.inv.PruneTagsIfDue(pctx, tagPruneInterval, tagPruneMembersPerSecond)
+		pacer := paced(iv.w.deps.Redis, iv.w.cfg.Pace)
+		res, ran, err := iv.inv.Paced(pacer).PruneTagsIfDue(ctx, tagPruneInterval, tagPruneMembersPerSecond)
 		pacer.Stop()
 		if ctx.Err() != nil {
 			return nil

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"encoding/json"
 
 	"github.com/cachekeeper/cachekeeper/config"
@@ -10,19 +9,18 @@ import (
 )
 
 // paced starts a pacer for one maintenance job (see package pace and the
-// `pace:` configuration block) and returns ctx carrying it, so that the
-// scans, batches and writes the job runs pace themselves. With pacing
-// disabled it returns ctx and a nil pacer (whose methods do nothing). Stop
-// the pacer when the job ends.
-func paced(ctx context.Context, rdb redis.UniversalClient, c config.PaceConfig) (context.Context, *pace.Pacer) {
+// `pace:` configuration block); the job passes it to the scans, batches
+// and writes it runs. With pacing disabled it returns a nil pacer (whose
+// methods do nothing). Stop the pacer when the job ends.
+func paced(rdb redis.UniversalClient, c config.PaceConfig) *pace.Pacer {
 	if c.Disabled {
-		return pace.NewContext(ctx, nil), nil
+		return nil
 	}
 	p, err := pace.New(rdb, pace.FromConfig(c))
 	if err != nil { // the configuration was validated at start: cannot happen
-		return pace.NewContext(ctx, nil), nil
+		return nil
 	}
-	return pace.NewContext(ctx, p), p
+	return p
 }
 
 // withPace returns v's JSON object with the pacer's figures added as "pace"

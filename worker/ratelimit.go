@@ -33,9 +33,9 @@ func (w *Worker) registerRateLimits() error {
 }
 
 func (j *rateLimitJobs) handlePrune(ctx context.Context, job *Job[tasks.RateLimitPruneArgs]) error {
-	ctx, pacer := paced(ctx, j.rdb, j.pace)
+	pacer := paced(j.rdb, j.pace)
 	defer pacer.Stop()
-	rep, err := ratelimit.Prune(ctx, j.rdb, j.cfg, *job.Args)
+	rep, err := ratelimit.PrunePaced(ctx, j.rdb, j.cfg, *job.Args, pacer)
 	attrs := []slog.Attr{slog.String("pattern", rep.Pattern), slog.String("window", rep.Window),
 		slog.Int64("scanned", rep.Scanned), slog.Int64("entries_removed", rep.EntriesRemoved),
 		slog.Int64("keys_deleted", rep.KeysDeleted), slog.Int64("ttl_fixed", rep.TTLFixed),

@@ -34,9 +34,9 @@ func (w *Worker) registerSessions() error {
 }
 
 func (j *sessionJobs) handleCleanup(ctx context.Context, job *Job[tasks.SessionCleanupArgs]) error {
-	ctx, pacer := paced(ctx, j.rdb, j.pace)
+	pacer := paced(j.rdb, j.pace)
 	defer pacer.Stop()
-	rep, err := session.Cleanup(ctx, j.rdb, j.cfg, *job.Args)
+	rep, err := session.CleanupPaced(ctx, j.rdb, j.cfg, *job.Args, pacer)
 	attrs := []slog.Attr{slog.String("pattern", rep.Pattern), slog.Bool("dry_run", rep.DryRun),
 		slog.Int64("scanned", rep.Scanned), slog.Int64("expired", rep.Expired),
 		slog.Int64("expired_by_age", rep.ExpiredByAge), slog.Int64("expired_by_idle", rep.ExpiredByIdle),

@@ -143,7 +143,7 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 
 	// Writes are paced by Redis's latency: the page size follows the
 	// pacer's batch size, and the pacer's pause comes before each write.
-	ctx, pacer := paced(ctx, w.deps.Redis, w.cfg.Pace)
+	pacer := paced(w.deps.Redis, w.cfg.Pace)
 	defer pacer.Stop()
 
 	countCtx, stopCount := context.WithTimeout(ctx, countTimeout)
@@ -246,8 +246,14 @@ func (w *Worker) handleWarmAll(ctx context.Context, job *Job[tasks.WarmAllArgs])
 	}
 	prog.Done = true
 	pw.maybeWrite(&prog, true)
-	w.logger.LogAttrs(ctx, slog.LevelInfo, "warm_all done", slog.String("cache", spec.Name()), slog.Int64("rows", prog.RowsDone),
-		slog.Int64("written", prog.Written), slog.Int64("skipped", prog.Skipped), slog.Float64("rows_per_s", prog.RowsPerS))
+	attrs := []slog.Attr{slog.String("cache", spec.Name()), slog.Int64("rows", prog.RowsDone),
+		slog.Int64("written", prog.Written), slog.Int64("skipped", prog.Skipped), slog.Float64("rows_per_s", prog.RowsPerS)}
+	if pacer != nil {
+		st := pacer.Stats()
+		attrs = append(attrs, slog.String("pace_mode", st.Mode), slog.Float64("pace_others_commands_per_s", st.OthersPerS),
+			slog.Float64("pace_busy_s", st.BusyS), slog.Float64("pace_quiet_s", st.QuietS))
+	}
+	w.logger.LogAttrs(ctx, slog.LevelInfo, "warm_all done", attrs...)
 	return nil
 }
 

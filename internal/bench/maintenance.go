@@ -7,8 +7,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cachekeeper/cachekeeper/config"
@@ -54,6 +52,10 @@ type MaintenanceOptions struct {
 	Pace *config.PaceConfig
 	// Logger receives progress lines (default: discard).
 	Logger *slog.Logger
+	// AppCommand, when set, runs the application loop as that process
+	// (`cachekeeper bench app-load ...`, AppLoad's protocol) instead of in
+	// this one; appClient is then not used.
+	AppCommand []string
 }
 
 const maintPrefix = "ckbench:mnt:"
@@ -92,19 +94,27 @@ func (o MaintenanceOptions) withDefaults() (MaintenanceOptions, error) {
 	return o, nil
 }
 
-// Maintenance measures what maintenance costs an application: an
-// application-style loop (HGETALL of small hashes at AppRate requests/s,
-// four goroutines on a client of its own) runs all along; for each kind and
-// pacing (off, then on), Keys keys are seeded, the loop is measured alone for
-// Baseline, then during the maintenance run. Each result gives the loop's
-// p50/p99 alone and during, the ratio of the p99s (the figure the pacing
-// must keep under 2x) and the maintenance's keys/s. Paced pattern
-// invalidation also runs once with the loop stopped (keys/s on an idle
-// server). The maintenance runs the worker's own code (invalidate.Pattern,
-// invalidate.Tag, session.Cleanup, ratelimit.Prune) with a
-// pacer built from opts.Pace as the worker builds it. It writes keys under
-// "ckbench:mnt:" and one tag set, and deletes them before and after; run it
-// on a server of its own.
+// Maintenance measures what maintenance costs an application, and what
+// pacing costs the maintenance. An application-style loop (HGETALL of
+// small hashes at AppRate requests/s, four goroutines, in a process of its
+// own when AppCommand is set, else on appClient) runs all along. For each
+// kind, each round:
+//
+//   - with the loop running, unpaced then paced: Keys keys are seeded, the
+//     loop is measured alone for Baseline, then during the maintenance run;
+//     the result gives the loop's p50/p99 alone and during, the ratio of the
+//     p99s (the figure pacing must keep under 2x) and the keys/s;
+//   - with the loop paused (an idle server), unpaced then paced: keys/s
+//     only (idle_keys_per_s; the paced run's idle_of_unpaced is the figure
+//     pacing must keep at 0.8 or more).
+//
+// Pattern invalidation also runs paced with the loop stopped half-way
+// (scenario maintenance_invalidate_pattern_app_stops: keys/s while the loop
+// runs and after it stopped). The maintenance runs the worker's own code
+// (invalidate.Pattern, invalidate.Tag, session.CleanupPaced,
+// ratelimit.PrunePaced) with a pacer built from opts.Pace as the worker
+// builds it. It writes keys under "ckbench:mnt:" and one tag set, and
+// deletes them before and after; run it on a server of its own.
 func Maintenance(ctx context.Context, rdb redis.UniversalClient, appClient redis.UniversalClient, opts MaintenanceOptions) ([]Result, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -123,117 +133,212 @@ func Maintenance(ctx context.Context, rdb redis.UniversalClient, appClient redis
 	if err := cleanup(ctx); err != nil {
 		return nil, err
 	}
-	app, err := startApp(ctx, appClient, opts.AppRate)
+	app, err := startApp(ctx, appClient, opts.AppRate, opts.AppCommand)
 	if err != nil {
 		return nil, err
 	}
 	defer app.stop()
+	m := &maintRun{opts: opts, rdb: rdb, app: app, cleanup: cleanup}
 
-	type figures struct{ baseP50, baseP99, p50, p99, keysPerS []float64 }
 	var results []Result
 	for _, kind := range opts.Kinds {
-		var fig [2]figures
+		var fig [2]maintFigures
 		var lastPace pace.Stats
 		for round := 0; round < opts.Rounds; round++ {
 			for v, paced := range []bool{false, true} {
-				if err := seedMaintenance(ctx, rdb, kind, opts.Keys); err != nil {
-					return nil, err
-				}
-				time.Sleep(300 * time.Millisecond) // let the seeding's load settle
-				b0 := time.Now()
-				time.Sleep(opts.Baseline)
-				base := app.between(b0, time.Now())
-				var p *pace.Pacer
-				if paced {
-					if p, err = pace.New(rdb, paceConfigOf(*opts.Pace)); err != nil {
-						return nil, err
-					}
-				}
-				m0 := time.Now()
-				n, err := runMaintenance(pace.NewContext(ctx, p), rdb, kind, opts.Keys)
-				m1 := time.Now()
-				if p != nil {
-					lastPace = p.Stats()
-					p.Stop()
-				}
+				st, err := m.withApp(ctx, kind, paced, round, &fig[v])
 				if err != nil {
 					return nil, err
 				}
-				during := app.between(m0, m1)
-				f := &fig[v]
-				f.baseP50 = append(f.baseP50, pct(base, 50))
-				f.baseP99 = append(f.baseP99, pct(base, 99))
-				f.p50 = append(f.p50, pct(during, 50))
-				f.p99 = append(f.p99, pct(during, 99))
-				f.keysPerS = append(f.keysPerS, float64(n)/m1.Sub(m0).Seconds())
-				opts.Logger.Info("bench maintenance run", slog.String("kind", kind), slog.Bool("paced", paced), slog.Int("round", round+1),
-					slog.Int64("keys", n), slog.Float64("keys_per_s", round1(float64(n)/m1.Sub(m0).Seconds())),
-					slog.Float64("base_p99_ms", pct(base, 99)), slog.Float64("during_p99_ms", pct(during, 99)),
-					slog.Int("app_requests_during", len(during)))
-				if err := cleanup(ctx); err != nil {
+				if paced {
+					lastPace = st
+				}
+			}
+			app.pause(true)
+			for v, paced := range []bool{false, true} {
+				if err := m.idle(ctx, kind, paced, &fig[v]); err != nil {
+					app.pause(false)
 					return nil, err
 				}
 			}
+			app.pause(false)
 		}
 		for v, name := range []string{"unpaced", "paced"} {
-			f := fig[v]
-			r := Result{
-				Scenario:        "maintenance_" + kind + "_" + name,
-				CachekeeperPerS: round(medianOf(f.keysPerS)),
-				Baseline:        "application p99 alone, same run",
-			}
-			if b := medianOf(f.baseP99); b > 0 {
-				r.Ratio = math.Round(medianOf(f.p99)/b*100) / 100
-			}
-			r.Extra = map[string]any{
-				"kind": kind, "paced": v == 1, "keys": opts.Keys, "rounds": opts.Rounds, "app_rate": opts.AppRate,
-				"baseline_p50_ms": msRound(medianOf(f.baseP50)), "baseline_p99_ms": msRound(medianOf(f.baseP99)),
-				"during_p50_ms": msRound(medianOf(f.p50)), "during_p99_ms": msRound(medianOf(f.p99)),
-				"keys_per_s": round(medianOf(f.keysPerS)),
-			}
-			if v == 1 {
-				r.Extra["latency_budget_ms"] = float64(opts.Pace.LatencyBudget.Microseconds()) / 1000
-				r.Extra["last_batch"] = lastPace.Batch
-				r.Extra["last_pause_ms"] = lastPace.PauseMS
-				r.Extra["slowdowns"] = lastPace.Slowdowns
-				r.Extra["last_target_keys_per_s"] = lastPace.TargetKeysPerS
-				r.Extra["max_share"] = opts.Pace.MaxShare
+			results = append(results, fig[v].result(opts, kind, name, v == 1, lastPace, fig[0]))
+		}
+		if kind == MaintPattern {
+			r, err := m.appStops(ctx)
+			if err != nil {
+				return nil, err
 			}
 			results = append(results, r)
 		}
-		if kind == MaintPattern {
-			// Paced, with the application stopped: the pace on an idle server.
-			if err := seedMaintenance(ctx, rdb, kind, opts.Keys); err != nil {
-				return nil, err
-			}
-			app.pause(true)
-			p, err := pace.New(rdb, paceConfigOf(*opts.Pace))
-			if err != nil {
-				return nil, err
-			}
-			m0 := time.Now()
-			n, err := runMaintenance(pace.NewContext(ctx, p), rdb, kind, opts.Keys)
-			d := time.Since(m0)
-			st := p.Stats()
-			p.Stop()
-			app.pause(false)
-			if err != nil {
-				return nil, err
-			}
-			if err := cleanup(ctx); err != nil {
-				return nil, err
-			}
-			idle := float64(n) / d.Seconds()
-			opts.Logger.Info("bench maintenance idle run", slog.String("kind", kind), slog.Float64("keys_per_s", round1(idle)))
-			for i := range results {
-				if results[i].Scenario == "maintenance_"+MaintPattern+"_paced" {
-					results[i].Extra["idle_keys_per_s"] = round(idle)
-					results[i].Extra["idle_last_batch"] = st.Batch
-				}
-			}
-		}
 	}
 	return results, nil
+}
+
+// maintRun is one Maintenance call's state.
+type maintRun struct {
+	opts    MaintenanceOptions
+	rdb     redis.UniversalClient
+	app     *appLoop
+	cleanup func(context.Context) error
+}
+
+// maintFigures are one kind's and pacing's figures over the rounds.
+type maintFigures struct{ baseP50, baseP99, p50, p99, keysPerS, idleKeysPerS []float64 }
+
+// newPacer is the pacer of a paced run (nil for an unpaced one).
+func (m *maintRun) newPacer(paced bool) (*pace.Pacer, error) {
+	if !paced {
+		return nil, nil
+	}
+	return pace.New(m.rdb, paceConfigOf(*m.opts.Pace))
+}
+
+// withApp runs kind once with the application loop running.
+func (m *maintRun) withApp(ctx context.Context, kind string, paced bool, round int, f *maintFigures) (pace.Stats, error) {
+	if err := seedMaintenance(ctx, m.rdb, kind, m.opts.Keys); err != nil {
+		return pace.Stats{}, err
+	}
+	time.Sleep(300 * time.Millisecond) // let the seeding's load settle
+	b0 := time.Now()
+	time.Sleep(m.opts.Baseline)
+	base := m.app.between(b0, time.Now())
+	p, err := m.newPacer(paced)
+	if err != nil {
+		return pace.Stats{}, err
+	}
+	m0 := time.Now()
+	n, err := runMaintenance(ctx, m.rdb, kind, m.opts.Keys, p, nil)
+	m1 := time.Now()
+	st := p.Stats()
+	p.Stop()
+	if err != nil {
+		return st, err
+	}
+	during := m.app.between(m0, m1)
+	f.baseP50 = append(f.baseP50, pct(base, 50))
+	f.baseP99 = append(f.baseP99, pct(base, 99))
+	f.p50 = append(f.p50, pct(during, 50))
+	f.p99 = append(f.p99, pct(during, 99))
+	f.keysPerS = append(f.keysPerS, float64(n)/m1.Sub(m0).Seconds())
+	m.opts.Logger.Info("bench maintenance run", slog.String("kind", kind), slog.Bool("paced", paced), slog.Int("round", round+1),
+		slog.Int64("keys", n), slog.Float64("keys_per_s", round1(float64(n)/m1.Sub(m0).Seconds())),
+		slog.Float64("base_p99_ms", pct(base, 99)), slog.Float64("during_p99_ms", pct(during, 99)),
+		slog.Int("app_requests_during", len(during)), slog.String("pace_mode", st.Mode), slog.Float64("busy_s", st.BusyS))
+	return st, m.cleanup(ctx)
+}
+
+// idle runs kind once with the application loop paused.
+func (m *maintRun) idle(ctx context.Context, kind string, paced bool, f *maintFigures) error {
+	if err := seedMaintenance(ctx, m.rdb, kind, m.opts.Keys); err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond)
+	p, err := m.newPacer(paced)
+	if err != nil {
+		return err
+	}
+	m0 := time.Now()
+	n, err := runMaintenance(ctx, m.rdb, kind, m.opts.Keys, p, nil)
+	d := time.Since(m0)
+	st := p.Stats()
+	p.Stop()
+	if err != nil {
+		return err
+	}
+	f.idleKeysPerS = append(f.idleKeysPerS, float64(n)/d.Seconds())
+	m.opts.Logger.Info("bench maintenance idle run", slog.String("kind", kind), slog.Bool("paced", paced),
+		slog.Float64("keys_per_s", round1(float64(n)/d.Seconds())), slog.Float64("seconds", round1(d.Seconds())),
+		slog.String("pace_mode", st.Mode), slog.Float64("busy_s", st.BusyS), slog.Float64("quiet_s", st.QuietS))
+	return m.cleanup(ctx)
+}
+
+// appStops runs paced pattern invalidation with the application loop
+// running, and stops the loop once half the keys are deleted: the keys/s
+// before and after show the pacer speeding up again.
+func (m *maintRun) appStops(ctx context.Context) (Result, error) {
+	if err := seedMaintenance(ctx, m.rdb, MaintPattern, m.opts.Keys); err != nil {
+		return Result{}, err
+	}
+	time.Sleep(300 * time.Millisecond)
+	p, err := m.newPacer(true)
+	if err != nil {
+		return Result{}, err
+	}
+	half := int64(m.opts.Keys / 2)
+	var stoppedAt time.Time
+	var stoppedKeys int64
+	m0 := time.Now()
+	n, err := runMaintenance(ctx, m.rdb, MaintPattern, m.opts.Keys, p, func(done int64) {
+		if stoppedAt.IsZero() && done >= half {
+			stoppedAt, stoppedKeys = time.Now(), done
+			m.app.pause(true)
+		}
+	})
+	m1 := time.Now()
+	st := p.Stats()
+	p.Stop()
+	m.app.pause(false)
+	if err != nil {
+		return Result{}, err
+	}
+	if stoppedAt.IsZero() {
+		stoppedAt, stoppedKeys = m1, n
+	}
+	with := float64(stoppedKeys) / stoppedAt.Sub(m0).Seconds()
+	after := 0.0
+	if d := m1.Sub(stoppedAt).Seconds(); d > 0 {
+		after = float64(n-stoppedKeys) / d
+	}
+	m.opts.Logger.Info("bench maintenance app stops", slog.Float64("keys_per_s_with_app", round1(with)), slog.Float64("keys_per_s_after", round1(after)))
+	r := Result{
+		Scenario:        "maintenance_" + MaintPattern + "_app_stops",
+		CachekeeperPerS: round(after),
+		BaselinePerS:    round(with),
+		Baseline:        "paced keys/s while the application loop ran (first half of the keys)",
+		Extra: map[string]any{"kind": MaintPattern, "paced": true, "keys": m.opts.Keys, "keys_per_s_with_app": round(with),
+			"keys_per_s_after_stop": round(after), "idle_s": st.IdleS, "busy_s": st.BusyS},
+	}
+	if with > 0 {
+		r.Ratio = math.Round(after/with*100) / 100
+	}
+	return r, m.cleanup(ctx)
+}
+
+// result is the Result of one kind and pacing over the rounds; unpaced is
+// the same kind's unpaced figures.
+func (f maintFigures) result(opts MaintenanceOptions, kind, name string, paced bool, st pace.Stats, unpaced maintFigures) Result {
+	r := Result{
+		Scenario:        "maintenance_" + kind + "_" + name,
+		CachekeeperPerS: round(medianOf(f.keysPerS)),
+		Baseline:        "application p99 alone, same run",
+	}
+	if b := medianOf(f.baseP99); b > 0 {
+		r.Ratio = math.Round(medianOf(f.p99)/b*100) / 100
+	}
+	r.Extra = map[string]any{
+		"kind": kind, "paced": paced, "keys": opts.Keys, "rounds": opts.Rounds, "app_rate": opts.AppRate,
+		"baseline_p50_ms": msRound(medianOf(f.baseP50)), "baseline_p99_ms": msRound(medianOf(f.baseP99)),
+		"during_p50_ms": msRound(medianOf(f.p50)), "during_p99_ms": msRound(medianOf(f.p99)),
+		"keys_per_s": round(medianOf(f.keysPerS)), "idle_keys_per_s": round(medianOf(f.idleKeysPerS)),
+		"app_process": len(opts.AppCommand) > 0,
+	}
+	if paced {
+		if u := medianOf(unpaced.idleKeysPerS); u > 0 {
+			r.Extra["idle_of_unpaced"] = math.Round(medianOf(f.idleKeysPerS)/u*100) / 100
+		}
+		r.Extra["latency_budget_ms"] = float64(opts.Pace.LatencyBudget.Microseconds()) / 1000
+		r.Extra["last_batch"] = st.Batch
+		r.Extra["last_pause_ms"] = st.PauseMS
+		r.Extra["slowdowns"] = st.Slowdowns
+		r.Extra["last_target_keys_per_s"] = st.TargetKeysPerS
+		r.Extra["max_share"] = opts.Pace.MaxShare
+		r.Extra["busy_s"] = st.BusyS
+		r.Extra["others_commands_per_s"] = st.OthersPerS
+	}
+	return r
 }
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
@@ -303,9 +408,10 @@ func seedMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string
 	return fmt.Errorf("bench maintenance: unknown kind %q", kind)
 }
 
-// runMaintenance runs kind over the keys seedMaintenance wrote, paced by the
-// pacer ctx carries (if any), and returns how many keys it handled.
-func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string, n int) (int64, error) {
+// runMaintenance runs kind over the keys seedMaintenance wrote, paced by p
+// (nil: unpaced), and returns how many keys it handled. progress, when set,
+// is told the keys deleted so far (pattern invalidation only).
+func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string, n int, p *pace.Pacer, progress func(int64)) (int64, error) {
 	prefix := maintKeyPrefix(kind)
 	k := keys.Default()
 	var got int64
@@ -319,7 +425,11 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		if err != nil {
 			return 0, err
 		}
-		res, err := inv.Pattern(ctx, invalidate.PatternOptions{Pattern: prefix + "*", Sample: 100})
+		opts := invalidate.PatternOptions{Pattern: prefix + "*", Sample: 100, Pacer: p}
+		if progress != nil {
+			opts.Progress = func(r invalidate.PatternResult) { progress(r.Deleted) }
+		}
+		res, err := inv.Pattern(ctx, opts)
 		if err != nil {
 			return 0, err
 		}
@@ -329,7 +439,7 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		if err != nil {
 			return 0, err
 		}
-		res, err := inv.Tag(ctx, benchTag, "bench", 100)
+		res, err := inv.Paced(p).Tag(ctx, benchTag, "bench", 100)
 		if err != nil {
 			return 0, err
 		}
@@ -338,7 +448,7 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		cfg := config.DefaultSessions()
 		cfg.Key = prefix + "{token}"
 		cfg.Index = ""
-		rep, err := session.Cleanup(ctx, rdb, cfg, tasks.SessionCleanupArgs{})
+		rep, err := session.CleanupPaced(ctx, rdb, cfg, tasks.SessionCleanupArgs{}, p)
 		if err != nil {
 			return 0, err
 		}
@@ -347,7 +457,7 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		cfg := config.DefaultRateLimits()
 		cfg.Key = prefix + "{client}"
 		cfg.Window = pruneWindow
-		rep, err := ratelimit.Prune(ctx, rdb, cfg, tasks.RateLimitPruneArgs{})
+		rep, err := ratelimit.PrunePaced(ctx, rdb, cfg, tasks.RateLimitPruneArgs{}, p)
 		if err != nil {
 			return 0, err
 		}
@@ -359,87 +469,4 @@ func runMaintenance(ctx context.Context, rdb redis.UniversalClient, kind string,
 		return got, fmt.Errorf("bench maintenance: %s handled %d keys, want %d", kind, got, n)
 	}
 	return got, nil
-}
-
-// appLoop is the application: HGETALL of small hashes at a fixed rate,
-// every request's latency recorded with its start time.
-type appLoop struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	paused atomic.Bool
-
-	mu      sync.Mutex
-	samples []appSample
-}
-
-type appSample struct {
-	at  time.Time
-	lat time.Duration
-}
-
-const appWorkers = 4
-
-func startApp(ctx context.Context, rdb redis.UniversalClient, rate int) (*appLoop, error) {
-	pipe := rdb.Pipeline()
-	for i := 0; i < 1000; i++ {
-		id := strconv.Itoa(i)
-		pipe.HSet(ctx, maintPrefix+"app:"+id, "id", id, "email", "user"+id+"@example.com", "name", "User "+id)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("bench maintenance: seed the application's hashes: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	a := &appLoop{cancel: cancel}
-	interval := time.Duration(float64(time.Second) * appWorkers / float64(rate))
-	for w := 0; w < appWorkers; w++ {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			next := time.Now().Add(time.Duration(w) * interval / appWorkers)
-			for i := w; ctx.Err() == nil; i += appWorkers {
-				if d := time.Until(next); d > 0 {
-					time.Sleep(d)
-				}
-				next = next.Add(interval)
-				if a.paused.Load() {
-					continue
-				}
-				start := time.Now()
-				err := rdb.HGetAll(ctx, maintPrefix+"app:"+strconv.Itoa(i%1000)).Err()
-				lat := time.Since(start)
-				if err != nil {
-					continue
-				}
-				a.mu.Lock()
-				a.samples = append(a.samples, appSample{start, lat})
-				a.mu.Unlock()
-				if behind := time.Since(next); behind > time.Second {
-					next = time.Now() // do not burst to catch up after a stall
-				}
-			}
-		}()
-	}
-	return a, nil
-}
-
-func (a *appLoop) pause(on bool) { a.paused.Store(on) }
-
-func (a *appLoop) stop() {
-	a.cancel()
-	a.wg.Wait()
-}
-
-// between returns the sorted latencies of requests started in [from, to).
-func (a *appLoop) between(from, to time.Time) []time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []time.Duration
-	for _, s := range a.samples {
-		if !s.at.Before(from) && s.at.Before(to) {
-			out = append(out, s.lat)
-		}
-	}
-	a.samples = slices.DeleteFunc(a.samples, func(s appSample) bool { return s.at.Before(to) })
-	slices.Sort(out)
-	return out
 }

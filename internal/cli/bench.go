@@ -30,6 +30,7 @@ var benchSubcommands = []func(IO) *ucli.Command{
 	benchInboxCommand,
 	benchConsistencyCommand,
 	benchStampedeCommand,
+	benchAppLoadCommand,
 }
 
 func benchCommand(io IO) *ucli.Command {

@@ -52,6 +52,17 @@ type Invalidator struct {
 	caches map[string]*cache
 	// names are the declared caches, sorted, for error messages.
 	names []string
+	// pacer paces Keys, Tag and tag pruning (Paced); nil: unpaced.
+	pacer *pace.Pacer
+}
+
+// Paced returns a copy of v whose Keys, Tag, Pattern (unless its options
+// carry a pacer) and tag pruning are paced by p (nil: unpaced). The worker
+// makes one per maintenance job.
+func (v *Invalidator) Paced(p *pace.Pacer) *Invalidator {
+	c := *v
+	c.pacer = p
+	return &c
 }
 
 type cache struct {
@@ -173,14 +184,19 @@ func (v *Invalidator) ruleFor(ctx context.Context) keys.Rule {
 
 // Keys advances the fence of each key and deletes it, atomically per key,
 // in batches of BatchSize (one round trip each), or of the pacer's batch
-// size when ctx carries one (pace.NewContext). It returns how many of the
-// keys existed. Repeating it is harmless. Internal keys (keys.Rule) are
-// left alone and counted in the context's guard.
+// size when v is Paced. It returns how many of the keys existed. Repeating
+// it is harmless. Internal keys (keys.Rule) are left alone and counted in
+// the context's guard.
 func (v *Invalidator) Keys(ctx context.Context, keyList []string) (int, error) {
+	return v.keysPaced(ctx, v.pacer, keyList)
+}
+
+// keysPaced is Keys paced by p (nil: unpaced).
+func (v *Invalidator) keysPaced(ctx context.Context, p *pace.Pacer, keyList []string) (int, error) {
 	keyList, skipped := v.ruleFor(ctx).Split(keyList)
 	keys.GuardFrom(ctx).Skip(skipped)
 	total := 0
-	err := pace.Chunks(ctx, pace.FromContext(ctx), BatchSize, keyList, func(ctx context.Context, chunk []string) error {
+	err := pace.Chunks(ctx, p, BatchSize, keyList, func(ctx context.Context, chunk []string) error {
 		existed, err := v.fence.Invalidate(ctx, chunk)
 		total += existed
 		return err

@@ -25,7 +25,7 @@ type PatternOptions struct {
 	Sample int
 	// Progress, when set, is called after every batch with the totals so far.
 	Progress func(PatternResult)
-	// Pacer, when set (or when ctx carries one, pace.NewContext), paces the
+	// Pacer, when set (or when the Invalidator is Paced), paces the
 	// walk by observed latency (package pace); MaxKeysPerSecond still caps
 	// it. Its figures are reported in PatternResult.Pace.
 	Pacer *pace.Pacer
@@ -94,7 +94,7 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 	}
 	pacer := opts.Pacer
 	if pacer == nil {
-		pacer = pace.FromContext(ctx)
+		pacer = v.pacer
 	}
 	report := func() {
 		res.Elapsed = time.Since(start)
@@ -110,7 +110,7 @@ func (v *Invalidator) Pattern(ctx context.Context, opts PatternOptions) (Pattern
 		MaxKeysPerSecond: opts.MaxKeysPerSecond,
 		Rule:             &rule,
 		OnInternal:       func(n int) { res.Internal += int64(n); res.Scanned += int64(n) },
-		Pacer:            pacer,
+		Pacer:            scanPacer(pacer),
 	}, func(ctx context.Context, batch []string) error {
 		for _, k := range batch {
 			if len(fenceCaches) > 0 && v.isCacheKey(k) {
@@ -169,4 +169,12 @@ func (v *Invalidator) unlink(ctx context.Context, keyList []string) (int64, erro
 		n += c.Val()
 	}
 	return n, err
+}
+
+// scanPacer is p for scan.Options: nil (unpaced) when p is.
+func scanPacer(p *pace.Pacer) scan.Pacer {
+	if p == nil {
+		return nil
+	}
+	return p
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cachekeeper/cachekeeper/internal/pace"
 	"github.com/cachekeeper/cachekeeper/internal/scan"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
@@ -51,8 +50,8 @@ func (v *Invalidator) Tag(ctx context.Context, tag, job string, sample int) (Tag
 	res.Members = n
 	var cursor uint64
 	count := int64(BatchSize)
-	if p := pace.FromContext(ctx); p != nil {
-		count = int64(p.Batch()) // Keys below paces each page
+	if n := v.pacer.Batch(); n > 0 {
+		count = int64(n) // Keys below paces each page
 	}
 	for n > 0 {
 		var members []string
@@ -97,8 +96,8 @@ func (a *PruneResult) add(b PruneResult) {
 // PruneTag removes from the tag set setKey the members whose key no longer
 // exists (expired, invalidated, deleted), SSCAN page by page, so that tag
 // sets of long-lived tags do not grow without bound. limit, when not nil,
-// caps the members checked per second; a pacer in ctx (pace.NewContext)
-// sets the page size and the pause between pages.
+// caps the members checked per second; when v is Paced, its pacer sets the
+// page size and the pause between pages.
 //
 // A warm adds a key to its tag sets before it writes the key. For each page
 // pruning checks EXISTS, then SREMs the members found missing, then
@@ -109,8 +108,7 @@ func (a *PruneResult) add(b PruneResult) {
 // The price is one fence key (living fence.ttl) per pruned member.
 func (v *Invalidator) PruneTag(ctx context.Context, setKey string, limit *rate.Limiter) (PruneResult, error) {
 	res := PruneResult{Sets: 1}
-	pacer := pace.FromContext(ctx)
-	inner := pace.NewContext(ctx, nil) // each page is paced as a whole
+	pacer := v.pacer
 	var cursor uint64
 	for {
 		count := int64(BatchSize / 2)
@@ -127,7 +125,7 @@ func (v *Invalidator) PruneTag(ctx context.Context, setKey string, limit *rate.L
 			}
 		}
 		res.Members += int64(len(members))
-		err = pacer.Do(inner, len(members), func(ctx context.Context) error {
+		err = pacer.Do(ctx, len(members), func(ctx context.Context) error {
 			gone, err := v.missing(ctx, members)
 			if err != nil || len(gone) == 0 {
 				return err
@@ -141,7 +139,7 @@ func (v *Invalidator) PruneTag(ctx context.Context, setKey string, limit *rate.L
 				return err
 			}
 			res.Pruned += n
-			_, err = v.Keys(ctx, gone)
+			_, err = v.keysPaced(ctx, nil, gone) // the page is paced as a whole
 			return err
 		})
 		if err != nil {
@@ -187,10 +185,7 @@ func (v *Invalidator) PruneTags(ctx context.Context, maxMembersPerSecond int) (P
 	}
 	var total PruneResult
 	// The walk over the sets is not paced: PruneTag paces the members.
-	walkCtx := pace.NewContext(ctx, nil)
-	pacer := pace.FromContext(ctx)
-	_, err := scan.Each(walkCtx, v.rdb, scan.Options{Match: v.keys.TagPattern(), Type: "set", BatchSize: 100, Internal: true}, func(ctx context.Context, sets []string) error {
-		ctx = pace.NewContext(ctx, pacer)
+	_, err := scan.Each(ctx, v.rdb, scan.Options{Match: v.keys.TagPattern(), Type: "set", BatchSize: 100, Internal: true}, func(ctx context.Context, sets []string) error {
 		for _, s := range sets {
 			r, err := v.PruneTag(ctx, s, limit)
 			total.add(r)

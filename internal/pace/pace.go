@@ -1,13 +1,23 @@
 // Package pace paces maintenance that walks or rewrites many keys (pattern
 // and tag invalidation, tag pruning, session cleanup, rate-limit pruning,
-// warm_all writes) by what Redis is doing, so that the application sharing
-// the server keeps its latency.
+// warm_all writes) by what the other clients of Redis experience.
 //
-// A fixed rate cap does not protect the application: what it feels is how
-// long one command holds Redis (a batch of 1,000 keys holds every other
-// client for about a millisecond whatever the rate) and how much of the
-// time Redis (and, on a small machine, the CPUs) are busy with maintenance.
-// A Pacer controls both:
+// Nobody to protect, nothing to slow down: every CalibrateEvery the pacer
+// holds its batches for a short quiet window and reads Redis's
+// total_commands_processed (INFO stats) at its start, middle and end; what
+// was processed in each half, less the pacer's own probes, is the other
+// clients' command rate, and the smaller of the two counts (a burst of a
+// worker's own background fills one half, an application both). At or under IdleBelow (the worker's own background polls
+// are a few dozen a second) the server is idle: batches of MaxBatch run
+// back to back, with no pause and no rate rule, and maintenance runs at the
+// speed of unpaced maintenance but for the quiet windows (about 5% of the
+// time). A server whose INFO cannot be read counts as busy.
+//
+// When other clients are there, what they feel is how long one command
+// holds Redis (a batch of 1,000 keys holds every other client for about a
+// millisecond whatever the rate) and how much of the time Redis (and, on a
+// small machine, the CPUs) are busy with maintenance. The pacer then
+// controls both:
 //
 //   - the batch size, so that one batch's own round trip, measured on every
 //     batch, stays under Budget;
@@ -16,19 +26,22 @@
 //
 // The probe PINGs Redis every ProbeInterval on a connection of its own,
 // concurrent with the batches: its round trips are what an application's
-// command sees. Every CalibrateEvery the pacer holds its batches for
-// CalibrateFor and keeps the probes of that quiet window: they measure what
-// the machine and Redis cost without this maintenance (other clients,
-// other processes, a noisy host), which the pacer neither causes nor cures.
+// command sees. The probes of the quiet windows measure what the machine
+// and Redis cost without this maintenance (the other clients, other
+// processes, a noisy host), which the pacer neither causes nor cures.
 // Every ControlInterval, once it has at least epochProbes fresh probes, it
-// compares their 95th percentile with that of the recent quiet windows: the
+// compares their percentile with that of the recent quiet windows: the
 // difference is the latency the maintenance adds. Above Budget the rate is
 // cut by 30% (multiplicative decrease); well under it the rate grows by 50%,
 // else by 10% (increase); a decision is only made on probes taken after the
-// previous one, so one slow spell is not counted twice. On an idle server the
-// rate climbs to what the batches can do back to back; while an application
-// loads the server it settles where the application's tail latency is back
-// within the budget; when the load goes away it climbs again.
+// previous one, so one slow spell is not counted twice. While an
+// application loads the server the rate settles where the application's
+// tail latency is back within the budget; when it goes away, the next quiet
+// window finds the server idle and the maintenance runs at full speed again.
+//
+// The detection is a pure function of the counts (othersRate, and the state
+// change in setOthersLocked), so tests check "no other client, no pause"
+// and "another client, paced" without timing anything.
 //
 // A nil *Pacer is valid and does nothing (unpaced maintenance).
 package pace
@@ -58,16 +71,19 @@ const (
 	DefaultCalibrateEvery  = time.Second
 	DefaultCalibrateFor    = 100 * time.Millisecond
 	DefaultMaxShare        = 0.5
+	DefaultIdleBelow       = 200
 )
 
 // Config configures a Pacer. The zero value takes every default.
 type Config struct {
 	// Budget is the latency maintenance may add to other clients' commands:
-	// the probe's 95th percentile over that of the pacer's quiet windows,
-	// and the most one batch's round trip may take (default DefaultBudget).
+	// the probe's percentile over that of the pacer's quiet windows, and
+	// the most one batch's round trip may take (default DefaultBudget).
+	// It applies only while other clients are active.
 	Budget time.Duration
 	// MinBatch and MaxBatch bound the keys per batch (defaults
-	// DefaultMinBatch, DefaultMaxBatch).
+	// DefaultMinBatch, DefaultMaxBatch). On an idle server every batch is
+	// MaxBatch.
 	MinBatch, MaxBatch int
 	// MaxPause bounds the pause between batches (default DefaultMaxPause):
 	// under any load the maintenance still moves at MinBatch keys per
@@ -80,15 +96,21 @@ type Config struct {
 	// rule (default DefaultControlInterval).
 	ControlInterval time.Duration
 	// MaxShare is the largest share of the time the batches' round trips
-	// may take (default DefaultMaxShare): on a small machine Redis and the
-	// application need the CPUs too, so even on an idle server a batch is
-	// followed by a pause of rtt*(1-MaxShare)/MaxShare.
+	// may take while other clients are active (default DefaultMaxShare): on
+	// a small machine Redis and the application need the CPUs too, so a
+	// batch is then followed by a pause of rtt*(1-MaxShare)/MaxShare.
 	MaxShare float64
 	// CalibrateEvery and CalibrateFor: every CalibrateEvery the batches are
-	// held for CalibrateFor to measure the probe without this maintenance
-	// (defaults DefaultCalibrateEvery, DefaultCalibrateFor: a tenth of the
-	// time).
+	// held for a quiet window, to count the other clients' commands and to
+	// measure the probe without this maintenance: CalibrateFor while other
+	// clients are active, min(CalibrateFor, idleWindow) on an idle server
+	// (defaults DefaultCalibrateEvery, DefaultCalibrateFor).
 	CalibrateEvery, CalibrateFor time.Duration
+	// IdleBelow is the other clients' rate, in commands per second, at or
+	// under which the server counts as idle and maintenance runs unpaced
+	// (default DefaultIdleBelow; each idle cachekeeper worker sends a few
+	// dozen a second).
+	IdleBelow float64
 }
 
 // Validate reports the first invalid field in one line.
@@ -106,6 +128,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pace: max_share %g must be between 0 and 1 (or 0 for the default %g)", c.MaxShare, DefaultMaxShare)
 	case c.CalibrateEvery > 0 && c.CalibrateFor >= c.CalibrateEvery:
 		return fmt.Errorf("pace: calibrate_for %s must be shorter than calibrate_every %s", c.CalibrateFor, c.CalibrateEvery)
+	case c.IdleBelow < 0:
+		return fmt.Errorf("pace: idle_below %g must not be negative (or 0 for the default %d)", c.IdleBelow, DefaultIdleBelow)
 	}
 	return nil
 }
@@ -138,6 +162,9 @@ func (c Config) withDefaults() Config {
 	if c.CalibrateFor == 0 {
 		c.CalibrateFor = min(DefaultCalibrateFor, c.CalibrateEvery/2)
 	}
+	if c.IdleBelow == 0 {
+		c.IdleBelow = DefaultIdleBelow
+	}
 	return c
 }
 
@@ -145,19 +172,40 @@ func (c Config) withDefaults() Config {
 // caller's business: it then runs without a Pacer).
 func FromConfig(c config.PaceConfig) Config {
 	return Config{Budget: c.LatencyBudget, MinBatch: c.MinBatch, MaxBatch: c.MaxBatch,
-		MaxPause: c.MaxPause, ProbeInterval: c.ProbeInterval, MaxShare: c.MaxShare}
+		MaxPause: c.MaxPause, ProbeInterval: c.ProbeInterval, MaxShare: c.MaxShare,
+		IdleBelow: float64(c.IdleCommandsPerSecond)}
 }
+
+// Modes of a Pacer (Stats.Mode).
+const (
+	// ModeIdle: no other client was active in the last quiet window; batches
+	// of MaxBatch run back to back.
+	ModeIdle = "idle"
+	// ModeBusy: other clients were active (or INFO could not be read); the
+	// batch size and the rate are paced by the probe.
+	ModeBusy = "busy"
+)
 
 // Stats is what a Pacer is doing, for a job's progress and result.
 type Stats struct {
+	// Mode is ModeIdle or ModeBusy, as the last quiet window found.
+	Mode string `json:"mode"`
+	// OthersPerS is the other clients' commands per second in the last
+	// quiet window (-1 when INFO could not be read).
+	OthersPerS float64 `json:"others_commands_per_s"`
+	// IdleS and BusyS are the seconds spent in each mode so far; QuietS
+	// those the batches were held by quiet windows.
+	IdleS  float64 `json:"idle_s"`
+	BusyS  float64 `json:"busy_s"`
+	QuietS float64 `json:"quiet_s"`
 	// Batch is the current number of keys per batch.
 	Batch int `json:"batch"`
 	// KeysPerS is the recent rate (keys per second, last control windows).
 	KeysPerS float64 `json:"keys_per_s"`
-	// TargetKeysPerS is the rate the rule currently allows.
+	// TargetKeysPerS is the rate the rule currently allows while busy.
 	TargetKeysPerS float64 `json:"target_keys_per_s"`
 	// AddedLatencyMS is the latency the probe saw above its quiet windows
-	// (95th percentiles of the last decision), in milliseconds.
+	// (percentiles of the last decision while busy), in milliseconds.
 	AddedLatencyMS float64 `json:"added_latency_ms"`
 	// BudgetMS is the configured budget, in milliseconds.
 	BudgetMS float64 `json:"budget_ms"`
@@ -177,16 +225,36 @@ type Pacer struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	mu        sync.Mutex
-	target    float64 // keys per second the rule allows
-	lastRTT   time.Duration
-	holdCap   float64 // keys whose round trip fits in the budget; 0 = unknown
-	perKey    []float64
-	pause     time.Duration
-	resumeAt  time.Time       // no batch starts before (pause after the last batch)
-	quietFrom time.Time       // the current quiet window's probes count from here
-	quietTo   time.Time       // batches are held until here
-	nextQuiet time.Time       // when the next quiet window starts
+	mu       sync.Mutex
+	target   float64 // keys per second the rule allows while busy
+	lastRTT  time.Duration
+	holdCap  float64 // keys whose round trip fits in the budget; 0 = unknown
+	perKey   []float64
+	pause    time.Duration
+	resumeAt time.Time // no batch starts before (pause after the last batch)
+	inflight int       // batches between Wait and Observe
+
+	// The quiet window: batches are held while open.
+	open      bool
+	wake      chan struct{} // closed when the window closes
+	quietFrom time.Time     // opened at
+	nextQuiet time.Time     // when the next window opens
+	counting  bool          // the first INFO of the window was read
+	countFrom time.Time     // when
+	halfDone  bool          // the second INFO (half of the window) was read
+	halfAt    time.Time     // when
+	firstHalf float64       // the other clients' commands/s in the first half
+	count0    int64         // total_commands_processed at the last reading
+	ownCmds   int64         // the pacer's own commands since
+
+	idle      bool
+	measured  bool    // a window has closed
+	others    float64 // other clients' commands/s, -1 unknown
+	modeSince time.Time
+	idleFor   time.Duration
+	busyFor   time.Duration
+	quietFor  time.Duration // windows closed so far
+
 	quiet     []time.Duration // probes of recent quiet windows
 	active    []time.Duration // probes since the last decision
 	floor     time.Duration   // smallest probe round trip seen
@@ -198,8 +266,8 @@ type Pacer struct {
 }
 
 // New validates cfg and starts a pacer whose probe PINGs rdb until Stop.
-// The first batches wait for one quiet window (CalibrateFor), so that the
-// probe knows what Redis costs before the maintenance starts.
+// The first batches wait for one short quiet window (about 40ms), which
+// finds out whether other clients are active before the maintenance starts.
 func New(rdb redis.UniversalClient, cfg Config) (*Pacer, error) {
 	if rdb == nil {
 		return nil, errors.New("pace: nil Redis client")
@@ -215,14 +283,15 @@ func New(rdb redis.UniversalClient, cfg Config) (*Pacer, error) {
 	return p, nil
 }
 
-// newPacer is the rule's state at now, without a probe.
+// newPacer is the rule's state at now, without a probe: busy (as safe as
+// it gets) until a quiet window says otherwise, and that window open.
 func newPacer(cfg Config, now time.Time) *Pacer {
-	return &Pacer{cfg: cfg, target: startRate(cfg), lastCtl: now,
-		quietFrom: now, quietTo: now.Add(cfg.CalibrateFor), nextQuiet: now.Add(cfg.CalibrateEvery)}
+	return &Pacer{cfg: cfg, target: startRate(cfg), lastCtl: now, others: -1, modeSince: now,
+		open: true, wake: make(chan struct{}), quietFrom: now, nextQuiet: now.Add(cfg.CalibrateEvery)}
 }
 
-// startRate is where the rate starts: a tenth of MaxBatch keys per
-// millisecond (100,000 keys/s by default); the rule takes it up or down
+// startRate is where the rate starts when busy: a tenth of MaxBatch keys
+// per millisecond (100,000 keys/s by default); the rule takes it up or down
 // within a second.
 func startRate(cfg Config) float64 { return float64(cfg.MaxBatch) * 100 }
 
@@ -253,30 +322,43 @@ func (p *Pacer) Batch() int {
 
 func (p *Pacer) batchLocked() int {
 	b := float64(p.cfg.MaxBatch)
-	if p.holdCap > 0 {
+	if p.holdCap > 0 && !p.idle {
 		b = min(b, p.holdCap)
 	}
 	return int(math.Max(float64(p.cfg.MinBatch), b))
 }
 
 // Wait sleeps until the next batch may start (the pause after the last
-// one, or the end of a quiet window), or until ctx ends.
+// one, or the end of a quiet window), or until ctx ends. Every Wait that
+// returns nil must be followed by Observe (Do and Chunks do both): the
+// pacer counts the batches in flight, and a quiet window only starts
+// counting commands once none is.
 func (p *Pacer) Wait(ctx context.Context) error {
 	if p == nil {
 		return ctx.Err()
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		p.mu.Lock()
-		now := time.Now()
-		until := p.resumeAt
-		if now.Before(p.quietTo) && p.quietTo.After(until) {
-			until = p.quietTo
+		if p.open {
+			wake := p.wake
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-wake:
+			}
+			continue
+		}
+		d := time.Until(p.resumeAt)
+		if d <= 0 {
+			p.inflight++
+			p.mu.Unlock()
+			return nil
 		}
 		p.mu.Unlock()
-		d := until.Sub(now)
-		if d <= 0 {
-			return ctx.Err()
-		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -288,13 +370,18 @@ func (p *Pacer) Wait(ctx context.Context) error {
 }
 
 // Observe records that a batch of n keys took rtt (its round trips), and
-// sets the pause before the next one from the allowed rate.
+// sets the pause before the next one: none on an idle server, else from
+// the allowed rate and MaxShare.
 func (p *Pacer) Observe(n int, rtt time.Duration) {
-	if p == nil || n <= 0 {
+	if p == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.inflight = max(p.inflight-1, 0)
+	if n <= 0 {
+		return
+	}
 	p.lastRTT = rtt
 	p.keys += int64(n)
 	// The keys whose round trip would fit the budget, at the best cost per
@@ -308,6 +395,10 @@ func (p *Pacer) Observe(n int, rtt time.Duration) {
 	// Half the budget: a walk's SCAN page holds Redis about as long as the
 	// batch it feeds, and the two may run back to back.
 	p.holdCap = float64(p.cfg.Budget) / 2 / slices.Min(p.perKey)
+	if p.idle {
+		p.pause, p.resumeAt = 0, time.Time{}
+		return
+	}
 	// The rate the rule allows, and the share of the time batches may hold
 	// Redis: a batch's round trip is followed by a pause of at least
 	// rtt*(1-MaxShare)/MaxShare.
@@ -354,9 +445,26 @@ func (p *Pacer) Stats() Stats {
 	if p == nil {
 		return Stats{}
 	}
+	return p.statsAt(time.Now())
+}
+
+// statsAt is Stats with the current mode's time counted up to now.
+func (p *Pacer) statsAt(now time.Time) Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	mode, idleFor, busyFor := ModeBusy, p.idleFor, p.busyFor
+	if p.idle {
+		mode = ModeIdle
+		idleFor += now.Sub(p.modeSince)
+	} else {
+		busyFor += now.Sub(p.modeSince)
+	}
 	return Stats{
+		Mode:           mode,
+		OthersPerS:     math.Round(p.others),
+		IdleS:          math.Round(idleFor.Seconds()*10) / 10,
+		BusyS:          math.Round(busyFor.Seconds()*10) / 10,
+		QuietS:         math.Round(p.quietFor.Seconds()*100) / 100,
 		Batch:          p.batchLocked(),
 		KeysPerS:       math.Round(p.rate),
 		TargetKeysPerS: math.Round(p.target),
@@ -369,130 +477,3 @@ func (p *Pacer) Stats() Stats {
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
-
-func (p *Pacer) probeLoop(ctx context.Context) {
-	defer close(p.done)
-	probe := time.NewTicker(p.cfg.ProbeInterval)
-	defer probe.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-probe.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, max(p.cfg.MaxPause, time.Second))
-		start := time.Now()
-		err := p.rdb.Ping(pctx).Err()
-		rtt := time.Since(start)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			rtt = p.cfg.MaxPause // no answer in time: as bad as it gets
-		}
-		p.mu.Lock()
-		p.probeLocked(start, rtt)
-		p.mu.Unlock()
-	}
-}
-
-// quietSettle is how long after a quiet window starts its probes count: a
-// batch sent just before may still hold Redis.
-const quietSettle = 10 * time.Millisecond
-
-// quietKeep bounds the quiet probes kept (about five windows by default).
-const quietKeep = 100
-
-// epochProbes is how many fresh probes a decision needs: their 95th
-// percentile is the second slowest.
-const epochProbes = 40
-
-// maxProbes bounds one epoch's samples.
-const maxProbes = 4096
-
-// probeLocked records one probe sent at start that took rtt, opens and
-// closes quiet windows, and applies the rule when an epoch is complete.
-func (p *Pacer) probeLocked(start time.Time, rtt time.Duration) {
-	if p.floor == 0 || rtt < p.floor {
-		p.floor = rtt
-	}
-	switch {
-	case start.Before(p.quietTo):
-		if !start.Before(p.quietFrom.Add(quietSettle)) {
-			p.quiet = append(p.quiet, rtt)
-			if len(p.quiet) > quietKeep {
-				p.quiet = p.quiet[1:]
-			}
-		}
-	default:
-		// The probe is sent one at a time, so a stall of many intervals
-		// yields one sample. Add what the probes an open-loop client would
-		// have sent during it saw (the rest of the stall each), or a long
-		// stall would count no more than a short one.
-		for d := rtt; d > 0 && len(p.active) < maxProbes; d -= p.cfg.ProbeInterval {
-			p.active = append(p.active, d)
-		}
-	}
-	now := start.Add(rtt)
-	if !now.Before(p.nextQuiet) {
-		p.quietFrom, p.quietTo = now, now.Add(p.cfg.CalibrateFor)
-		p.nextQuiet = now.Add(p.cfg.CalibrateEvery)
-	}
-	if len(p.active) >= epochProbes && len(p.quiet) >= epochProbes/4 && now.Sub(p.lastCtl) >= p.cfg.ControlInterval {
-		p.controlLocked(now)
-	}
-}
-
-// probePercentile is the percentile of probes compared: the 75th moves
-// with the share of time Redis is busy (what maintenance adds) but not with
-// the rare stalls of a busy machine, and is stable over a few dozen probes.
-const probePercentile = 75
-
-// percentile returns the probePercentile-th percentile of a copy of d.
-func percentile(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*probePercentile/100)]
-}
-
-// controlLocked applies the AIMD rule to the probes since the last decision.
-func (p *Pacer) controlLocked(now time.Time) {
-	p.excess = max(percentile(p.active)-percentile(p.quiet), 0)
-	p.active = p.active[:0]
-	if el := now.Sub(p.lastCtl).Seconds(); el > 0 {
-		cur := float64(p.keys) / el
-		p.rate = 0.5*p.rate + 0.5*cur
-	}
-	p.keys = 0
-	p.lastCtl = now
-	switch {
-	case p.excess > p.cfg.Budget:
-		p.slowdowns++
-		p.target = max(p.minRate(), 0.7*min(p.target, max(p.rate, p.minRate())))
-	case p.excess < p.cfg.Budget/2:
-		p.target *= 1.5
-	default:
-		p.target *= 1.1
-	}
-	// Never run far ahead of what the batches achieve (a slow consumer, a
-	// rate cap): growth resumes from the measured rate.
-	if p.rate > 0 {
-		p.target = min(p.target, max(4*p.rate, startRate(p.cfg)))
-	}
-}
-
-type ctxKey struct{}
-
-// NewContext returns ctx carrying p, so that the layers a maintenance job
-// calls (scan.Each, invalidate's key batches, tag pruning, fenced writes)
-// pace themselves with it without a parameter of their own.
-func NewContext(ctx context.Context, p *Pacer) context.Context {
-	return context.WithValue(ctx, ctxKey{}, p)
-}
-
-// FromContext returns the pacer NewContext stored in ctx, or nil.
-func FromContext(ctx context.Context) *Pacer {
-	p, _ := ctx.Value(ctxKey{}).(*Pacer)
-	return p
-}

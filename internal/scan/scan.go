@@ -31,7 +31,6 @@ import (
 	"time"
 
 	ikeys "github.com/cachekeeper/cachekeeper/internal/keys"
-	"github.com/cachekeeper/cachekeeper/internal/pace"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -78,15 +77,32 @@ type Options struct {
 	// pace): each batch carries the pacer's current batch size (at most
 	// BatchSize), SCAN's COUNT follows it, the pacer's pause is kept before
 	// each batch and the callback's duration is fed back to it. The caller
-	// creates and stops it, and may read its Stats for progress. When nil,
-	// the pacer ctx carries (pace.NewContext) is used, if any.
-	Pacer *pace.Pacer
+	// creates and stops it, and may read its Stats for progress. Nil:
+	// unpaced.
+	Pacer Pacer
 	// Concurrency is how many cluster masters are walked at once (default
 	// 1: one master after another, and fn is never called concurrently).
 	// Above 1, fn must be safe for concurrent use. It has no effect on a
 	// single node.
 	Concurrency int
 }
+
+// Pacer paces a walk (package pace's *Pacer is one; a nil *Pacer does
+// nothing): Batch is the size of the next batch (0: BatchSize), Wait blocks
+// until it may start, Observe is told how many keys it carried and how long
+// it took. Every Wait that returns nil is followed by one Observe.
+type Pacer interface {
+	Batch() int
+	Wait(ctx context.Context) error
+	Observe(keys int, took time.Duration)
+}
+
+// unpaced is the Pacer of a walk without one.
+type unpaced struct{}
+
+func (unpaced) Batch() int                     { return 0 }
+func (unpaced) Wait(ctx context.Context) error { return ctx.Err() }
+func (unpaced) Observe(_ int, _ time.Duration) {}
 
 // BatchFunc receives one batch of keys, all from one node. The slice is
 // reused after fn returns: copy it to keep it. An error stops the walk and is
@@ -110,7 +126,7 @@ func Each(ctx context.Context, rdb redis.UniversalClient, opts Options, fn Batch
 	}
 	opts = opts.withDefaults()
 	if opts.Pacer == nil {
-		opts.Pacer = pace.FromContext(ctx)
+		opts.Pacer = unpaced{}
 	}
 	w := &walker{opts: opts, fn: fn, guard: ikeys.GuardFrom(ctx)}
 	if !opts.Internal {
@@ -279,9 +295,9 @@ func (w *walker) scanPages(ctx context.Context, c redis.Cmdable, addr string, pa
 			return
 		}
 		count := w.opts.Count
-		if w.opts.Pacer != nil {
+		if n := w.opts.Pacer.Batch(); n > 0 {
 			// One SCAN call holds Redis in proportion to COUNT, like a batch.
-			count = min(count, int64(w.batchSize()))
+			count = min(count, int64(min(n, w.opts.BatchSize)))
 		}
 		var cmd *redis.ScanCmd
 		if w.opts.Type != "" {

@@ -128,8 +128,8 @@ func (w *Worker) refreshPass(ctx context.Context, cache string, ra config.Refres
 		// which the keys near expiry may not have.
 		err = warm(ctx, due)
 	} else {
-		pctx, pacer := paced(ctx, rdb, w.cfg.Pace)
-		err = pace.Chunks(pctx, pacer, w.cfg.Warm.ChunkSize, due, warm)
+		pacer := paced(rdb, w.cfg.Pace)
+		err = pace.Chunks(ctx, pacer, w.cfg.Warm.ChunkSize, due, warm)
 		pacer.Stop()
 	}
 	w.metrics.RefreshAhead.WithLabelValues(cache, "refreshed").Add(float64(st.refreshed))

@@ -102,7 +102,7 @@ func TestWorkerRefusesARedisUserWithoutItsPermissions(t *testing.T) {
 	}
 	check := run(t, ctx, nil, "config", "check", "--config", cfg)
 	rule := `ACL SETUSER app &cachekeeper:events +eval +evalsha`
-	if check.code != cli.ExitUsage || !strings.Contains(check.stdout, "FAIL redis permissions:") || !strings.Contains(check.stderr, rule) {
+	if check.code != cli.ExitUsage || !strings.Contains(check.stdout, "FAIL redis permissions:") || !strings.Contains(check.stdout, rule) {
 		t.Fatalf("config check: %+v, want exit 2 and the rule %q", check, rule)
 	}
 	work := run(t, ctx, nil, "worker", "--config", cfg)

@@ -101,7 +101,8 @@ func TestCLIReferenceMatchesTheCommandTree(t *testing.T) {
 		}
 	}
 	walk(cli.NewAppForTest().Commands, "")
-	conn := map[string]bool{"config": true, "redis-url": true, "database-url": true, "log-level": true}
+	conn := map[string]bool{"config": true, "redis-url": true, "database-url": true, "log-level": true,
+		"redis-tls-ca-file": true, "redis-tls-cert-file": true, "redis-tls-key-file": true, "redis-tls-server-name": true}
 	flagRef := regexp.MustCompile(`--([a-z][a-z-]*)`)
 	var paths []string
 	for p := range commands {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/cachekeeper/cachekeeper/internal/cli"
 	"github.com/cachekeeper/cachekeeper/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ func TestConfiguredQueuesExistFromTheStart(t *testing.T) {
 		t.Fatalf("low after pause: %+v, %v", q, err)
 	}
 	res = run(t, ctx, env, "queues", "pause", "nosuch")
-	if res.code != 2 || !strings.Contains(res.stderr, `queue "nosuch" does not exist (queues: critical, default, low)`) {
+	if res.code != cli.ExitNotFound || !strings.Contains(res.stderr, `queue "nosuch" does not exist (queues: critical, default, low)`) {
 		t.Fatalf("pause nosuch: %+v", res)
 	}
 

@@ -80,6 +80,7 @@ func DemoInvalidate(ctx context.Context, client *tasks.Client, rdb redis.Univers
 		return err
 	}
 	say("subscriber got: %s", describeEvent(e))
+	say("an entry of one cache's ids without options joins the cache's pending invalidations: a worker deletes them in fenced batches, one script call for many writes")
 
 	// 4. By pattern: SCAN + UNLINK (fenced: these are cache keys), never KEYS.
 	info, err = client.InvalidatePattern(ctx, "user:*")
@@ -106,6 +107,10 @@ func describeEvent(e events.Event) string {
 	}
 	if e.Pattern != "" {
 		s += " pattern=" + e.Pattern
+	}
+	if e.TaskID == "" {
+		// A coalesced invalidation: a batch of pending ids, not a job.
+		return s + fmt.Sprintf(" keys=%d (coalesced batch)", e.KeyCount)
 	}
 	return s + fmt.Sprintf(" keys=%d task=%s", e.KeyCount, e.TaskID)
 }

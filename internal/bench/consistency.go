@@ -60,6 +60,13 @@ type ConsistencyOptions struct {
 	Keys int
 	// Writers and Readers are the concurrent goroutines (default 4 and 4).
 	Writers, Readers int
+	// WriteRate caps the writes per second of all writers together
+	// (default 300; -1: no cap, which measures a saturated worker's backlog
+	// rather than the invalidation paths).
+	WriteRate int
+	// ReadRate caps the reads per second of all readers together (default
+	// 2000; -1: no cap).
+	ReadRate int
 	// Stalls injects synchronous-replication stalls (ALTER SYSTEM SET
 	// synchronous_standby_names to a standby that never connects): only on a
 	// server of the checker's own. StallEvery/StallFor: default 4s / 400ms.
@@ -137,6 +144,8 @@ func (o ConsistencyOptions) withDefaults() (ConsistencyOptions, error) {
 	def(&o.Keys, 200)
 	def(&o.Writers, 4)
 	def(&o.Readers, 4)
+	def(&o.WriteRate, 300)
+	def(&o.ReadRate, 2000)
 	defD(&o.StallEvery, 4*time.Second)
 	defD(&o.StallFor, 400*time.Millisecond)
 	defD(&o.RestartEvery, 5*time.Second)
@@ -147,8 +156,8 @@ func (o ConsistencyOptions) withDefaults() (ConsistencyOptions, error) {
 	if o.Parts == nil {
 		o.Parts = InProcess{}
 	}
-	if o.Operations < 100 || o.Keys < 8 || o.Writers < 1 || o.Readers < 1 || o.StallFor >= o.StallEvery || o.RestartEvery < time.Second {
-		return o, fmt.Errorf("%w: bench consistency: --operations at least 100, --keys at least 8, --writers and --readers at least 1, --stall-for below --stall-every, --restart-every at least 1s", ErrInvalidOptions)
+	if o.Operations < 100 || o.Keys < 8 || o.Writers < 1 || o.Readers < 1 || o.WriteRate < -1 || o.WriteRate == 0 || o.ReadRate < -1 || o.ReadRate == 0 || o.StallFor >= o.StallEvery || o.RestartEvery < time.Second {
+		return o, fmt.Errorf("%w: bench consistency: --operations at least 100, --keys at least 8, --writers and --readers at least 1, --write-rate and --read-rate positive or -1, --stall-for below --stall-every, --restart-every at least 1s", ErrInvalidOptions)
 	}
 	if kind, err := o.Database.DriverName(); err != nil || kind != "postgres" {
 		return o, fmt.Errorf("%w: bench consistency needs --database-url of PostgreSQL with wal_level=logical (or none: a private one)", ErrInvalidOptions)
@@ -322,8 +331,10 @@ func (c *checker) run(ctx context.Context, parts *running) (stalls, restarts int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pace := newPacer(c.o.Writers, c.o.WriteRate)
 			for !done() {
 				fail(c.write(rctx))
+				pace.wait(rctx)
 			}
 		}()
 	}
@@ -331,8 +342,10 @@ func (c *checker) run(ctx context.Context, parts *running) (stalls, restarts int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pace := newPacer(c.o.Readers, c.o.ReadRate)
 			for !done() {
 				fail(c.read(rctx))
+				pace.wait(rctx)
 			}
 		}()
 	}
@@ -510,4 +523,31 @@ func (c *checker) warm(ctx context.Context, i int) error {
 	c.warms.Add(1)
 	c.ops.Add(1)
 	return nil
+}
+
+// pacer spaces one goroutine's operations so that n goroutines together
+// make rate per second (rate -1: no pacing).
+type pacer struct {
+	every time.Duration
+	next  time.Time
+}
+
+func newPacer(n, rate int) *pacer {
+	p := &pacer{next: time.Now()}
+	if rate > 0 {
+		p.every = time.Duration(n) * time.Second / time.Duration(rate)
+	}
+	return p
+}
+
+func (p *pacer) wait(ctx context.Context) {
+	if p.every == 0 {
+		return
+	}
+	p.next = p.next.Add(p.every)
+	if d := time.Until(p.next); d > 0 {
+		sleep(ctx, d)
+	} else {
+		p.next = time.Now()
+	}
 }

@@ -36,6 +36,8 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			&ucli.IntFlag{Name: "keys", Value: 200, Usage: "rows per cache (few keys: many races)"},
 			&ucli.IntFlag{Name: "writers", Value: 4, Usage: "concurrent writers"},
 			&ucli.IntFlag{Name: "readers", Value: 4, Usage: "concurrent readers"},
+			&ucli.IntFlag{Name: "read-rate", Value: 2000, Usage: "reads per second of all readers together; -1: no cap"},
+			&ucli.IntFlag{Name: "write-rate", Value: 300, Usage: "writes per second of all writers together; -1: no cap (then the figures measure a saturated worker's backlog)"},
 			&ucli.StringFlag{Name: "database-url", Usage: "postgres://... (wal_level=logical, REPLICATION role); default: a private PostgreSQL (stalls need it)"},
 			&ucli.BoolFlag{Name: "no-faults", Usage: "no stalls and no restarts"},
 			&ucli.BoolFlag{Name: "in-process", Usage: "run the worker and the change stream in this process (stopped by cancelling, not killed) instead of as processes of this binary killed with SIGKILL"},
@@ -87,7 +89,7 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			rep, err := bench.Consistency(c.Context, bench.ConsistencyOptions{
 				Parts:    parts,
 				RedisURL: url, Database: db, Operations: c.Int("operations"), Keys: c.Int("keys"),
-				Writers: c.Int("writers"), Readers: c.Int("readers"),
+				Writers: c.Int("writers"), Readers: c.Int("readers"), WriteRate: c.Int("write-rate"), ReadRate: c.Int("read-rate"),
 				Stalls: faults && c.String("database-url") == "", StallEvery: c.Duration("stall-every"), StallFor: c.Duration("stall-for"),
 				Restarts: faults, RestartEvery: c.Duration("restart-every"), Quiescence: c.Duration("quiescence"), Logger: logger,
 			})

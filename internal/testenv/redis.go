@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +55,10 @@ func NewRedis(t testing.TB) *Redis {
 		"--save", "", "--appendonly", "no", "--dir", dir, "--databases", "16", "--loglevel", "warning")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
+	// Killed with the test binary too: a test that times out (panics) runs
+	// no cleanup, and an orphaned server would keep every inherited file
+	// open (such as a lock the test run was started under).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}

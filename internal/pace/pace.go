@@ -266,7 +266,7 @@ type Pacer struct {
 }
 
 // New validates cfg and starts a pacer whose probe PINGs rdb until Stop.
-// The first batches wait for one short quiet window (about 40ms), which
+// The first batches wait for one short quiet window (about 20ms), which
 // finds out whether other clients are active before the maintenance starts.
 func New(rdb redis.UniversalClient, cfg Config) (*Pacer, error) {
 	if rdb == nil {

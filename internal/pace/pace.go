@@ -7,11 +7,12 @@
 // total_commands_processed (INFO stats) at its start, middle and end; what
 // was processed in each half, less the pacer's own probes, is the other
 // clients' command rate, and the smaller of the two counts (a burst of a
-// worker's own background fills one half, an application both). At or under IdleBelow (the worker's own background polls
-// are a few dozen a second) the server is idle: batches of MaxBatch run
-// back to back, with no pause and no rate rule, and maintenance runs at the
-// speed of unpaced maintenance but for the quiet windows (about 5% of the
-// time). A server whose INFO cannot be read counts as busy.
+// worker's own background fills one half, an application both). At or
+// under IdleBelow (the worker's own background polls are a few dozen a
+// second) the server is idle: batches of MaxBatch run back to back, with no
+// pause, no rate rule and no probe, and maintenance runs at the speed of
+// unpaced maintenance but for the quiet windows (about 5% of the time). A
+// server whose INFO cannot be read counts as busy.
 //
 // When other clients are there, what they feel is how long one command
 // holds Redis (a batch of 1,000 keys holds every other client for about a
@@ -39,9 +40,9 @@
 // tail latency is back within the budget; when it goes away, the next quiet
 // window finds the server idle and the maintenance runs at full speed again.
 //
-// The detection is a pure function of the counts (othersRate, and the state
-// change in setOthersLocked), so tests check "no other client, no pause"
-// and "another client, paced" without timing anything.
+// The detection is driven by the readings it is given (stepLocked,
+// countedLocked, othersRate), so tests check "no other client, no pause"
+// and "another client, paced" on a synthetic clock without timing anything.
 //
 // A nil *Pacer is valid and does nothing (unpaced maintenance).
 package pace
@@ -266,7 +267,7 @@ type Pacer struct {
 }
 
 // New validates cfg and starts a pacer whose probe PINGs rdb until Stop.
-// The first batches wait for one short quiet window (about 40ms), which
+// The first batches wait for one short quiet window (about 20ms), which
 // finds out whether other clients are active before the maintenance starts.
 func New(rdb redis.UniversalClient, cfg Config) (*Pacer, error) {
 	if rdb == nil {

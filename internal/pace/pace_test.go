@@ -362,7 +362,7 @@ func TestNilPacer(t *testing.T) {
 func TestQuietWindowsHoldBatches(t *testing.T) {
 	t.Parallel()
 	r := testenv.NewRedis(t)
-	p, err := New(r.Client, Config{CalibrateEvery: 400 * time.Millisecond, CalibrateFor: 30 * time.Millisecond})
+	p, err := New(r.Client, Config{CalibrateEvery: 400 * time.Millisecond, CalibrateFor: 15 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,8 +374,8 @@ func TestQuietWindowsHoldBatches(t *testing.T) {
 	}
 	d := time.Since(start)
 	p.Observe(0, 0)
-	if d < 30*time.Millisecond {
-		t.Fatalf("first batch after %s, want it held for the first quiet window (30ms)", d)
+	if d < 15*time.Millisecond {
+		t.Fatalf("first batch after %s, want it held for the first quiet window (15ms)", d)
 	}
 }
 

@@ -17,6 +17,11 @@ import (
 // 8 in it), and a short window costs the maintenance little (4%).
 const idleWindow = 40 * time.Millisecond
 
+// firstWindow bounds the first quiet window, which every job waits for
+// before its first batch: an application at 2,000 commands/s still sends
+// about 20 in each half.
+const firstWindow = 20 * time.Millisecond
+
 // maxWindow bounds a quiet window whatever happens (a batch that never
 // reports back, INFO that does not answer): the window then closes and the
 // server counts as busy.
@@ -89,11 +94,14 @@ func (p *Pacer) probeLoop(ctx context.Context) {
 	}
 }
 
-// windowLen is how long a quiet window counts commands: short on an idle
-// server and for the first window (which every job waits for),
+// windowLen is how long a quiet window counts commands: shortest for the
+// first window (which every job waits for), short on an idle server,
 // CalibrateFor (for the quiet probes) otherwise.
 func (p *Pacer) windowLen() time.Duration {
-	if p.idle || !p.measured {
+	switch {
+	case !p.measured:
+		return min(p.cfg.CalibrateFor, firstWindow)
+	case p.idle:
 		return min(p.cfg.CalibrateFor, idleWindow)
 	}
 	return p.cfg.CalibrateFor

@@ -148,3 +148,13 @@ def test_warm_through_the_worker_writes_the_rows(r, worker):
     p.warm("user", [1, 2, 3])
     ckenv.wait_until("warmed", lambda: r.exists("user:1", "user:2", "user:3") == 3)
     assert r.hgetall("user:2") == {b"id": b"2", b"email": b"user2@example.com", b"name": b"User 2"}
+
+
+def test_a_kind_no_worker_handles_is_dead_lettered_with_the_reason(r, worker):
+    p = Producer(r)
+    p.register(own_kind("app:nobody_handles"))
+    p.enqueue("app:nobody_handles", {"x": 1})
+    ckenv.wait_until("dead-lettered", lambda: len(p.dead_letters()) == 1)
+    dead = p.dead_letters()[0]
+    assert "app:nobody_handles" in dead.error and json.loads(dead.entry)["kind"] == "app:nobody_handles"
+    print("dead letter:", dead.error)

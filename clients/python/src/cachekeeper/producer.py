@@ -12,6 +12,7 @@ worker runs, they wait in the list and nothing is lost.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any, AsyncIterator, Awaitable, Dict, Generic, Iterable, Iterator, List, Optional, Sequence, TypeVar
 
 from . import _keys, entry, kinds
@@ -22,6 +23,30 @@ from .errors import FieldError, InvalidPayload
 R = TypeVar("R")
 
 _LPUSH_CHUNK = 1000  # values per LPUSH command inside one pipeline
+
+
+class DeadLetter:
+    """An entry the worker refused, newest first: the entry as pushed, why,
+    and when (``cachekeeper inbox dead`` lists, replays and purges them)."""
+
+    __slots__ = ("entry", "error", "time")
+
+    def __init__(self, entry: str, error: str, time: str) -> None:
+        self.entry = entry
+        self.error = error
+        self.time = time
+
+    def __repr__(self) -> str:
+        return "DeadLetter(error=%r, entry=%r)" % (self.error, self.entry)
+
+
+def _dead(raw: Any) -> DeadLetter:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    try:
+        d = json.loads(text)
+        return DeadLetter(str(d.get("entry", "")), str(d.get("error", "")), str(d.get("time", "")))
+    except (ValueError, AttributeError) as e:
+        return DeadLetter(text, "unreadable dead-letter record: %s" % e, "")
 
 
 class _Jobs(Generic[R]):
@@ -207,6 +232,11 @@ class Producer(_Jobs[int]):
             p.execute()
         return len(entries)
 
+    def dead_letters(self, count: int = 10) -> List[DeadLetter]:
+        """The newest entries the worker refused (a kind no worker handles,
+        say), with the reason."""
+        return [_dead(x) for x in self._redis.lrange(_keys.dead_letter(self.inbox_key), 0, count - 1)]
+
     @contextlib.contextmanager
     def batch(self) -> Iterator[Batch]:
         """Collect jobs and send them in one round trip when the block ends
@@ -252,6 +282,10 @@ class AsyncProducer(_Jobs[Awaitable[int]]):
 
     def _submit(self, entries: List[bytes]) -> Awaitable[int]:
         return self._push(entries)
+
+    async def dead_letters(self, count: int = 10) -> List[DeadLetter]:
+        """:meth:`Producer.dead_letters`."""
+        return [_dead(x) for x in await self._redis.lrange(_keys.dead_letter(self.inbox_key), 0, count - 1)]
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[Batch]:

@@ -67,6 +67,7 @@ class _Jobs(Generic[R]):
         owned_keys: Iterable[str],
         max_ids_per_entry: int,
         inbox_key: Optional[str] = None,
+        trace_context: bool = True,
     ) -> None:
         try:
             self._prefix = _keys.check_prefix(key_prefix)
@@ -83,6 +84,7 @@ class _Jobs(Generic[R]):
         if max_ids_per_entry < 1:
             raise InvalidPayload("max_ids_per_entry must be at least 1, got %d" % max_ids_per_entry)
         self._max_ids = max_ids_per_entry
+        self._trace = trace_context
 
     def _share(self, other: "_Jobs[Any]") -> None:
         self._prefix = other._prefix
@@ -92,6 +94,7 @@ class _Jobs(Generic[R]):
         self._caches = other._caches
         self._kinds = other._kinds
         self._max_ids = other._max_ids
+        self._trace = other._trace
 
     def _submit(self, entries: List[bytes]) -> R:
         raise NotImplementedError
@@ -110,7 +113,8 @@ class _Jobs(Generic[R]):
         if k is None:
             known = ", ".join(sorted(self._kinds))
             raise InvalidPayload('unknown kind "%s" (known: %s); declare your own with kinds.own_kind and register it' % (kind, known))
-        return [entry.build(k, args, options, self._rule, self._queues, self._caches)]
+        trace = entry.current_trace() if self._trace else ("", "")
+        return [entry.build(k, args, options, self._rule, self._queues, self._caches, trace)]
 
     def _split(self, kind: str, fixed: Dict[str, Any], field: str, values: Sequence[Any], size: int, options: Optional[Options]) -> List[bytes]:
         if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
@@ -206,6 +210,9 @@ class Producer(_Jobs[int]):
                             instead of waiting forever or being archived.
     owned_keys:             keys the workers own outside the prefix.
     max_ids_per_entry:      ids carried by one entry (default 1000).
+    trace_context:          give each entry the current OpenTelemetry span's
+                            traceparent, so the job's spans join the
+                            request's trace (when opentelemetry is installed).
     """
 
     def __init__(
@@ -218,8 +225,9 @@ class Producer(_Jobs[int]):
         caches: Optional[Iterable[str]] = None,
         owned_keys: Iterable[str] = (),
         max_ids_per_entry: int = 1000,
+        trace_context: bool = True,
     ) -> None:
-        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key)
+        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key, trace_context)
         self._redis = redis
 
     def _submit(self, entries: List[bytes]) -> int:
@@ -266,8 +274,9 @@ class AsyncProducer(_Jobs[Awaitable[int]]):
         caches: Optional[Iterable[str]] = None,
         owned_keys: Iterable[str] = (),
         max_ids_per_entry: int = 1000,
+        trace_context: bool = True,
     ) -> None:
-        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key)
+        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key, trace_context)
         self._redis = redis
 
     async def _push(self, entries: List[bytes]) -> int:

@@ -90,6 +90,7 @@ def test_gap_signal_after_redis_restarts_async():
         os.unlink(srv.socket)
         srv.proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", srv.socket, "--save", "", "--dir", srv.dir], stdout=subprocess.DEVNULL)
         await asyncio.wait_for(subscribed.wait(), 20)
+        ckenv.wait_until("restarted redis-server answers", srv._answers, 10)
         _publish(srv.client(), key="user:2")
         await asyncio.wait_for(task, 10)
         await sub_client.close()

@@ -57,8 +57,20 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until("redis-server socket", lambda: os.path.exists(self.socket), 10)
         self.url = "unix://" + self.socket
+        wait_until("redis-server answers", self._answers, 10)
+
+    def _answers(self) -> bool:
+        # The socket file exists a moment before the server accepts on it.
+        if not os.path.exists(self.socket):
+            return False
+        c = redis.Redis(unix_socket_path=self.socket, socket_timeout=1)
+        try:
+            return bool(c.ping())
+        except redis.exceptions.ConnectionError:
+            return False
+        finally:
+            c.close()
 
     def client(self, **kw: object) -> redis.Redis:
         return redis.Redis(unix_socket_path=self.socket, **kw)

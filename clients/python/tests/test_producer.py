@@ -38,6 +38,8 @@ BAD = [
     ("publish", ("c", "x"), {"options": Options(process_in=5, process_at=datetime.datetime.now(datetime.timezone.utc))}, "options.process_in"),
     ("publish", ("c", "x"), {"options": Options(task_id=" id")}, "options.task_id"),
     ("warm", ("user", list(range(1500))), {"options": Options(task_id="one")}, "options.task_id"),
+    ("publish", ("c", "x"), {"options": Options(traceparent="00-xyz")}, "traceparent"),
+    ("publish", ("c", "x"), {"options": Options(tracestate="k=v")}, "tracestate"),
 ]
 
 
@@ -148,3 +150,21 @@ def test_warm_through_the_worker_writes_the_rows(r, worker):
     p.warm("user", [1, 2, 3])
     ckenv.wait_until("warmed", lambda: r.exists("user:1", "user:2", "user:3") == 3)
     assert r.hgetall("user:2") == {b"id": b"2", b"email": b"user2@example.com", b"name": b"User 2"}
+
+
+def test_a_kind_no_worker_handles_is_dead_lettered_with_the_reason(r, worker):
+    p = Producer(r)
+    p.register(own_kind("app:nobody_handles"))
+    p.enqueue("app:nobody_handles", {"x": 1})
+    ckenv.wait_until("dead-lettered", lambda: len(p.dead_letters()) == 1)
+    dead = p.dead_letters()[0]
+    assert "app:nobody_handles" in dead.error and json.loads(dead.entry)["kind"] == "app:nobody_handles"
+    print("dead letter:", dead.error)
+
+
+def test_trace_context_rides_along(r):
+    p = Producer(r)
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    p.invalidate("user", [1], options=Options(traceparent=tp, tracestate="vendor=1"))
+    e = json.loads(r.lpop(p.inbox_key))
+    assert e["traceparent"] == tp and e["tracestate"] == "vendor=1" and "options" not in e

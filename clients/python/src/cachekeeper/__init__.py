@@ -21,7 +21,7 @@ from .entry import Options
 from .errors import CachekeeperError, FieldError, FunctionMissing, InvalidPayload, UnknownName
 from .events import AsyncSubscriber, Event, Subscriber
 from .kinds import Kind, own_kind
-from .producer import AsyncProducer, Batch, Producer
+from .producer import AsyncProducer, Batch, DeadLetter, Producer
 from .ratelimit import AsyncLimiter, Limiter, Result
 from .read import AsyncCache, Cache, render
 from .session import AsyncSessionStore, Session, SessionStore
@@ -37,6 +37,7 @@ __all__ = [
     "Batch",
     "Cache",
     "CachekeeperError",
+    "DeadLetter",
     "Event",
     "FieldError",
     "FunctionMissing",

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Dict, Optional, Sequence
+import re
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from . import _validate as v
 from ._keys import Rule
@@ -33,12 +34,15 @@ class Options:
     max_retry:  the retry budget, instead of the kind's.
     timeout:    bound of one run, instead of the kind's.
     retention:  keep the finished job (and its result) this long.
+    traceparent, tracestate: the W3C Trace Context the job's spans join
+                (by default the producer takes the current OpenTelemetry
+                span's, when opentelemetry is installed).
 
     A ``cache:warm`` entry with no options is coalesced by the worker with the
     other warms of its cache (cheap); give options to make it a job of its own.
     """
 
-    __slots__ = ("queue", "task_id", "process_in", "process_at", "max_retry", "timeout", "retention")
+    __slots__ = ("queue", "task_id", "process_in", "process_at", "max_retry", "timeout", "retention", "traceparent", "tracestate")
 
     def __init__(
         self,
@@ -49,6 +53,8 @@ class Options:
         max_retry: Optional[int] = None,
         timeout: Optional[v.Duration] = None,
         retention: Optional[v.Duration] = None,
+        traceparent: Optional[str] = None,
+        tracestate: Optional[str] = None,
     ) -> None:
         self.queue = queue
         self.task_id = task_id
@@ -57,6 +63,8 @@ class Options:
         self.max_retry = max_retry
         self.timeout = timeout
         self.retention = retention
+        self.traceparent = traceparent
+        self.tracestate = tracestate
 
     def wire(self, kind: str) -> Dict[str, Any]:
         """The options as the entry carries them; raises FieldError naming
@@ -105,6 +113,36 @@ class Options:
         return out
 
 
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def check_trace(kind: str, traceparent: str, tracestate: str) -> None:
+    """Refuse what the worker would dead-letter: a traceparent that is not
+    W3C's, or a tracestate without one."""
+    if not traceparent:
+        if tracestate:
+            raise FieldError(kind, "tracestate", "without traceparent: send both, or neither")
+        return
+    ok = _TRACEPARENT.match(traceparent) is not None
+    if ok:
+        version, trace_id, span_id, _ = traceparent.split("-")
+        ok = version != "ff" and trace_id != "0" * 32 and span_id != "0" * 16
+    if not ok:
+        raise FieldError(kind, "traceparent", '"%s" is not a W3C traceparent (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)' % traceparent)
+
+
+def current_trace() -> Tuple[str, str]:
+    """The current OpenTelemetry span's traceparent and tracestate, or empty
+    strings (no span, or opentelemetry not installed)."""
+    try:
+        from opentelemetry import propagate  # type: ignore[import-not-found]
+    except ImportError:
+        return "", ""
+    carrier: Dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", ""), carrier.get("tracestate", "")
+
+
 def build(
     kind: Kind,
     args: Dict[str, Any],
@@ -112,6 +150,7 @@ def build(
     rule: Rule,
     queues: Optional[Sequence[str]] = None,
     caches: Optional[Sequence[str]] = None,
+    trace: Tuple[str, str] = ("", ""),
 ) -> bytes:
     """Check one job and return its entry, ready to push. Raises
     :class:`InvalidPayload` (a :class:`FieldError` naming the field, or an
@@ -131,6 +170,14 @@ def build(
     entry: Dict[str, Any] = {"kind": kind.name, "args": wire_args}
     if wire_opts:
         entry["options"] = wire_opts
+    traceparent, tracestate = trace
+    if options is not None and (options.traceparent or options.tracestate):
+        traceparent, tracestate = options.traceparent or "", options.tracestate or ""
+    check_trace(kind.name, traceparent, tracestate)
+    if traceparent:
+        entry["traceparent"] = traceparent
+        if tracestate:
+            entry["tracestate"] = tracestate
     try:
         return json.dumps(entry, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as e:

@@ -12,6 +12,7 @@ worker runs, they wait in the list and nothing is lost.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any, AsyncIterator, Awaitable, Dict, Generic, Iterable, Iterator, List, Optional, Sequence, TypeVar
 
 from . import _keys, entry, kinds
@@ -22,6 +23,30 @@ from .errors import FieldError, InvalidPayload
 R = TypeVar("R")
 
 _LPUSH_CHUNK = 1000  # values per LPUSH command inside one pipeline
+
+
+class DeadLetter:
+    """An entry the worker refused, newest first: the entry as pushed, why,
+    and when (``cachekeeper inbox dead`` lists, replays and purges them)."""
+
+    __slots__ = ("entry", "error", "time")
+
+    def __init__(self, entry: str, error: str, time: str) -> None:
+        self.entry = entry
+        self.error = error
+        self.time = time
+
+    def __repr__(self) -> str:
+        return "DeadLetter(error=%r, entry=%r)" % (self.error, self.entry)
+
+
+def _dead(raw: Any) -> DeadLetter:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    try:
+        d = json.loads(text)
+        return DeadLetter(str(d.get("entry", "")), str(d.get("error", "")), str(d.get("time", "")))
+    except (ValueError, AttributeError) as e:
+        return DeadLetter(text, "unreadable dead-letter record: %s" % e, "")
 
 
 class _Jobs(Generic[R]):
@@ -42,6 +67,7 @@ class _Jobs(Generic[R]):
         owned_keys: Iterable[str],
         max_ids_per_entry: int,
         inbox_key: Optional[str] = None,
+        trace_context: bool = True,
     ) -> None:
         try:
             self._prefix = _keys.check_prefix(key_prefix)
@@ -58,6 +84,7 @@ class _Jobs(Generic[R]):
         if max_ids_per_entry < 1:
             raise InvalidPayload("max_ids_per_entry must be at least 1, got %d" % max_ids_per_entry)
         self._max_ids = max_ids_per_entry
+        self._trace = trace_context
 
     def _share(self, other: "_Jobs[Any]") -> None:
         self._prefix = other._prefix
@@ -67,6 +94,7 @@ class _Jobs(Generic[R]):
         self._caches = other._caches
         self._kinds = other._kinds
         self._max_ids = other._max_ids
+        self._trace = other._trace
 
     def _submit(self, entries: List[bytes]) -> R:
         raise NotImplementedError
@@ -85,7 +113,8 @@ class _Jobs(Generic[R]):
         if k is None:
             known = ", ".join(sorted(self._kinds))
             raise InvalidPayload('unknown kind "%s" (known: %s); declare your own with kinds.own_kind and register it' % (kind, known))
-        return [entry.build(k, args, options, self._rule, self._queues, self._caches)]
+        trace = entry.current_trace() if self._trace else ("", "")
+        return [entry.build(k, args, options, self._rule, self._queues, self._caches, trace)]
 
     def _split(self, kind: str, fixed: Dict[str, Any], field: str, values: Sequence[Any], size: int, options: Optional[Options]) -> List[bytes]:
         if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
@@ -181,6 +210,9 @@ class Producer(_Jobs[int]):
                             instead of waiting forever or being archived.
     owned_keys:             keys the workers own outside the prefix.
     max_ids_per_entry:      ids carried by one entry (default 1000).
+    trace_context:          give each entry the current OpenTelemetry span's
+                            traceparent, so the job's spans join the
+                            request's trace (when opentelemetry is installed).
     """
 
     def __init__(
@@ -193,8 +225,9 @@ class Producer(_Jobs[int]):
         caches: Optional[Iterable[str]] = None,
         owned_keys: Iterable[str] = (),
         max_ids_per_entry: int = 1000,
+        trace_context: bool = True,
     ) -> None:
-        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key)
+        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key, trace_context)
         self._redis = redis
 
     def _submit(self, entries: List[bytes]) -> int:
@@ -206,6 +239,11 @@ class Producer(_Jobs[int]):
                 p.lpush(self.inbox_key, *entries[i : i + _LPUSH_CHUNK])
             p.execute()
         return len(entries)
+
+    def dead_letters(self, count: int = 10) -> List[DeadLetter]:
+        """The newest entries the worker refused (a kind no worker handles,
+        say), with the reason."""
+        return [_dead(x) for x in self._redis.lrange(_keys.dead_letter(self.inbox_key), 0, count - 1)]
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[Batch]:
@@ -236,8 +274,9 @@ class AsyncProducer(_Jobs[Awaitable[int]]):
         caches: Optional[Iterable[str]] = None,
         owned_keys: Iterable[str] = (),
         max_ids_per_entry: int = 1000,
+        trace_context: bool = True,
     ) -> None:
-        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key)
+        self._setup(key_prefix, queues, caches, owned_keys, max_ids_per_entry, inbox_key, trace_context)
         self._redis = redis
 
     async def _push(self, entries: List[bytes]) -> int:
@@ -252,6 +291,10 @@ class AsyncProducer(_Jobs[Awaitable[int]]):
 
     def _submit(self, entries: List[bytes]) -> Awaitable[int]:
         return self._push(entries)
+
+    async def dead_letters(self, count: int = 10) -> List[DeadLetter]:
+        """:meth:`Producer.dead_letters`."""
+        return [_dead(x) for x in await self._redis.lrange(_keys.dead_letter(self.inbox_key), 0, count - 1)]
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[Batch]:

@@ -369,3 +369,26 @@ func TestEarlyRefreshEnqueuesOneRewarm(t *testing.T) {
 		t.Fatalf("%d jobs, want exactly one rewarm", q.Size)
 	}
 }
+
+// A fill of a cache with tags adds the key to its tag sets first, as the
+// worker's warm does, so a tag invalidation finds it.
+func TestFillJoinsTagSets(t *testing.T) {
+	t.Parallel()
+	r := testenv.NewRedis(t)
+	b := setup(t, r.Client, func(c *config.Config, _ *cache.Options) {
+		s := c.Caches["user"]
+		s.Tags = []string{"active:{active}"}
+		c.Caches["user"] = s
+	})
+	ctx := context.Background()
+	if _, err := b.reader.Get(ctx, "user", 1); err != nil {
+		t.Fatal(err)
+	}
+	tagSet := keys.Default().Tag("active:true")
+	if !r.Client.SIsMember(ctx, tagSet, "user:1").Val() || r.Client.Exists(ctx, "user:1").Val() != 1 {
+		t.Fatalf("tag set %s = %v, key cached %d", tagSet, r.Client.SMembers(ctx, tagSet).Val(), r.Client.Exists(ctx, "user:1").Val())
+	}
+	if ttl := r.Client.PTTL(ctx, tagSet).Val(); ttl <= time.Hour {
+		t.Fatalf("tag set ttl %s, want longer than the keys' 1h", ttl)
+	}
+}

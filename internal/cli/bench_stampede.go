@@ -20,7 +20,8 @@ func benchStampedeCommand(io IO) *ucli.Command {
 			"                 slow-fill race: --race-keys keys read with a --fill-pause between read and write while each\n" +
 			"                 key's row is updated and invalidated at a random moment within --race-window: stale_keys.\n" +
 			"  leases         the same through the read path (package cache), each reader acting as its own process\n" +
-			"                 (leases across processes, no single flight in the process); bursts alternate with naive's.\n" +
+			"                 (leases across processes, no single flight in the process); bursts alternate with naive's;\n" +
+			"                 hit_burst_p99_ms is the same readers on the key once filled (what a burst of hits costs).\n" +
 			"  refresh_ahead  one key read --read-rate times a second for --duration, its TTL --ttl, with the worker's\n" +
 			"                 refresh_ahead on, beside the same reads of a cache without it: misses_at_expiry (reads after\n" +
 			"                 the first that were not hits) against baseline_misses_at_expiry.\n" +

@@ -72,7 +72,7 @@ func DemoInvalidate(ctx context.Context, client *tasks.Client, rdb redis.Univers
 	if err := rdb.LPush(ctx, keys.Default().Inbox(), entry).Err(); err != nil {
 		return err
 	}
-	say("pushed onto the inbox, as redis-cli LPUSH %s '%s' would", keys.Default().Inbox(), entry)
+	say("pushed onto the inbox, as redis-cli LPUSH %s '%s' would (one cache's ids without options: coalesced with other such invalidations into one fenced batch, no job)", keys.Default().Inbox(), entry)
 	e, err = waitEvent(ctx, received, func(e events.Event) bool {
 		return e.Type == events.TypeInvalidated && slices.Contains(e.IDs, "2")
 	})
@@ -107,7 +107,11 @@ func describeEvent(e events.Event) string {
 	if e.Pattern != "" {
 		s += " pattern=" + e.Pattern
 	}
-	return s + fmt.Sprintf(" keys=%d task=%s", e.KeyCount, e.TaskID)
+	s += fmt.Sprintf(" keys=%d", e.KeyCount)
+	if e.TaskID == "" {
+		return s + " (coalesced, no job)"
+	}
+	return s + " task=" + e.TaskID
 }
 
 func waitEvent(ctx context.Context, ch <-chan events.Event, match func(events.Event) bool) (events.Event, error) {

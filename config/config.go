@@ -176,11 +176,8 @@ const (
 )
 
 // EnvVars lists every environment variable Load reads, for --help.
-var EnvVars = []string{EnvRedisURL, EnvDatabaseURL, EnvLogLevel, EnvLogFormat, EnvConcurrency, EnvServers, EnvMetricsAddr, EnvEventsChannel}
-
-// EnvRedisTLSVars are the redis.tls variables Load reads too (documented in
-// docs/reliability.md and in the flags' help).
-var EnvRedisTLSVars = []string{EnvRedisTLSCAFile, EnvRedisTLSCertFile, EnvRedisTLSKeyFile, EnvRedisTLSServerName}
+var EnvVars = []string{EnvRedisURL, EnvDatabaseURL, EnvLogLevel, EnvLogFormat, EnvConcurrency, EnvServers, EnvMetricsAddr, EnvEventsChannel,
+	EnvRedisTLSCAFile, EnvRedisTLSCertFile, EnvRedisTLSKeyFile, EnvRedisTLSServerName}
 
 // ApplyEnv overrides fields from environment variables (env is os.Getenv in
 // production, a map lookup in tests).

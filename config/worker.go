@@ -46,10 +46,9 @@ type WorkerConfig struct {
 	// or IdleWait passes, and polls every 5ms while it is on, so a job is
 	// picked up within milliseconds and an idle worker sends a few Redis
 	// commands a second. The forwarder of scheduled and retry jobs then
-	// reads each set's earliest due time instead of running asynq's script
-	// every delayed_task_check_interval. 0 turns it off: the servers poll
-	// every task_check_interval, as asynq does. At most 10s (a job handed
-	// out after a wait starts with that much less of its first lease).
+	// reads each set's earliest due time (about every 750ms and 5s) and runs
+	// asynq's script only when a job is due. 0 turns it off: the servers poll
+	// every task_check_interval, as asynq does. At most 10s.
 	IdleWait time.Duration `yaml:"idle_wait"`
 	// RecoverAfter is how long an active job's lease may go without being
 	// extended, while no live worker lists it, before any worker hands it
@@ -135,7 +134,7 @@ func (w *WorkerConfig) setDefaults() {
 	w.ShutdownTimeout = 30 * time.Second
 	w.TaskCheckInterval = time.Second
 	w.EmptyQueueBackoff = 10 * time.Millisecond
-	w.IdleWait = 5 * time.Second
+	w.IdleWait = 10 * time.Second
 	w.RecoverAfter = 10 * time.Second
 	w.DelayedTaskCheckInterval = 250 * time.Millisecond
 	w.MetricsAddr = ":9090"

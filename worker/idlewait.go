@@ -30,10 +30,9 @@ import (
 // on, a job enqueued on an idle worker is picked up within milliseconds,
 // and the idle worker costs a sweep per server per IdleWait.
 //
-// asynq computes a job's lease (30s from the dequeue call) before calling,
-// so a job handed out after a wait starts with that much less of its first
-// lease, which asynq's heartbeat extends every 5 seconds: IdleWait is
-// capped well below the lease (config: at most 10s).
+// asynq computes a job's lease (30s from the dequeue call) before calling;
+// after a wait the hook moves it to 30s from the moment the call runs
+// (refreshLease), so a job handed out after a wait keeps its whole lease.
 //
 // The same hook spares the forwarder's polls (asynq moves due scheduled and
 // retry jobs to pending with one script call per queue and state, every
@@ -69,11 +68,14 @@ type dueState struct {
 	checked  time.Time
 }
 
-// Recheck intervals of the forwarder's sets: a job scheduled sooner than
-// this by another process is moved up to this late (asynq's own default is
-// 5s; retries are scheduled at least 15s ahead).
+// Recheck intervals of the forwarder's sets. A job scheduled after a check
+// is seen at the next one, which runs the script at once if it is due: with
+// the forwarder's calls every delayed_task_check_interval (250ms), a
+// scheduled job starts within 1s of its due time, as without the hook.
+// Retries are scheduled at least 15s ahead (asynq's retry delay), so a
+// check every 5s sees each before it is due.
 const (
-	forwardRecheckScheduled = 2 * time.Second
+	forwardRecheckScheduled = 750 * time.Millisecond
 	forwardRecheckRetry     = 5 * time.Second
 )
 
@@ -149,7 +151,9 @@ func (h idleHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 func (h idleHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if q, ok := dequeueQueue(cmd); ok {
-			h.iw.waitIfIdle()
+			if h.iw.waitIfIdle() {
+				refreshLease(cmd)
+			}
 			err := next(ctx, cmd)
 			switch {
 			case errors.Is(err, redis.Nil):
@@ -167,14 +171,14 @@ func (h idleHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 // waitIfIdle waits, when every queue was found empty, until one may have a
-// job, IdleWait passes, or the worker stops.
-func (iw *idleWait) waitIfIdle() {
+// job, IdleWait passes, or the worker stops. It reports whether it waited.
+func (iw *idleWait) waitIfIdle() bool {
 	iw.mu.Lock()
 	idle := len(iw.empty) == len(iw.queues)
 	wake := iw.wake
 	iw.mu.Unlock()
 	if !idle || iw.isStopped() {
-		return
+		return false
 	}
 	t := time.NewTimer(iw.wait)
 	defer t.Stop()
@@ -182,6 +186,27 @@ func (iw *idleWait) waitIfIdle() {
 	case <-wake:
 	case <-t.C:
 	case <-iw.stopped:
+	}
+	return true
+}
+
+// asynqLease is asynq's lease of a dequeued job (rdb.LeaseDuration).
+const asynqLease = 30 * time.Second
+
+// refreshLease moves the lease expiry asynq put in a dequeue call (ARGV[1],
+// unix seconds, computed before the call) to now plus asynq's lease, so
+// that a job handed out after a wait gets its whole lease in Redis. asynq's
+// processor keeps the earlier expiry in memory, which only makes it renew
+// sooner (its heartbeat extends every lease each 5s).
+func refreshLease(cmd redis.Cmder) {
+	args := cmd.Args()
+	if len(args) < 8 {
+		return
+	}
+	if old, ok := args[7].(int64); ok {
+		if now := time.Now().Add(asynqLease).Unix(); now > old {
+			args[7] = now
+		}
 	}
 }
 

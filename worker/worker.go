@@ -255,6 +255,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.idle != nil {
 			// The idle wait does the waiting (idlewait.go).
 			sc.TaskCheckInterval = min(sc.TaskCheckInterval, idlePoll)
+			if i > 0 {
+				// One janitor per process is enough to delete expired
+				// finished jobs, as one forwarder is.
+				sc.JanitorInterval = time.Minute
+			}
 		}
 		srv := asynq.NewServer(w.serverConnOpt(), sc)
 		if err := srv.Start(w.handler); err != nil {
@@ -384,10 +389,19 @@ func (w *Worker) startFastLane() error {
 	sc.StrictPriority = false
 	sc.TaskCheckInterval = fl.TaskCheckInterval
 	if w.idle != nil {
-		// The main servers forward due jobs, cheaply (idlewait.go).
+		// The main servers forward due jobs, cheaply (idlewait.go), and
+		// delete expired finished ones.
 		sc.DelayedTaskCheckInterval = time.Minute
+		sc.JanitorInterval = time.Minute
 	}
-	srv := asynq.NewServer(w.tapped(lane.connOpt(w.connOpt)), sc)
+	base := w.connOpt
+	if w.idle != nil {
+		// While every queue is idle the lane waits with the main servers
+		// (its own wait then polls Redis every fast_lane.wait); the idle
+		// hook is outermost, so it sees the lane's answers.
+		base = w.idle.connOpt(base)
+	}
+	srv := asynq.NewServer(w.tapped(lane.connOpt(base)), sc)
 	if err := srv.Start(w.handler); err != nil {
 		return fmt.Errorf("start worker fast lane: %w", err)
 	}

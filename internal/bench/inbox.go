@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -194,16 +195,9 @@ func startInvEnv(ctx context.Context, rdb, producer redis.UniversalClient, opts 
 	}()
 	e.stop = func() error {
 		cancel()
-		return errors2(<-done, <-done)
+		return errors.Join(<-done, <-done)
 	}
 	return e, nil
-}
-
-func errors2(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // blockingClient opens a client of its own like rdb, for blocking commands.
@@ -378,5 +372,5 @@ func (e *invEnv) close(ctx context.Context) error {
 	if len(names) > 0 {
 		e.rdb.Unlink(ctx, names...)
 	}
-	return errors2(err, iter.Err())
+	return errors.Join(err, iter.Err())
 }

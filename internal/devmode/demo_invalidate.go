@@ -72,7 +72,7 @@ func DemoInvalidate(ctx context.Context, client *tasks.Client, rdb redis.Univers
 	if err := rdb.LPush(ctx, keys.Default().Inbox(), entry).Err(); err != nil {
 		return err
 	}
-	say("pushed onto the inbox, as redis-cli LPUSH %s '%s' would", keys.Default().Inbox(), entry)
+	say("pushed onto the inbox, as redis-cli LPUSH %s '%s' would (one cache's ids without options: coalesced with other such invalidations into one fenced batch, no job)", keys.Default().Inbox(), entry)
 	e, err = waitEvent(ctx, received, func(e events.Event) bool {
 		return e.Type == events.TypeInvalidated && slices.Contains(e.IDs, "2")
 	})
@@ -80,7 +80,6 @@ func DemoInvalidate(ctx context.Context, client *tasks.Client, rdb redis.Univers
 		return err
 	}
 	say("subscriber got: %s", describeEvent(e))
-	say("an entry of one cache's ids without options joins the cache's pending invalidations: a worker deletes them in fenced batches, one script call for many writes")
 
 	// 4. By pattern: SCAN + UNLINK (fenced: these are cache keys), never KEYS.
 	info, err = client.InvalidatePattern(ctx, "user:*")
@@ -108,11 +107,11 @@ func describeEvent(e events.Event) string {
 	if e.Pattern != "" {
 		s += " pattern=" + e.Pattern
 	}
+	s += fmt.Sprintf(" keys=%d", e.KeyCount)
 	if e.TaskID == "" {
-		// A coalesced invalidation: a batch of pending ids, not a job.
-		return s + fmt.Sprintf(" keys=%d (coalesced batch)", e.KeyCount)
+		return s + " (coalesced, no job)"
 	}
-	return s + fmt.Sprintf(" keys=%d task=%s", e.KeyCount, e.TaskID)
+	return s + " task=" + e.TaskID
 }
 
 func waitEvent(ctx context.Context, ch <-chan events.Event, match func(events.Event) bool) (events.Event, error) {

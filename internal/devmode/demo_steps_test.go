@@ -46,7 +46,7 @@ func TestDemoStepsOnEmbeddedServices(t *testing.T) {
 			want: []string{
 				"subscriber got: cache.invalidated cache=user ids=[1] keys=1",
 				"user:1 exists: 0",
-				"subscriber got: cache.invalidated cache=user ids=[2] keys=1 (coalesced batch)",
+				"subscriber got: cache.invalidated cache=user ids=[2] keys=1 (coalesced, no job)",
 				"subscriber got: cache.invalidated pattern=user:* keys=1",
 				"user:3 exists: 0",
 			},

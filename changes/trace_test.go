@@ -10,8 +10,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/cachekeeper/cachekeeper/config"
 	"github.com/cachekeeper/cachekeeper/changes"
+	"github.com/cachekeeper/cachekeeper/config"
 )
 
 // With a tracer provider, each transaction that changes a followed table

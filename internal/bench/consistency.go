@@ -82,8 +82,10 @@ type ConsistencyOptions struct {
 	// Quiescence is how long the checker waits after the run before it
 	// compares every cached row with the database (default 3s).
 	Quiescence time.Duration
-	// NewReader builds the readers' read path (default: cache-aside, a miss
-	// reads the database and asks for a coalesced warm).
+	// ReadPath is the readers' read path: ReadLeases or ReadCacheAside
+	// (default). NewReader, when set, replaces it.
+	ReadPath string
+	// NewReader builds the readers' read path instead of ReadPath.
 	NewReader func(ReaderEnv) (Reader, error)
 	// Logger receives progress lines at info level.
 	Logger *slog.Logger
@@ -119,6 +121,7 @@ type PathFigures struct {
 // ConsistencyReport is the checker's result.
 type ConsistencyReport struct {
 	Operations           int           `json:"operations"`
+	ReadPath             string        `json:"read_path"`
 	Seconds              float64       `json:"seconds"`
 	StaleAfterQuiescence int           `json:"stale_after_quiescence"`
 	Stalls               int           `json:"stalls"`
@@ -282,8 +285,13 @@ func (c *checker) prepare(ctx context.Context) error {
 
 func (c *checker) newReader() (Reader, error) {
 	env := ReaderEnv{Redis: c.e.rdb, DB: c.e.db, Client: c.e.client, Config: c.e.cfg}
-	if c.o.NewReader != nil {
+	switch {
+	case c.o.NewReader != nil:
 		return c.o.NewReader(env)
+	case c.o.ReadPath == ReadLeases:
+		return LeaseReader(env)
+	case c.o.ReadPath != "" && c.o.ReadPath != ReadCacheAside:
+		return nil, fmt.Errorf("bench consistency: unknown read path %q (one of %v)", c.o.ReadPath, ReadPaths)
 	}
 	return &cacheAside{env: env, keyOf: func(cache, id string) string { return c.e.prefix + cache + ":" + id }, tables: c.tables}, nil
 }

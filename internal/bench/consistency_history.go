@@ -180,7 +180,7 @@ func (c *checker) quiesce(ctx context.Context) error {
 // history's figures.
 func (c *checker) report(ctx context.Context) (*ConsistencyReport, error) {
 	figs := c.hist.figures()
-	rep := &ConsistencyReport{Operations: int(c.ops.Load())}
+	rep := &ConsistencyReport{Operations: int(c.ops.Load()), ReadPath: c.o.ReadPath}
 	for _, cache := range []string{"item", "app"} {
 		var rows []struct {
 			ID      int64 `db:"id"`

@@ -24,7 +24,7 @@ func TestConsistencyShort(t *testing.T) {
 	defer cancel()
 	rep, err := bench.Consistency(ctx, bench.ConsistencyOptions{
 		RedisURL: r.URL, Database: config.DatabaseConfig{URL: pg.URL("postgres")},
-		Operations: 20000, Keys: 40, Writers: 3, Readers: 3, WriteRate: -1, ReadRate: -1,
+		Operations: 20000, Keys: 40, Writers: 3, Readers: 3, WriteRate: -1, ReadRate: -1, ReadPath: bench.ReadLeases,
 		Stalls: true, StallEvery: time.Second, StallFor: 300 * time.Millisecond,
 		Restarts: true, RestartEvery: time.Second, Quiescence: time.Second,
 	})

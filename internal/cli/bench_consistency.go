@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,7 +23,7 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			"writers that commit version+1 of a row and invalidate through every path (stream: direct SQL seen by\n" +
 			"the change stream; client: the Go client's cache:invalidate after the commit, rewarm on every other\n" +
 			"write; inbox: an inbox entry; tag: cache:invalidate_tag; pattern: cache:invalidate_pattern), readers\n" +
-			"(cache-aside: HGET, on a miss the database and a coalesced warm), warms of every kind (by ids,\n" +
+			"(--reader: leases through package cache, or cache-aside: HGET, on a miss the database and a coalesced warm), warms of every kind (by ids,\n" +
 			"coalesced, warm_all), and faults: synchronous-replication stalls (a standby named that never connects,\n" +
 			"only on the private PostgreSQL), and the change stream and the worker, processes of this binary, killed\n" +
 			"with SIGKILL and started again (--in-process: in this process, stopped by cancelling).\n" +
@@ -36,6 +38,7 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			&ucli.IntFlag{Name: "keys", Value: 200, Usage: "rows per cache (few keys: many races)"},
 			&ucli.IntFlag{Name: "writers", Value: 4, Usage: "concurrent writers"},
 			&ucli.IntFlag{Name: "readers", Value: 4, Usage: "concurrent readers"},
+			&ucli.StringFlag{Name: "reader", Value: bench.ReadLeases, Usage: "the readers' read path: leases (package cache: a lease per miss, fenced fill) or cache-aside (HGET; on a miss the database and a coalesced warm)"},
 			&ucli.IntFlag{Name: "read-rate", Value: 2000, Usage: "reads per second of all readers together; -1: no cap"},
 			&ucli.IntFlag{Name: "write-rate", Value: 300, Usage: "writes per second of all writers together; -1: no cap (then the figures measure a saturated worker's backlog)"},
 			&ucli.StringFlag{Name: "database-url", Usage: "postgres://... (wal_level=logical, REPLICATION role); default: a private PostgreSQL (stalls need it)"},
@@ -54,6 +57,9 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			logger, err := benchLogger(c, io)
 			if err != nil {
 				return err
+			}
+			if r := c.String("reader"); !slices.Contains(bench.ReadPaths, r) {
+				return usagef("--reader %q: write one of %s", r, strings.Join(bench.ReadPaths, ", "))
 			}
 			faults := !c.Bool("no-faults")
 			db := config.DatabaseConfig{URL: c.String("database-url")}
@@ -89,7 +95,7 @@ func benchConsistencyCommand(io IO) *ucli.Command {
 			rep, err := bench.Consistency(c.Context, bench.ConsistencyOptions{
 				Parts:    parts,
 				RedisURL: url, Database: db, Operations: c.Int("operations"), Keys: c.Int("keys"),
-				Writers: c.Int("writers"), Readers: c.Int("readers"), WriteRate: c.Int("write-rate"), ReadRate: c.Int("read-rate"),
+				ReadPath: c.String("reader"), Writers: c.Int("writers"), Readers: c.Int("readers"), WriteRate: c.Int("write-rate"), ReadRate: c.Int("read-rate"),
 				Stalls: faults && c.String("database-url") == "", StallEvery: c.Duration("stall-every"), StallFor: c.Duration("stall-for"),
 				Restarts: faults, RestartEvery: c.Duration("restart-every"), Quiescence: c.Duration("quiescence"), Logger: logger,
 			})
@@ -123,7 +129,7 @@ func printConsistency(io IO, format string, rep *bench.ConsistencyReport) error 
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write results: %w", err)
 	}
-	_, err := fmt.Fprintf(io.Stdout, "operations=%d seconds=%.1f warms=%d stalls=%d restarts=%d stale_after_quiescence=%d\n",
-		rep.Operations, rep.Seconds, rep.Warms, rep.Stalls, rep.Restarts, rep.StaleAfterQuiescence)
+	_, err := fmt.Fprintf(io.Stdout, "read_path=%s operations=%d seconds=%.1f warms=%d stalls=%d restarts=%d stale_after_quiescence=%d\n",
+		rep.ReadPath, rep.Operations, rep.Seconds, rep.Warms, rep.Stalls, rep.Restarts, rep.StaleAfterQuiescence)
 	return err
 }

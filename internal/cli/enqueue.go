@@ -97,7 +97,7 @@ func enqueueFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "at", Usage: "run at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z)"},
 		&ucli.StringFlag{Name: "queue", Usage: "queue instead of the kind's default (critical, default, low)"},
 		&ucli.StringFlag{Name: "task-id", Usage: "task id; a second task with the same id is refused"},
-		&ucli.BoolFlag{Name: "wait", Usage: "wait until the task finishes; exit 1 if it failed or was archived"},
+		&ucli.BoolFlag{Name: "wait", Usage: "wait until the task finishes; exit 1 if it failed, was archived or (a warm) reported ids the database rejects"},
 		&ucli.DurationFlag{Name: "wait-timeout", Usage: "give up waiting after this long (0: wait as long as it takes)"},
 		outputFlag(),
 	}

@@ -114,7 +114,7 @@ func DemoFencedWrite(ctx context.Context, client *tasks.Client, rdb redis.Univer
 	last := gate.shown
 	gate.mu.Unlock()
 	if last >= 0 && before > last {
-		say("%v other writes were refused since the last round: warms in flight when a pattern or tag invalidation fenced the whole cache or tag have all their writes refused (cache misses, never stale values)", before-last)
+		say("%v other writes were refused since the last round: a warm still in flight when an invalidation of its keys ran (by id, pattern or tag) has those writes refused (cache misses, never stale values)", before-last)
 	}
 	if _, err := client.WarmCacheIDs(ctx, "user", []string{"30"}); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/cachekeeper/cachekeeper/events"
 	"github.com/cachekeeper/cachekeeper/internal/keys"
 	"github.com/cachekeeper/cachekeeper/tasks"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -46,10 +47,14 @@ func DemoInvalidate(ctx context.Context, client *tasks.Client, rdb redis.Univers
 	say := func(format string, a ...any) { fmt.Fprintf(out, "[invalidate] "+format+"\n", a...) }
 
 	// 1. Something to invalidate.
-	if _, err := client.WarmCacheIDs(ctx, "user", []string{"1", "2", "3"}); err != nil {
+	// Wait for the warm job itself, not for the keys: the previous step's
+	// warm_all cached them already, and a warm still in flight when the
+	// invalidations below run would have its writes refused (fenced).
+	warm, err := client.WarmCacheIDs(ctx, "user", []string{"1", "2", "3"}, tasks.Retention(time.Minute))
+	if err != nil {
 		return err
 	}
-	if err := waitCached(ctx, rdb, "user:1", "user:2", "user:3"); err != nil {
+	if _, err := waitDone(ctx, asynq.NewInspectorFromRedisClient(rdb), warm); err != nil {
 		return err
 	}
 	say("users 1-3 cached; user:1 = %v", rdb.HGetAll(ctx, "user:1").Val())

@@ -223,7 +223,12 @@ func TestIdleWorkerBacksOffWhileRedisRefusesWrites(t *testing.T) {
 	if err := b.redis.Client.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return b.worker.DequeueErr() != nil })
+	// An idle worker waits on its queues (worker.idle_wait, 10s by default)
+	// rather than polling them: it finds the refusal when that wait ends and
+	// its servers poll, so within idle_wait plus a poll.
+	noticed := time.Now()
+	waitFor(t, 15*time.Second, func() bool { return b.worker.DequeueErr() != nil })
+	t.Logf("the refusal was noticed after %s", time.Since(noticed).Round(time.Millisecond))
 	time.Sleep(dequeueSettle)
 	refused := rate()
 	t.Logf("idle worker: %.0f commands/s with Redis healthy, %.0f/s while it refuses writes (%v)", healthy, refused, b.worker.DequeueErr())

@@ -54,7 +54,9 @@ func TestRedisOutOfMemory(t *testing.T) {
 	}
 	full := time.Now()
 	var body string
-	took := waitUntil(t, 10*time.Second, "/readyz 503 while jobs cannot be dequeued", func() bool {
+	// An idle worker waits on its queues (worker.idle_wait, 10s) instead of
+	// polling them: it finds the refusal when that wait ends.
+	took := waitUntil(t, 15*time.Second, "/readyz 503 while jobs cannot be dequeued", func() bool {
 		code, b := readyz(metrics)
 		body = b
 		return code == http.StatusServiceUnavailable && strings.Contains(b, "jobs cannot be dequeued")

@@ -36,28 +36,9 @@ const MaxWarmCacheIDs = coalesce.MaxAddIDs
 // `cachekeeper queues` report ids pending for a cache no running worker
 // serves (a misspelt name).
 func (c *Client) WarmCache(ctx context.Context, cache string, ids ...any) error {
-	if c.keyErr != nil {
-		return fmt.Errorf("tasks: %w", c.keyErr)
-	}
-	if len(ids) > MaxWarmCacheIDs {
-		return fieldErr(KindWarm, "ids", "WarmCache takes at most %d ids per call, got %d", MaxWarmCacheIDs, len(ids))
-	}
-	a := WarmArgs{Cache: cache, IDs: make(IDs, len(ids))}
-	for i, id := range ids {
-		s, err := ID(id)
-		if err != nil {
-			return err
-		}
-		a.IDs[i] = s
-	}
-	if err := a.Validate(); err != nil {
+	a := WarmArgs{Cache: cache}
+	if err := c.pendingIDs(KindWarm, "WarmCache", cache, ids, &a.IDs, func() error { return a.Validate() }); err != nil {
 		return err
-	}
-	if err := c.checkCache(cache); err != nil {
-		return err
-	}
-	if c.offline {
-		return ErrOffline
 	}
 	if last, ok := c.registered.Load(cache); !ok || time.Since(last.(time.Time)) > registryRefresh {
 		if err := c.rdb.SAdd(ctx, c.keys.WarmCaches(), cache).Err(); err != nil {
@@ -92,24 +73,39 @@ const MaxInvalidateIDs = coalesce.MaxAddIDs
 // The client's key prefix (WithKeyPrefix) must be the workers' key_prefix,
 // and cache a cache the workers configure, with a key made of the id alone.
 func (c *Client) Invalidate(ctx context.Context, cache string, ids ...any) error {
+	if len(ids) == 0 {
+		return fieldErr(KindInvalidate, "ids", "give at least one id")
+	}
+	a := InvalidateArgs{Cache: cache}
+	if err := c.pendingIDs(KindInvalidate, "Invalidate", cache, ids, &a.IDs, func() error { return a.Validate() }); err != nil {
+		return err
+	}
+	if err := coalesce.Add(ctx, c.rdb, coalesce.InvalidateSet(c.keys, cache), a.IDs); err != nil {
+		return fmt.Errorf("invalidate %s: add to the pending set: %w", cache, err)
+	}
+	return nil
+}
+
+// pendingIDs checks a call that adds ids to a cache's pending set (WarmCache,
+// Invalidate): the client's key prefix, at most coalesce.MaxAddIDs ids, each
+// id, the payload (validate, once *dst holds the ids) and the cache name; it
+// refuses an offline client.
+func (c *Client) pendingIDs(kind, call, cache string, ids []any, dst *IDs, validate func() error) error {
 	if c.keyErr != nil {
 		return fmt.Errorf("tasks: %w", c.keyErr)
 	}
-	if len(ids) > MaxInvalidateIDs {
-		return fieldErr(KindInvalidate, "ids", "Invalidate takes at most %d ids per call, got %d", MaxInvalidateIDs, len(ids))
+	if len(ids) > coalesce.MaxAddIDs {
+		return fieldErr(kind, "ids", "%s takes at most %d ids per call, got %d", call, coalesce.MaxAddIDs, len(ids))
 	}
-	a := InvalidateArgs{Cache: cache, IDs: make(IDs, len(ids))}
+	*dst = make(IDs, len(ids))
 	for i, id := range ids {
 		s, err := ID(id)
 		if err != nil {
 			return err
 		}
-		a.IDs[i] = s
+		(*dst)[i] = s
 	}
-	if len(a.IDs) == 0 {
-		return fieldErr(KindInvalidate, "ids", "give at least one id")
-	}
-	if err := a.Validate(); err != nil {
+	if err := validate(); err != nil {
 		return err
 	}
 	if err := c.checkCache(cache); err != nil {
@@ -117,9 +113,6 @@ func (c *Client) Invalidate(ctx context.Context, cache string, ids ...any) error
 	}
 	if c.offline {
 		return ErrOffline
-	}
-	if err := coalesce.Add(ctx, c.rdb, coalesce.InvalidateSet(c.keys, cache), a.IDs); err != nil {
-		return fmt.Errorf("invalidate %s: add to the pending set: %w", cache, err)
 	}
 	return nil
 }

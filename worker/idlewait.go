@@ -160,6 +160,12 @@ func (h idleHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 				h.iw.markEmpty(q)
 			case err == nil:
 				h.iw.markBusy(q)
+			default:
+				// Redis failed the dequeue (out of memory, a lost
+				// connection): what q holds is unknown, so every server
+				// polls (the dequeue backoff paces it) instead of waiting,
+				// and sees at once when Redis takes dequeues again.
+				h.iw.notify(q)
 			}
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +52,7 @@ func NewCluster(t testing.TB, masters, replicas int) *Cluster {
 	var busPorts []int
 	for i := 0; i < n; i++ {
 		dir := t.TempDir()
-		port, bus := FreePort(t), FreePort(t)
+		port, bus := clusterPort(t), clusterPort(t)
 		cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
 			"--cluster-port", fmt.Sprint(bus), "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 			"--cluster-node-timeout", fmt.Sprint(ClusterNodeTimeout.Milliseconds()), "--cluster-replica-validity-factor", "0",
@@ -197,6 +198,26 @@ func redisServer(t testing.TB) string {
 		t.Skip("redis-server not on PATH")
 	}
 	return bin
+}
+
+// clusterPort returns a loopback TCP port below the kernel's ephemeral
+// range (32768 and up on Linux) that was free a moment ago. A cluster node
+// binds two ports some time after they are chosen; a port from FreePort is
+// an ephemeral one, which any outgoing connection of a parallel test may
+// take meanwhile (the node then exits: "bind: Address already in use").
+func clusterPort(t testing.TB) int {
+	t.Helper()
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken: try another
+		}
+		_ = l.Close()
+		return p
+	}
+	t.Fatal("no free loopback port in 20000-31999")
+	return 0
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
